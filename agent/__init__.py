@@ -1,0 +1,1 @@
+"""biomedgpt.agent: the LangGraph assistant (graph, planner, back ends, sessions, Jupyter)."""

@@ -1,0 +1,95 @@
+"""The ``biomedgpt`` command line: ``biomedgpt --help`` lists every command.
+
+Each area registers its commands from a module in ``biomedgpt/commands/`` that defines
+``register(app)``; this file only builds the app, the global flags and the error policy:
+an expected failure (``BiomedGPTError``) prints one clear line and exits 1; ``--debug`` (or
+``BIOMEDGPT_DEBUG=1``) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import sys
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from biomedgpt import __version__
+
+_STATE = {"debug": os.environ.get("BIOMEDGPT_DEBUG", "") not in ("", "0", "false")}
+
+
+def _describe(error: BaseException) -> str:
+    from biomedgpt.model.errors import BiomedGPTError
+
+    if isinstance(error, BiomedGPTError):
+        return f"error: {error}"
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    name = type(error).__name__
+    return f"unexpected error ({name}): {error} — run with --debug for the traceback"
+
+
+class _Group(TyperGroup):
+    """Turns exceptions from any sub-command into one line on stderr and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - this is the error policy
+            if _STATE["debug"]:
+                raise
+            typer.echo(_describe(error), err=True)
+            raise typer.Exit(130 if isinstance(error, KeyboardInterrupt) else 1) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="biomedgpt: a biomedical research assistant (molecules, proteins, literature), offline first.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"biomedgpt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+) -> None:
+    if debug:
+        _STATE["debug"] = True
+
+
+def _register_commands() -> None:
+    import biomedgpt.commands as commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"biomedgpt.commands.{info.name}")
+        module.register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="biomedgpt")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

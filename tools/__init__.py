@@ -1,0 +1,1 @@
+"""biomedgpt.tools: PubChem, UniProt, literature store and the evidence tools the agent calls."""
