@@ -7,6 +7,7 @@ Everything is offline; loopback servers are started by the tests that need them.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ _HOME_HOLDER: dict[str, Path] = {}
 
 def pytest_configure(config: pytest.Config) -> None:
     # Set before any test module imports biomedgpt, so cached settings see the test home.
-    base = Path(config._tmp_path_factory.mktemp("biomedgpt-session", numbered=True))  # type: ignore[attr-defined]
+    base = Path(tempfile.mkdtemp(prefix="biomedgpt-tests-"))
     home = base / "home"
     home.mkdir()
     cfg = base / "config.toml"
@@ -40,10 +41,18 @@ def biomedgpt_home() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_settings(monkeypatch: pytest.MonkeyPatch):
+def _fresh_settings():
     """Each test sees settings rebuilt from its own environment."""
     from biomedgpt.settings import reset_settings
 
     reset_settings()
     yield
     reset_settings()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    home = _HOME_HOLDER.get("home")
+    if home is not None:
+        shutil.rmtree(home.parent, ignore_errors=True)

