@@ -1,5 +1,78 @@
 """biomedgpt.model: the BioMedGPT architecture (GIN + ESM-2 + adaptors + Llama-family LM).
 
-Public API (filled in as modules land): ``featurize_smiles``, ``load_model``, ``load_official``.
-This package imports nothing from tools/, training/ or agent/.
+Use::
+
+    from biomedgpt.model import load_model, load_official, featurize_smiles
+    model = load_model("mini")          # "tiny" for tests, or a folder saved by save_pretrained
+    model.ask("What is this molecule?", smiles="CN1C=NC2=C1C(=O)N(C(=O)N2C)C")
+    model.config.trained                # False until the mini encoders are trained and shipped
+
+Names are loaded lazily (PEP 562) so importing the package does not import torch-geometric,
+transformers or RDKit until used. This package imports nothing from tools/, training/ or agent/.
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+_LAZY = {
+    "featurize_smiles": ("biomedgpt.model.molecule", "featurize_smiles"),
+    "GINEncoder": ("biomedgpt.model.molecule", "GINEncoder"),
+    "BioMedGPT": ("biomedgpt.model.biomedgpt", "BioMedGPT"),
+    "BioMedGPTConfig": ("biomedgpt.model.config", "BioMedGPTConfig"),
+    "get_preset": ("biomedgpt.model.config", "get_preset"),
+    "PRESETS": ("biomedgpt.model.config", "PRESETS"),
+    "load_official": ("biomedgpt.model.checkpoint", "load_official"),
+    "save_pretrained": ("biomedgpt.model.checkpoint", "save_pretrained"),
+    "load_pretrained": ("biomedgpt.model.checkpoint", "load_pretrained"),
+    "load_lm": ("biomedgpt.model.lm", "load_lm"),
+    "load_text_chat_model": ("biomedgpt.model.lm", "load_text_chat_model"),
+    "weights_report": ("biomedgpt.model.weights", "weights_report"),
+}
+
+__all__ = ["load_model", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module_name, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module_name), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'biomedgpt.model' has no attribute {name!r}")
+
+
+def load_model(name_or_path: str = "mini", *, device: str = "cpu", dtype: Any = None) -> Any:
+    """A ready ``BioMedGPT`` in eval mode: "mini", "tiny", or a folder saved by ``save_pretrained``.
+
+    "mini" uses the shipped trained encoders when the package has them; otherwise they are freshly
+    initialised with a fixed seed and ``model.config.trained`` is False. ``dtype`` None means float32
+    on CPU and bfloat16 on CUDA. The released 10B model loads with ``load_official`` instead.
+    """
+    from biomedgpt.model.checkpoint import load_pretrained
+    from biomedgpt.model.config import PRESETS, get_preset
+    from biomedgpt.model.errors import ConfigError
+    from biomedgpt.model.lm import load_lm, resolve_dtype
+    from biomedgpt.model.weights import mini_weights_dir, shipped_mini_available
+
+    if name_or_path == "biomedgpt-10b":
+        raise ConfigError("the biomedgpt-10b preset loads from the released files: use "
+                          "load_official(checkpoint, lm_dir, esm_dir)")
+    if name_or_path == "mini" and shipped_mini_available():
+        return load_pretrained(mini_weights_dir(), device=device, dtype=dtype)
+    if name_or_path in PRESETS:
+        from biomedgpt.model.biomedgpt import BioMedGPT
+
+        config = get_preset(name_or_path)
+        torch_dtype = resolve_dtype(dtype if dtype is not None else config.lm.dtype, device)
+        llm, tokenizer = load_lm(config.lm, torch_dtype)
+        model = BioMedGPT(config, llm, tokenizer)
+        return model.to(device=device, dtype=torch_dtype).eval()
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return load_pretrained(path, device=device, dtype=dtype)
+    known = ", ".join(p for p in PRESETS if p != "biomedgpt-10b")
+    raise ConfigError(f"unknown model {name_or_path!r}: not a preset ({known}) and not a saved model folder")

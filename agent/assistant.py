@@ -1,0 +1,248 @@
+"""The Python API: ``from biomedgpt import Assistant; Assistant().ask("Describe aspirin", session="s1")``.
+
+``ask`` returns an :class:`AskResult` whose ``to_json()`` is exactly what ``biomedgpt ask --json``
+prints: ``{answer, citations: [{label, source, url, title}], tool_calls: [{name, args, ok, error}],
+artifacts}``. A named session is stored in ``BIOMEDGPT_HOME/sessions.sqlite`` and resumes from the
+CLI, Python and Jupyter alike; without a name the conversation lives only in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from biomedgpt.model.errors import InputError
+from biomedgpt.settings import Settings, get_settings
+
+#: Plan rounds per question before the graceful end.
+DEFAULT_MAX_STEPS = 6
+
+
+@dataclass
+class AskResult:
+    """One answered question; ``to_dict()`` has the keys of ``ask --json``."""
+
+    answer: str
+    citations: list[dict] = field(default_factory=list)
+    tool_calls: list[dict] = field(default_factory=list)
+    artifacts: dict[str, list[dict]] = field(default_factory=dict)
+    session: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"answer": self.answer, "citations": self.citations, "tool_calls": self.tool_calls,
+                "artifacts": self.artifacts}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, default=str)
+
+    def _repr_html_(self) -> str:
+        from biomedgpt.agent.jupyter import render_html
+
+        return render_html(self)
+
+    def __str__(self) -> str:
+        return self.answer
+
+
+@dataclass
+class Event:
+    """One streamed event: ``tool_call``, ``tool_result``, ``progress``, ``token`` or ``result``."""
+
+    kind: str
+    data: Any
+
+
+def result_from_state(values: dict[str, Any], session: str | None = None) -> AskResult:
+    """Build the result of the last question from the graph's state."""
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    from biomedgpt.agent.graph import ANSWER_NAME, turn_messages
+    from biomedgpt.agent.state import ARTIFACT_KINDS
+
+    turn = turn_messages(values.get("messages") or [])
+    answer = next((m for m in reversed(turn) if isinstance(m, AIMessage) and m.name == ANSWER_NAME), None)
+    results = {m.tool_call_id: m for m in turn if isinstance(m, ToolMessage)}
+    calls = []
+    for message in turn:
+        if isinstance(message, AIMessage):
+            for call in message.tool_calls:
+                reply = results.get(call["id"])
+                ok = reply is not None and reply.status != "error"
+                error = None if ok else (str(reply.content) if reply is not None else "not run")
+                calls.append({"name": call["name"], "args": call["args"], "ok": ok, "error": error})
+    return AskResult(
+        answer=str(answer.content) if answer is not None else "",
+        citations=list(answer.additional_kwargs.get("citations", [])) if answer is not None else [],
+        tool_calls=calls,
+        artifacts={kind: list(values.get(kind) or []) for kind in ARTIFACT_KINDS},
+        session=session,
+    )
+
+
+class Assistant:
+    """The biomedical research assistant: ask questions, keep sessions, run scripts.
+
+    ``llm`` may be a LangChain chat model (with ``bind_tools``) or a back-end spec such as
+    ``"openai:gpt-4o"``; by default ``settings.llm`` (``BIOMEDGPT_LLM``) decides. ``tools`` replaces
+    the default tool set (tests, custom deployments).
+    """
+
+    def __init__(self, settings: Settings | None = None, llm: Any = None, *, tools: Sequence[Any] | None = None,
+                 max_steps: int = DEFAULT_MAX_STEPS) -> None:
+        self.settings = settings or get_settings()
+        self._llm_arg = llm
+        self._tools = list(tools) if tools is not None else None
+        self.max_steps = max_steps
+        self._lock = threading.Lock()
+        self._chat_model: Any = None
+        self._chat_ready = False
+        self._store: Any = None
+        self._graphs: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ set-up
+
+    @property
+    def backend(self) -> str:
+        """The back end's name as shown to users (``offline``, ``openai:MODEL``, …)."""
+        if self._llm_arg is None:
+            return self.settings.llm
+        if isinstance(self._llm_arg, str):
+            return self._llm_arg
+        return type(self._llm_arg).__name__
+
+    def chat_model(self) -> Any:
+        if not self._chat_ready:
+            if self._llm_arg is None or isinstance(self._llm_arg, str):
+                from biomedgpt.agent.backends import make_chat_model
+
+                self._chat_model = make_chat_model(self._llm_arg, self.settings)
+            else:
+                self._chat_model = self._llm_arg
+            self._chat_ready = True
+        return self._chat_model
+
+    def store(self):
+        """The session store (``BIOMEDGPT_HOME/sessions.sqlite``), opened on first use."""
+        if self._store is None:
+            from biomedgpt.agent.session import open_store
+
+            self._store = open_store(self.settings)
+        return self._store
+
+    def graph(self, persistent: bool = True):
+        """The compiled graph; ``persistent`` picks the SQLite checkpointer over an in-memory one."""
+        key = "sqlite" if persistent else "memory"
+        with self._lock:
+            if key not in self._graphs:
+                from langgraph.checkpoint.memory import InMemorySaver
+
+                from biomedgpt.agent.graph import build_graph
+
+                saver = self.store().saver if persistent else InMemorySaver()
+                self._graphs[key] = build_graph(self._tools, checkpointer=saver)
+            return self._graphs[key]
+
+    def _prepare(self, question: str, session: str | None):
+        from langchain_core.messages import HumanMessage
+
+        from biomedgpt.agent.context import Context
+        from biomedgpt.agent.graph import recursion_limit
+        from biomedgpt.agent.session import check_session_name
+
+        if not isinstance(question, str) or not question.strip():
+            raise InputError(f"question {question!r} is empty; ask something, e.g. 'Describe aspirin'")
+        if session is not None:
+            check_session_name(session)
+        graph = self.graph(persistent=session is not None)
+        thread = session or f"ask-{uuid.uuid4().hex}"
+        config = {"configurable": {"thread_id": thread}, "recursion_limit": recursion_limit(self.max_steps)}
+        context = Context(chat_model=self.chat_model(), backend=self.backend, max_steps=self.max_steps,
+                          offline=self.settings.offline)
+        return graph, config, context, {"messages": [HumanMessage(question.strip())]}
+
+    # ------------------------------------------------------------------ asking
+
+    def ask(self, question: str, session: str | None = None) -> AskResult:
+        """Answer ``question`` (with memory of ``session`` when given)."""
+        result = None
+        for event in self.stream(question, session=session):
+            if event.kind == "result":
+                result = event.data
+        assert result is not None
+        return result
+
+    async def aask(self, question: str, session: str | None = None) -> AskResult:
+        """``ask`` without blocking the event loop (the graph runs in a worker thread)."""
+        return await asyncio.to_thread(self.ask, question, session)
+
+    def stream(self, question: str, session: str | None = None) -> Iterator[Event]:
+        """Answer ``question`` step by step: tool calls, progress messages, tokens, then the result."""
+        from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
+        from langgraph.errors import GraphRecursionError
+
+        graph, config, context, inputs = self._prepare(question, session)
+        try:
+            for mode, chunk in graph.stream(inputs, config, context=context,
+                                            stream_mode=["updates", "messages", "custom"]):
+                if mode == "custom":
+                    message = chunk.get("progress") if isinstance(chunk, dict) else chunk
+                    yield Event("progress", str(message))
+                elif mode == "messages":
+                    message, meta = chunk
+                    if (isinstance(message, AIMessageChunk) and meta.get("langgraph_node") == "plan"
+                            and isinstance(message.content, str) and message.content):
+                        yield Event("token", message.content)
+                elif mode == "updates":
+                    for node, update in (chunk or {}).items():
+                        for message in (update or {}).get("messages", []) if isinstance(update, dict) else []:
+                            if isinstance(message, AIMessage) and node == "plan":
+                                for call in message.tool_calls:
+                                    yield Event("tool_call", {"name": call["name"], "args": call["args"]})
+                            elif isinstance(message, ToolMessage):
+                                yield Event("tool_result", {"name": message.name, "ok": message.status != "error",
+                                                            "error": None if message.status != "error"
+                                                            else str(message.content)})
+        except GraphRecursionError:
+            # Backstop only: the graph ends itself at max_steps. Answer from what the state holds.
+            values = graph.get_state(config).values
+            from biomedgpt.agent.answer import citations_for, compose_answer, sources_from_state
+
+            text = compose_answer(question, values, [], limited_after=self.max_steps)
+            result = result_from_state(values, session)
+            result.answer = text
+            result.citations = citations_for(text, sources_from_state(values))
+            yield Event("result", result)
+            return
+        values = graph.get_state(config).values
+        yield Event("result", result_from_state(values, session))
+
+    # ------------------------------------------------------------------ sessions and scripts
+
+    def sessions(self) -> list:
+        """The stored sessions, newest first (``SessionInfo(name, turns, last_question, updated)``)."""
+        return self.store().sessions()
+
+    def history(self, session: str) -> list:
+        """The questions and answers of ``session`` (``Turn(question, answer, citations)``)."""
+        from biomedgpt.agent.session import check_session_name
+
+        return self.store().history(check_session_name(session))
+
+    def run(self, script: str | Path | dict, out: str | Path | None = None, resume: bool = False,
+            progress: bool = False):
+        """Run a YAML script (path, YAML text already parsed to a dict, or ``Script``); see ``agent/script.py``."""
+        from biomedgpt.agent.script import run_script
+
+        return run_script(self, script, out=out, resume=resume, progress=progress)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+            self._graphs.clear()

@@ -1,0 +1,205 @@
+"""Jupyter: ``%load_ext biomedgpt``, then ``%biomed QUESTION`` or a ``%%biomed`` cell.
+
+Results render as HTML: RDKit SVG depictions (``rdMolDraw2D``) of the molecules, property tables,
+protein summaries, and citations as links to PubChem, UniProt and PubMed. The magics share one
+session per kernel, so a follow-up in the next cell ("what is its molecular weight?") remembers;
+``%biomed --session NAME ...`` (or ``-s NAME``) switches to a named session, e.g. one started with
+``biomedgpt chat --session NAME``. ``render_html(result)`` is also what ``AskResult`` shows in a
+notebook.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import shlex
+import uuid
+from typing import Any
+
+from biomedgpt.agent.answer import LABEL_PATTERN
+
+_STATE: dict[str, Any] = {"assistant": None, "session": None}
+
+_CSS = """<style>
+.biomedgpt{font-family:system-ui,sans-serif;line-height:1.45;max-width:960px}
+.biomedgpt .answer{white-space:pre-wrap;margin:.3em 0 .8em}
+.biomedgpt table{border-collapse:collapse;margin:.3em 0;font-size:.9em}
+.biomedgpt td,.biomedgpt th{border:1px solid #ddd;padding:2px 8px;text-align:left;vertical-align:top}
+.biomedgpt .mols{display:flex;flex-wrap:wrap;gap:12px}
+.biomedgpt figure{margin:0;text-align:center;font-size:.85em}
+.biomedgpt .model{background:#fff7e0;border-left:3px solid #e0a800;padding:4px 8px}
+.biomedgpt .error{color:#a40000}
+</style>"""
+
+
+def depict_svg(smiles: str, size: tuple[int, int] = (260, 200)) -> str | None:
+    """An SVG depiction of ``smiles`` drawn with RDKit's ``rdMolDraw2D``; None when it does not parse."""
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem.Draw import rdMolDraw2D
+
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromSmiles(smiles or "")
+    if mol is None:
+        return None
+    drawer = rdMolDraw2D.MolDraw2DSVG(*size)
+    rdMolDraw2D.PrepareAndDrawMolecule(drawer, mol)
+    drawer.FinishDrawing()
+    svg = drawer.GetDrawingText()
+    return re.sub(r"<\?xml[^>]*\?>\s*", "", svg)
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value if value is not None else ""))
+
+
+def _link_labels(text: str, citations: list[dict]) -> str:
+    """Escape the answer and turn its ``[label]`` citations into links."""
+    urls = {c["label"]: c.get("url") or "" for c in citations}
+
+    def link(match: re.Match) -> str:
+        parts = []
+        for part in re.split(r"[;,]\s*", match.group(1)):
+            url = urls.get(part)
+            parts.append(f'<a href="{_e(url)}" target="_blank">{_e(part)}</a>' if url else _e(part))
+        return "[" + "; ".join(parts) + "]"
+
+    escaped = html.escape(text)
+    return re.sub(r"\[([^\[\]\n]{1,80})\]",
+                  lambda m: link(m) if any(LABEL_PATTERN.match(p.strip()) for p in re.split(r"[;,]\s*", m.group(1)))
+                  else m.group(0), escaped)
+
+
+def _molecules(artifacts: dict[str, list[dict]]) -> list[tuple[str, str]]:
+    seen: list[tuple[str, str]] = []
+    for c in artifacts.get("compounds", []):
+        if c.get("smiles"):
+            seen.append((c["smiles"], f"{c.get('title') or ''} (PubChem CID {c['cid']})".strip()))
+    for p in artifacts.get("properties", []):
+        seen.append((p["smiles"], "query structure"))
+    for a in artifacts.get("model_answers", []):
+        if (a.get("inputs") or {}).get("smiles"):
+            seen.append((a["inputs"]["smiles"], "model input"))
+    for h in artifacts.get("similar", [])[:4]:
+        if h.get("smiles"):
+            seen.append((h["smiles"], f"{h.get('name') or h.get('id')} (similarity {h.get('similarity', 0):.2f})"))
+    unique, keys = [], set()
+    for smiles, caption in seen:
+        if smiles not in keys:
+            keys.add(smiles)
+            unique.append((smiles, caption))
+    return unique[:8]
+
+
+def _properties_table(props: dict) -> str:
+    rows = [("formula", props.get("formula")), ("average mass (Da)", props.get("average_mass")),
+            ("exact mass (Da)", props.get("exact_mass")), ("Crippen logP", props.get("logp")),
+            ("TPSA (Å²)", props.get("tpsa")), ("H-bond donors", props.get("h_bond_donors")),
+            ("H-bond acceptors", props.get("h_bond_acceptors")), ("rotatable bonds", props.get("rotatable_bonds")),
+            ("rings / aromatic", f"{props.get('rings')} / {props.get('aromatic_rings')}"),
+            ("Lipinski", "passes" if props.get("lipinski_pass") else f"fails ({props.get('lipinski_violations')})")]
+    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(round(v, 3) if isinstance(v, float) else v)}</td></tr>"
+                   for k, v in rows)
+    return f"<table><caption>Computed with RDKit: <code>{_e(props.get('smiles'))}</code> [RDKit]</caption>{body}</table>"
+
+
+def _protein_summary(p: dict) -> str:
+    url = f"https://www.uniprot.org/uniprotkb/{p['accession']}/entry"
+    rows = [("name", p.get("protein_name")), ("genes", ", ".join(p.get("gene_names") or [])),
+            ("organism", p.get("organism")), ("length", p.get("length")), ("family", p.get("family")),
+            ("location", ", ".join((p.get("subcellular_locations") or [])[:6])),
+            ("function", (p.get("function") or "")[:600])]
+    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows if v)
+    return (f'<table><caption><a href="{url}" target="_blank">UniProt {_e(p["accession"])}</a></caption>'
+            f"{body}</table>")
+
+
+def render_html(result: Any) -> str:
+    """The HTML of an ``AskResult``: answer with linked citations, depictions, tables, sources."""
+    artifacts = result.artifacts or {}
+    parts = [_CSS, '<div class="biomedgpt">', f'<div class="answer">{_link_labels(result.answer, result.citations)}</div>']
+    molecules = _molecules(artifacts)
+    if molecules:
+        figures = []
+        for smiles, caption in molecules:
+            svg = depict_svg(smiles)
+            if svg:
+                figures.append(f"<figure>{svg}<figcaption>{_e(caption)}</figcaption></figure>")
+        parts.append(f'<div class="mols">{"".join(figures)}</div>')
+    for props in artifacts.get("properties", []):
+        parts.append(_properties_table(props))
+    for protein in artifacts.get("proteins", []):
+        parts.append(_protein_summary(protein))
+    for answer in artifacts.get("model_answers", []):
+        note = "model output, not a database fact" + ("" if answer.get("trained", True)
+                                                      else "; untrained encoders — not evidence")
+        parts.append(f'<div class="model"><b>BioMedGPT</b> ({_e(note)}): {_e(answer.get("text"))}</div>')
+    failed = [c for c in result.tool_calls if not c.get("ok")]
+    if failed:
+        items = "".join(f"<li>{_e(c['name'])}: {_e((c.get('error') or '')[:300])}</li>" for c in failed)
+        parts.append(f'<div class="error"><b>Could not look up</b><ul>{items}</ul></div>')
+    if result.citations:
+        items = "".join(
+            f'<li><a href="{_e(c["url"])}" target="_blank">[{_e(c["label"])}]</a> {_e(c.get("title"))}</li>'
+            if c.get("url") else f"<li>[{_e(c['label'])}] {_e(c.get('title'))}</li>"
+            for c in result.citations)
+        parts.append(f"<div><b>Sources</b><ul>{items}</ul></div>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _assistant():
+    if _STATE["assistant"] is None:
+        from biomedgpt.agent.assistant import Assistant
+
+        _STATE["assistant"] = Assistant()
+    if _STATE["session"] is None:
+        _STATE["session"] = f"jupyter-{uuid.uuid4().hex[:8]}"
+    return _STATE["assistant"]
+
+
+def _split_options(line: str) -> tuple[str | None, str]:
+    """``--session NAME rest`` / ``-s NAME rest`` → (NAME, rest)."""
+    stripped = line.strip()
+    for flag in ("--session", "-s"):
+        if stripped.startswith(flag + " ") or stripped.startswith(flag + "="):
+            rest = stripped[len(flag):].lstrip(" =")
+            try:
+                name = shlex.split(rest)[0]
+            except (ValueError, IndexError):
+                return None, stripped
+            return name, rest[rest.find(name) + len(name):].strip()
+    return None, stripped
+
+
+def biomed(line: str, cell: str | None = None):
+    """``%biomed QUESTION`` / ``%%biomed`` cell: ask in this notebook's session and show the result."""
+    from IPython.display import HTML, display
+
+    from biomedgpt.model.errors import BiomedGPTError
+
+    session, question = _split_options(line)
+    assistant = _assistant()
+    if session:
+        _STATE["session"] = session
+    if cell is not None and cell.strip():
+        question = (question + "\n" + cell).strip()
+    if not question:
+        display(HTML(f"<p>Session <code>{_e(_STATE['session'])}</code>. Ask with <code>%biomed QUESTION</code>.</p>"))
+        return None
+    try:
+        result = assistant.ask(question, session=_STATE["session"])
+    except BiomedGPTError as error:
+        display(HTML(f'<div class="biomedgpt error">error: {_e(error)}</div>'))
+        return None
+    display(HTML(render_html(result)))
+    return None
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register ``%biomed`` and ``%%biomed`` (``%load_ext biomedgpt``)."""
+    ipython.register_magic_function(biomed, magic_kind="line_cell", magic_name="biomed")
+
+
+def current_session() -> str | None:
+    """The session the magics use in this kernel."""
+    return _STATE["session"]

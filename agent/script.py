@@ -1,0 +1,262 @@
+"""Scripted look-ups: ``biomedgpt run SCRIPT.yaml [--out report.md|report.jsonl] [--resume]``.
+
+A script is YAML::
+
+    session: nsaid-profile          # optional; steps share memory
+    vars:
+      compounds: [aspirin, ibuprofen, "CC(C)Cc1ccc(cc1)C(C)C(=O)O"]
+    steps:
+      - ask: "Describe {item} and give its molecular weight"
+        for_each: compounds
+      - ask: "Which of them has the highest logP?"
+
+Why it is built this way: a long run must survive a failing look-up (the step's error is recorded
+and the run goes on) and an interruption (after every step the state file next to the report is
+rewritten atomically; ``--resume`` skips the steps that finished). The report holds every step's
+answer, citations, tool calls and error. Python: ``Assistant().run("script.yaml", out="r.md")``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import string
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from biomedgpt.model.errors import BiomedGPTError, InputError
+
+REPORT_FORMATS = (".md", ".jsonl")
+
+
+class Step(BaseModel):
+    """One step: a question template, optionally repeated for each item of a list variable."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ask: str = Field(min_length=1)
+    for_each: str | None = None
+    name: str | None = None
+
+
+class Script(BaseModel):
+    """A parsed script (``session``, ``vars``, ``steps``; ``title`` is optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = None
+    session: str | None = None
+    vars: dict[str, Any] = Field(default_factory=dict)
+    steps: list[Step] = Field(min_length=1)
+
+
+@dataclass
+class PlannedStep:
+    """A concrete question of the run, with a stable id (``2`` or ``1.3`` for for_each items)."""
+
+    id: str
+    question: str
+
+
+@dataclass
+class StepResult:
+    """What one step produced; ``ok`` is False when it failed (``error`` says why)."""
+
+    id: str
+    question: str
+    ok: bool
+    answer: str = ""
+    citations: list[dict] = field(default_factory=list)
+    tool_calls: list[dict] = field(default_factory=list)
+    error: str | None = None
+    resumed: bool = False
+
+
+@dataclass
+class RunReport:
+    """The result of a script run."""
+
+    title: str
+    session: str
+    steps: list[StepResult]
+    out: str | None = None
+
+    @property
+    def failed(self) -> list[StepResult]:
+        return [s for s in self.steps if not s.ok]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_markdown(self) -> str:
+        lines = [f"# {self.title}", "",
+                 f"Session `{self.session}` · {len(self.steps)} steps · {len(self.steps) - len(self.failed)} ok · "
+                 f"{len(self.failed)} failed", ""]
+        for step in self.steps:
+            lines += [f"## {step.id}. {step.question}", ""]
+            if step.ok:
+                lines += [step.answer, ""]
+            else:
+                lines += [f"**Error:** {step.error}", ""]
+            if step.citations:
+                lines.append("**Sources**")
+                for c in step.citations:
+                    title = f" {c['title']}" if c.get("title") else ""
+                    link = f" — <{c['url']}>" if c.get("url") else ""
+                    lines.append(f"- [{c['label']}]{title}{link}")
+                lines.append("")
+            if step.tool_calls:
+                calls = ", ".join(f"{c['name']} {'ok' if c['ok'] else 'failed'}" for c in step.tool_calls)
+                lines += [f"**Tool calls:** {calls}", ""]
+        return "\n".join(lines).rstrip() + "\n"
+
+    def to_jsonl(self) -> str:
+        return "".join(json.dumps(asdict(step), ensure_ascii=False, default=str) + "\n" for step in self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"title": self.title, "session": self.session, "out": self.out,
+                "steps": [asdict(step) for step in self.steps]}
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_script(source: str | Path | dict | Script) -> tuple[Script, str]:
+    """Parse a script from a path, a dict or a ``Script``; returns it and a display name."""
+    if isinstance(source, Script):
+        return source, source.title or "script"
+    name = "script"
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"script {str(source)!r} does not exist")
+        name = path.name
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            raise InputError(f"script {path} is not valid YAML: {error}") from error
+    else:
+        data = source
+    if not isinstance(data, dict):
+        raise InputError(f"script {name} must be a mapping with 'steps' (and optional 'session', 'vars')")
+    try:
+        script = Script.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'script'}: {e['msg']}" for e in error.errors())
+        raise InputError(f"script {name} is not valid: {problems}") from error
+    return script, script.title or name
+
+
+def _format(template: str, values: dict[str, Any], where: str) -> str:
+    names = [field_name for _, field_name, _, _ in string.Formatter().parse(template) if field_name]
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise InputError(f"{where}: {template!r} uses {{{missing[0]}}}, which is not in vars (or {{item}} "
+                         "outside for_each)")
+    shown = {k: ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v for k, v in values.items()}
+    try:
+        return template.format(**shown)
+    except (ValueError, IndexError, KeyError) as error:
+        raise InputError(f"{where}: cannot fill in {template!r}: {error}") from error
+
+
+def expand(script: Script) -> list[PlannedStep]:
+    """The concrete questions of a script, in order, with their step ids."""
+    planned: list[PlannedStep] = []
+    for index, step in enumerate(script.steps, start=1):
+        where = f"step {index}"
+        if step.for_each is None:
+            planned.append(PlannedStep(str(index), _format(step.ask, dict(script.vars), where)))
+            continue
+        items = script.vars.get(step.for_each)
+        if not isinstance(items, list) or not items:
+            raise InputError(f"{where}: for_each {step.for_each!r} must name a non-empty list in vars")
+        for sub, item in enumerate(items, start=1):
+            values = {**script.vars, "item": item}
+            planned.append(PlannedStep(f"{index}.{sub}", _format(step.ask, values, where)))
+    return planned
+
+
+def state_path(out: Path) -> Path:
+    """Where the resume state of a report lives: next to it, ``report.md.state.json``."""
+    return out.with_name(out.name + ".state.json")
+
+
+def _fingerprint(script: Script) -> str:
+    return hashlib.sha256(script.model_dump_json().encode()).hexdigest()[:16]
+
+
+def run_script(assistant: Any, source: str | Path | dict | Script, *, out: str | Path | None = None,
+               resume: bool = False, progress: bool = False) -> RunReport:
+    """Run every step with ``assistant`` (an ``Assistant``); see the module docstring."""
+    from tqdm.auto import tqdm
+
+    script, name = load_script(source)
+    planned = expand(script)
+    out_path = Path(out) if out is not None else None
+    if out_path is not None and out_path.suffix not in REPORT_FORMATS:
+        raise InputError(f"--out {str(out)!r}: the report must end in .md or .jsonl")
+    if resume and out_path is None:
+        raise InputError("--resume needs --out: the resume state is kept next to the report")
+
+    saved: dict[str, Any] = {}
+    state_file = state_path(out_path) if out_path is not None else None
+    if resume and state_file is not None and state_file.exists():
+        try:
+            saved = json.loads(state_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise InputError(f"resume state {state_file} is unreadable ({error}); run without --resume") from error
+    session = script.session or saved.get("session") or f"run-{Path(name).stem}-{uuid.uuid4().hex[:8]}"
+    done: dict[str, dict] = saved.get("steps", {}) if saved.get("fingerprint") == _fingerprint(script) else {}
+
+    results: list[StepResult] = []
+    report = RunReport(title=f"Report: {name}", session=session, steps=results,
+                       out=str(out_path) if out_path else None)
+
+    def save() -> None:
+        if out_path is None or state_file is None:
+            return
+        state = {"fingerprint": _fingerprint(script), "session": session,
+                 "steps": {r.id: asdict(r) for r in results if r.ok}}
+        atomic_write(state_file, json.dumps(state, ensure_ascii=False, indent=1, default=str))
+        atomic_write(out_path, report.to_markdown() if out_path.suffix == ".md" else report.to_jsonl())
+
+    bar = tqdm(planned, desc=name, unit="step", disable=not progress, leave=False)
+    for step in bar:
+        previous = done.get(step.id)
+        if previous and previous.get("question") == step.question and previous.get("ok"):
+            results.append(StepResult(**{**previous, "resumed": True}))
+            continue
+        bar.set_postfix_str(step.question[:40])
+        try:
+            answer = assistant.ask(step.question, session=session)
+            results.append(StepResult(step.id, step.question, ok=True, answer=answer.answer,
+                                      citations=answer.citations, tool_calls=answer.tool_calls))
+        except BiomedGPTError as error:
+            results.append(StepResult(step.id, step.question, ok=False, error=str(error)))
+        except Exception as error:  # noqa: BLE001 - a failing step is recorded and the run goes on
+            results.append(StepResult(step.id, step.question, ok=False, error=f"{type(error).__name__}: {error}"))
+        save()
+    bar.close()
+    save()
+    return report

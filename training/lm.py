@@ -1,0 +1,100 @@
+"""Incremental causal-LM training: ``biomedgpt train lm --config tiny`` or ``train_lm(load_config("lm", "tiny"))``.
+
+What the paper did for BioMedGPT-LM-7B (Llama-2 continued on biomedical text), at any scale: raw
+corpora (``.txt`` or ``.jsonl``; PubMed title+abstract records work as-is) are cut into sentences,
+packed to ``data.context_length`` tokens (2048 by default), and the LM is trained on next-token
+prediction with AdamW, linear warm-up and cosine decay, bf16 autocast on GPUs that support it (fp32
+on CPU), optional gradient checkpointing, and DDP/FSDP under torchrun (``training/distributed.py``).
+Checkpointing, exact resume, logs and progress come from ``training/loop.py``.
+
+The run directory receives ``config.yaml``, ``log.jsonl``, ``checkpoints/``, ``metrics.json`` and
+``model/`` (a Hugging Face folder: ``load_lm(run_dir / "model")`` reads it back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from biomedgpt.model.errors import ConfigError, InputError
+from biomedgpt.training.collate import PadCollator, causal_lm_loss, pack_corpus
+from biomedgpt.training.config import LMConfig
+from biomedgpt.training.distributed import DistEnv, init_distributed
+from biomedgpt.training.loop import StepInfo, Trainer, perplexity, seed_everything
+
+
+def load_causal_lm(name: str, gradient_checkpointing: bool = False) -> tuple[Any, Any]:
+    """``(LlamaForCausalLM, tokenizer)`` from ``model/lm.py``'s ``load_lm`` (a preset name or a folder)."""
+    from biomedgpt.model.lm import ensure_pad_token, load_lm
+
+    model, tokenizer = load_lm(name, dtype=torch.float32)  # fp32 master weights; bf16 via autocast/FSDP
+    ensure_pad_token(model, tokenizer)  # the same [PAD] rule as BioMedGPT (grows the embeddings if needed)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    return model, tokenizer
+
+
+def read_corpus_texts(config: LMConfig) -> list[str]:
+    """All documents of ``data.paths`` (up to ``data.limit``), via ``training/data.py``'s reader."""
+    from biomedgpt.training.data import ReadStats, read_text_corpus
+
+    if not config.data.paths:
+        raise ConfigError("lm: data.paths is empty; pass --set 'data.paths=[corpus.jsonl]'")
+    texts: list[str] = []
+    for path in config.data.paths:
+        stats = ReadStats()
+        for record in read_text_corpus(path, field=config.data.text_field, stats=stats):
+            texts.append(record.text)
+            if config.data.limit is not None and len(texts) >= config.data.limit:
+                return texts
+    if not texts:
+        raise InputError(f"lm: no documents found in {', '.join(map(str, config.data.paths))}")
+    return texts
+
+
+def setup_lm(
+    config: LMConfig,
+    env: DistEnv | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
+) -> tuple[Trainer, Any]:
+    """Build the model, the packed data set and the ``Trainer``; returns ``(trainer, tokenizer)``."""
+    env = env or init_distributed()
+    seed_everything(config.seed)
+    model, tokenizer = load_causal_lm(config.model, config.gradient_checkpointing)
+    sequences = pack_corpus(read_corpus_texts(config), tokenizer, config.data.context_length)
+    trainer = Trainer(config, model, sequences, PadCollator(tokenizer.pad_token_id), causal_lm_loss, env=env, on_step=on_step)
+    return trainer, tokenizer
+
+
+def save_hf_model(trainer: Trainer, tokenizer: Any, folder: Path) -> Path | None:
+    """Gather the full weights (collective under FSDP) and write a HF folder on rank 0."""
+    state = trainer.full_model_state()
+    if trainer.env.is_main:
+        from biomedgpt.training.loop import atomic_dir
+
+        with atomic_dir(folder) as tmp:
+            trainer.inner_model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+    return folder
+
+
+def train_lm(config: LMConfig, on_step: Callable[[StepInfo], None] | None = None) -> dict[str, Any]:
+    """Train, save ``run_dir/model`` and ``metrics.json``; returns the metrics."""
+    trainer, tokenizer = setup_lm(config, on_step=on_step)
+    result = trainer.fit()
+    tokens = sum(len(seq) for seq in trainer.dataset)
+    metrics = {
+        **result,
+        "final_perplexity": perplexity(result["final_loss"]),
+        "sequences": len(trainer.dataset),
+        "corpus_tokens": tokens,
+        "context_length": config.data.context_length,
+    }
+    if config.save_final_model:
+        metrics["model_dir"] = str(save_hf_model(trainer, tokenizer, Path(config.run_dir) / "model"))
+    trainer.write_metrics(metrics)
+    return metrics
