@@ -107,15 +107,11 @@ def _ollama(model: str, settings: Settings) -> BaseChatModel:
 
 
 def _biomedgpt(path: str, settings: Settings) -> BaseChatModel:
-    """The BioMedGPT model's language model (with its tokenizer) as a local chat model."""
+    """The BioMedGPT multimodal model (a preset name or a saved folder) as a chat model."""
     from biomedgpt.model import load_model
 
-    model = load_model(path)
-    lm = getattr(model, "lm", None) or getattr(model, "language_model", None)
-    tokenizer = getattr(model, "tokenizer", None)
-    if lm is None or tokenizer is None:
-        raise BackendError(f"chat back end 'biomedgpt:{path}': the loaded model exposes no language model/tokenizer")
-    return HFChatModel.from_objects(lm, tokenizer, name=f"biomedgpt:{path}")
+    device = settings.device if settings.device != "auto" else "cpu"
+    return BiomedGPTChatModel.from_model(load_model(path, device=device), name=f"biomedgpt:{path}")
 
 
 # ----------------------------------------------------------------------------- tool-call parsing
@@ -263,3 +259,77 @@ class HFChatModel(BaseChatModel):
         content, calls = parse_tool_calls(text, allowed if tools else [])
         message = AIMessage(content=content, tool_calls=calls)
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+class BiomedGPTChatModel(BaseChatModel):
+    """The multimodal BioMedGPT as a chat model, in its released ``### Human: … ### Assistant:`` format.
+
+    Why it needs care: the model reads structures, not just text. SMILES and protein sequences in the
+    latest question are recognised (the planner's recogniser, RDKit-validated) and given to the model
+    as molecules/proteins; tool results go into the prompt's context block, earlier turns into its
+    history. Bound tools are described in the context and the reply is parsed with
+    :func:`parse_tool_calls`, as for any local model without a native tool channel.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    name_or_path: str
+    max_new_tokens: int = 128
+    _model: Any = PrivateAttr(default=None)
+
+    @classmethod
+    def from_model(cls, model: Any, *, name: str, **kwargs: Any) -> BiomedGPTChatModel:
+        chat = cls(name_or_path=name, **kwargs)
+        chat._model = model
+        return chat
+
+    @property
+    def _llm_type(self) -> str:
+        return "biomedgpt-multimodal"
+
+    def bind_tools(self, tools: Sequence[dict | type | Callable | BaseTool], **kwargs: Any) -> Runnable:
+        return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, tools: list[dict] | None = None,
+                  **kwargs: Any) -> ChatResult:
+        from biomedgpt.agent.entities import recognise
+
+        question, history, context = _split_conversation(messages)
+        if tools:
+            described = "; ".join(f"{t['function']['name']}: {t['function'].get('description', '')}" for t in tools)
+            context.append("To call a tool, reply only with <tool_call>{\"name\": ..., \"arguments\": {...}}"
+                           f"</tool_call>. Tools: {described}")
+        found = [m.entity for m in recognise(question)]
+        smiles = [e.value for e in found if e.source == "smiles"]
+        sequences = [e.value for e in found if e.source == "sequence"]
+        text = self._model.ask(question or "Hello.", smiles=smiles or None, sequence=sequences or None,
+                               history=history or None, max_new_tokens=self.max_new_tokens,
+                               context="\n".join(context) or None)
+        for marker in stop or []:
+            text = text.split(marker)[0]
+        allowed = [t["function"]["name"] for t in tools or []]
+        content, calls = parse_tool_calls(text, allowed)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=content, tool_calls=calls))])
+
+
+def _split_conversation(messages: Sequence[BaseMessage]) -> tuple[str, list[tuple[str, str]], list[str]]:
+    """(latest question, earlier (question, answer) pairs, context lines from system and tool messages)."""
+    question, history, context = "", [], []
+    pending: str | None = None
+    for m in messages:
+        text = m.content if isinstance(m.content, str) else json.dumps(m.content)
+        if isinstance(m, SystemMessage):
+            continue  # the model keeps its own released system prompt
+        if isinstance(m, HumanMessage):
+            if pending is not None:
+                history.append((pending, ""))
+            pending, context = text, []
+        elif isinstance(m, ToolMessage):
+            context.append(f"{m.name or 'tool'} returned: {text}")
+        elif isinstance(m, AIMessage) and not m.tool_calls and pending is not None and text:
+            history.append((pending, text))
+            pending = None
+    if pending is not None:
+        question = pending
+    return question, history, context

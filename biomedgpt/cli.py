@@ -40,7 +40,7 @@ class _Group(TyperGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (click.exceptions.Exit, typer.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - this is the error policy
             if _STATE["debug"]:

@@ -399,11 +399,19 @@ def _torch_load(path: Path, *, trust_checkpoint: bool, what: str) -> Any:
     import pickle
     import zipfile
 
-    try:
+    def load(mmap: bool) -> Any:
         if trust_checkpoint:  # the caller vouches for the file: a full unpickle, as fair-esm itself does
-            return torch.load(path, map_location="cpu", weights_only=False)
+            return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
         with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+
+    try:
+        try:  # mmap keeps a 3B file (several GB) out of RAM until fair-esm copies it into the model
+            return load(mmap=True)
+        except RuntimeError as error:
+            if "mmap" not in str(error):
+                raise
+            return load(mmap=False)  # a legacy (pre-zip) torch file cannot be memory-mapped
     except pickle.UnpicklingError as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(

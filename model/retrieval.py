@@ -12,13 +12,14 @@ tool all use this module, so it is pure code: no network, no imports from ``tool
 - Leave-self-out: a query never retrieves a reference with the same InChIKey (molecules) or an
   identical sequence (proteins); ids in ``exclude_ids`` (e.g. the query's own CID or accession) are
   always excluded. This keeps evaluation honest: an answer cannot be copied from the query itself.
-- Shipped data (``model/data/``, see its README): molecules = ChEBI-20 *validation* (never the test
-  split); proteins = the Swiss-Prot PAIR set, whose shipped index holds only the 80 % train split of
+- Shipped data (``model/data/``, see its README): molecules = ChEBI-20 *validation* less any molecule
+  that is also in the test split; proteins = the Swiss-Prot PAIR set, whose shipped index holds only the 80 % train split of
   ``split_accessions(..., test_fraction=0.2, seed=0)``.
 
 Rebuild the shipped files from the shared data sets with::
 
-    python -m biomedgpt.model.retrieval build --chebi PATH/validation.txt --swissprot PATH/test_set_sp202401.csv
+    python -m biomedgpt.model.retrieval build --chebi PATH/validation.txt --chebi-test PATH/test.txt \\
+        --swissprot PATH/test_set_sp202401.csv
 """
 
 from __future__ import annotations
@@ -247,14 +248,14 @@ class MoleculeIndex:
                    smiles=record.smiles, name=record.name, kind="molecule")
 
     # Saved as on-bit lists (ragged: offsets + indices) plus the records as JSON, in one npz.
-    def save(self, path: str | Path, *, source_digest: str | None = None) -> Path:
+    def save(self, path: str | Path, *, source_digest: str | None = None, **extra_meta) -> Path:
         """Write the index atomically to ``path`` (an ``.npz``); ``load`` reads it back without RDKit parsing."""
         onbits = [list(fp.GetOnBits()) for fp in self._fps]
         offsets = np.cumsum([0] + [len(bits) for bits in onbits]).astype(np.int64)
         indices = np.fromiter((b for bits in onbits for b in bits), dtype=np.uint16, count=int(offsets[-1]))
         meta = {"kind": "molecule", "version": _FORMAT_VERSION, "radius": FP_RADIUS, "bits": FP_BITS,
                 "records": [list(r) for r in self.records], "inchikeys": self.inchikeys,
-                "skipped": self.skipped, "source_digest": source_digest}
+                "skipped": self.skipped, "source_digest": source_digest, **extra_meta}
         _save_npz(Path(path), meta, {"offsets": offsets, "onbits": indices})
         return Path(path)
 
@@ -558,21 +559,28 @@ def read_swissprot_pair(path: str | Path) -> list[ProteinRecord]:
 
 
 def reference_molecules() -> list[MoleculeRecord]:
-    """The shipped molecule reference: ChEBI-20 validation (3,301 rows; no test-split molecule)."""
+    """The shipped molecule reference: ChEBI-20 validation less the 5 rows that are the same molecule as a
+    ChEBI-20 test row (3,296 rows; see ``model/data/README.md``)."""
     return read_chebi20(MOLECULE_RECORDS)
 
 
 def reference_proteins(split: str = "all") -> list[ProteinRecord]:
     """The shipped Swiss-Prot PAIR proteins; ``split`` is ``"all"``, ``"train"`` (80 %) or ``"test"`` (20 %)
-    of ``split_accessions(accessions, 0.2, seed=0)``. The shipped index holds ``"train"`` only."""
+    of ``split_accessions(accessions, 0.2, seed=0)``. ``"train"`` also leaves out any entry whose sequence
+    is identical to a test entry's. The shipped index holds ``"train"`` only."""
     records = read_swissprot_pair(PROTEIN_RECORDS)
     if split == "all":
         return records
     if split not in ("train", "test"):
         raise InputError(f"split must be 'all', 'train' or 'test', got {split!r}")
     train, test = split_accessions([r.accession for r in records], test_fraction=0.2, seed=0)
-    keep = set(train if split == "train" else test)
-    return [r for r in records if r.accession in keep]
+    test_set = set(test)
+    if split == "test":
+        return [r for r in records if r.accession in test_set]
+    # A few entries share a sequence under different accessions (short toxins): such a train entry
+    # would hand the test protein its own answer, so it is dropped from the train side too.
+    test_sequences = {r.sequence for r in records if r.accession in test_set}
+    return [r for r in records if r.accession not in test_set and r.sequence not in test_sequences]
 
 
 @lru_cache(maxsize=1)
@@ -597,22 +605,57 @@ def default_protein_index() -> ProteinIndex:
     return ProteinIndex.build(reference_proteins("train"))
 
 
-def build_shipped(chebi: str | Path | None, swissprot: str | Path | None, out_dir: Path = DATA_DIR) -> dict:
-    """Copy the source files (gzip) into ``out_dir`` and write both index files; returns a summary."""
+def _leaking_rows(reference: Sequence[MoleculeRecord], test: Sequence[MoleculeRecord]) -> list[str]:
+    """Ids of reference rows that share a CID or an InChIKey with a test row (same molecule, other row)."""
+    test_ids = {r.id for r in test}
+    test_keys = set()
+    for row in test:
+        try:
+            test_keys.add(molecule_key(_parse_smiles(row.smiles)))
+        except InvalidSmilesError:
+            continue
+    leaking = []
+    for row in reference:
+        try:
+            key = molecule_key(_parse_smiles(row.smiles))
+        except InvalidSmilesError:
+            key = None
+        if row.id in test_ids or key in test_keys:
+            leaking.append(row.id)
+    return leaking
+
+
+def build_shipped(chebi: str | Path | None, swissprot: str | Path | None, out_dir: Path = DATA_DIR, *,
+                  chebi_test: str | Path | None = None) -> dict:
+    """Write the reference files (gzip) and both index files into ``out_dir``; returns a summary.
+
+    Validation rows that are the same molecule as a ChEBI-20 *test* row (same CID or InChIKey) are
+    left out when ``chebi_test`` is given, so retrieval can never hand a test molecule its own caption.
+    """
     summary = {}
     out_dir = Path(out_dir)
     if chebi:
         records = read_chebi20(chebi)  # validates the header before anything is written
-        atomic_write_bytes(out_dir / MOLECULE_RECORDS.name, gzip.compress(Path(chebi).read_bytes(), mtime=0))
-        index = MoleculeIndex.build(records)
-        index.save(out_dir / MOLECULE_INDEX.name, source_digest=_file_digest(out_dir / MOLECULE_RECORDS.name))
-        summary["molecules"] = {"rows": len(records), "indexed": len(index), "skipped": index.skipped}
+        excluded: list[str] = []
+        if chebi_test:
+            excluded = _leaking_rows(records, read_chebi20(chebi_test))
+        lines = Path(chebi).read_text(encoding="utf-8").splitlines(keepends=True)
+        drop = set(excluded)
+        kept_lines = [lines[0]] + [line for line in lines[1:] if line.split("\t", 1)[0].strip() not in drop]
+        payload = "".join(kept_lines).encode("utf-8")
+        atomic_write_bytes(out_dir / MOLECULE_RECORDS.name, gzip.compress(payload, mtime=0))
+        index = MoleculeIndex.build([r for r in records if r.id not in drop])
+        index.save(out_dir / MOLECULE_INDEX.name, source_digest=_file_digest(out_dir / MOLECULE_RECORDS.name),
+                   excluded_as_test_duplicates=sorted(excluded, key=int))
+        summary["molecules"] = {"rows": len(records), "excluded_same_as_test": len(excluded),
+                                "indexed": len(index), "skipped": index.skipped}
     if swissprot:
         records = read_swissprot_pair(swissprot)
         atomic_write_bytes(out_dir / PROTEIN_RECORDS.name, gzip.compress(Path(swissprot).read_bytes(), mtime=0))
         train, test = split_accessions([r.accession for r in records])
+        test_sequences = {r.sequence for r in records if r.accession in set(test)}
         keep = set(train)
-        index = ProteinIndex.build([r for r in records if r.accession in keep])
+        index = ProteinIndex.build([r for r in records if r.accession in keep and r.sequence not in test_sequences])
         index.save(out_dir / PROTEIN_INDEX.name, source_digest=_file_digest(out_dir / PROTEIN_RECORDS.name),
                    split={"test_fraction": 0.2, "seed": 0, "part": "train"})
         summary["proteins"] = {"rows": len(records), "indexed_train": len(index), "held_out_test": len(test)}
@@ -627,10 +670,11 @@ def _main(argv: Sequence[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="gzip the source files and build both indexes")
     build.add_argument("--chebi", help="ChEBI-20 validation.txt (never the test split)")
+    build.add_argument("--chebi-test", help="ChEBI-20 test.txt: validation rows of the same molecules are left out")
     build.add_argument("--swissprot", help="PAIR test_set_sp202401.csv")
     build.add_argument("--out", default=str(DATA_DIR))
     args = parser.parse_args(argv)
-    print(json.dumps(build_shipped(args.chebi, args.swissprot, Path(args.out)), indent=2))
+    print(json.dumps(build_shipped(args.chebi, args.swissprot, Path(args.out), chebi_test=args.chebi_test), indent=2))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -213,7 +213,11 @@ class ResolvedProtein:
 
 
 def looks_like_sequence(text: str) -> bool:
-    """A FASTA record, or one run (whitespace allowed only as line/block breaks) of >= 20 residue letters."""
+    """A FASTA record, or one run of >= 20 letters (whitespace allowed only as line/block breaks).
+
+    A single long token is taken as a sequence even with a wrong letter, so the user hears which
+    letter is wrong (``validate_sequence``) instead of a failed UniProt name search.
+    """
     text = text.strip()
     if text.startswith(">"):
         return True
@@ -221,7 +225,9 @@ def looks_like_sequence(text: str) -> bool:
     if len(compact) < MIN_SEQUENCE_LENGTH or not compact.isalpha():
         return False
     blocks = text.split()
-    if len(blocks) > 1 and min(len(b) for b in blocks[:-1]) < 8:
+    if len(blocks) == 1:
+        return True  # no protein name is one 20-letter word
+    if min(len(b) for b in blocks[:-1]) < 8:
         return False  # "amyloid beta precursor protein": words, not sequence blocks
     return set(compact.upper()) <= _AMINO and len(set(compact.upper())) >= 6
 

@@ -397,7 +397,8 @@ def session_for(service: str, settings: Settings | None = None) -> requests.Sess
     """The process-wide cached, retrying, rate-limited ``requests`` session of ``service``."""
     settings = settings or get_settings()
     policy = policy_for(service, settings)
-    key = (service, str(settings.home), policy.base_url, settings.offline, settings.http.model_dump_json())
+    key = (service, str(settings.home), policy.base_url, settings.offline, policy.per_second,
+           settings.http.model_dump_json())
     with _SESSIONS_LOCK:
         session = _SESSIONS.get(key)
         if session is None:
@@ -476,15 +477,17 @@ def _describe_exception(error: BaseException) -> str:
 
     if has(ReadTimeoutError, requests.exceptions.ReadTimeout):
         return "read timed out"
-    if has(ConnectTimeoutError, requests.exceptions.ConnectTimeout):
-        return "connect timed out"
-    if has(ConnectionResetError):
-        return "connection reset by the server"
-    if has(ConnectionRefusedError, NewConnectionError):
+    if has(ConnectionRefusedError):
         return "connection refused"
+    # urllib3 makes NewConnectionError a subclass of ConnectTimeoutError; only a real timeout is one.
+    if any(isinstance(e, ConnectTimeoutError) and not isinstance(e, NewConnectionError) for e in chain) or \
+            has(requests.exceptions.ConnectTimeout) and not has(NewConnectionError):
+        return "connect timed out"
     root = chain[-1]
-    if has(ProtocolError) or type(root).__name__ == "RemoteDisconnected":
-        return f"connection dropped ({root})"
+    if has(NewConnectionError):
+        return f"could not connect ({root})"
+    if has(ConnectionResetError, BrokenPipeError, ProtocolError) or type(root).__name__ == "RemoteDisconnected":
+        return f"connection reset: the server dropped it without answering ({type(root).__name__})"
     return f"{type(root).__name__}: {root}"
 
 
@@ -579,7 +582,8 @@ class ServiceClient:
         finally:
             _RETRIES.reset(token)
         retried = counter[0]
-        if self.settings.offline and response.status_code == 504 and not getattr(response, "from_cache", False):
+        if self.settings.offline and response.status_code == 504 and response.reason == "Not Cached":
+            # requests-cache's only_if_cached answer for a miss (errors are never cached, so no real 504 is)
             raise OfflineMiss(self.label, f"offline mode (BIOMEDGPT_OFFLINE=1) and {response.url} is not in the "
                                           f"cache; go online once to fetch it", url=response.url)
         if response.status_code >= 400:

@@ -142,7 +142,7 @@ def protein_text(p: Any) -> str:
 
 def passage_text(n: int, p: Any) -> str:
     year = f", {p.year}" if p.year else ""
-    title = f"{p.title}{year}: " if p.title else ""
+    title = f"{p.title.rstrip('.')}{year}: " if p.title else ""
     return f"{n}. [{p.label}] {title}{_short(p.text, 300)} (score {p.score:.2f})"
 
 

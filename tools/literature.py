@@ -80,7 +80,7 @@ class IngestReport(BaseModel):
         self.skipped_rows += 1
         if len(self.problems) < 50:
             self.problems.append(message)
-        log.warning("skipped: %s", message)
+        log.info("skipped: %s", message)
 
 
 @dataclass
@@ -289,27 +289,34 @@ def _read_pubmed_xml(path: Path, report: IngestReport) -> Iterator[Document]:
 
     handle = io.BytesIO(_open_bytes(path))
     try:
-        for number, article in enumerate(Entrez.parse(handle), 1):
-            try:
-                citation = article["MedlineCitation"]
-                body = citation["Article"]
-                parts = []
-                for piece in body.get("Abstract", {}).get("AbstractText", []):
-                    label = getattr(piece, "attributes", {}).get("Label")
-                    parts.append(f"{label}: {_xml_text(piece)}" if label else _xml_text(piece))
-                journal = body.get("Journal", {})
-                pub_date = journal.get("JournalIssue", {}).get("PubDate", {})
-                year = pub_date.get("Year") or pub_date.get("MedlineDate")
-                if not year and body.get("ArticleDate"):
-                    year = body["ArticleDate"][0].get("Year")
-                yield _abstract_document(str(path), _xml_text(citation.get("PMID")), _xml_text(body.get("ArticleTitle")),
-                                         "\n\n".join(parts), year, _xml_text(journal.get("Title")) or None)
-            except (KeyError, TypeError, ValueError, IndexError) as error:
-                report.problem(f"{path}: article {number} is not a PubmedArticle with a citation ({error})")
-    except (NotXMLError, CorruptedXMLError, ValidationError, RuntimeError, OSError) as error:
+        # Entrez.read (not parse): Biopython reads a <PubmedArticleSet> as a dict of two lists.
+        data = Entrez.read(handle)
+    except (NotXMLError, CorruptedXMLError, ValidationError, RuntimeError, ValueError, OSError) as error:
         # OSError: the file names a DTD that Biopython does not ship and it could not be fetched offline.
         raise InputError(f"{path} is not PubMed XML that Biopython can read ({error}); expected a "
                          "<PubmedArticleSet> from efetch (db=pubmed, retmode=xml)") from error
+    if not isinstance(data, dict) or "PubmedArticle" not in data:
+        raise InputError(f"{path} is XML but not a <PubmedArticleSet> (found {type(data).__name__}); expected "
+                         "efetch output (db=pubmed, retmode=xml)")
+    for _book in data.get("PubmedBookArticle", []) or []:
+        report.problem(f"{path}: a PubmedBookArticle (book chapter) is not read")
+    for number, article in enumerate(data["PubmedArticle"], 1):
+        try:
+            citation = article["MedlineCitation"]
+            body = citation["Article"]
+            parts = []
+            for piece in body.get("Abstract", {}).get("AbstractText", []):
+                label = getattr(piece, "attributes", {}).get("Label")
+                parts.append(f"{label}: {_xml_text(piece)}" if label else _xml_text(piece))
+            journal = body.get("Journal", {})
+            pub_date = journal.get("JournalIssue", {}).get("PubDate", {})
+            year = pub_date.get("Year") or pub_date.get("MedlineDate")
+            if not year and body.get("ArticleDate"):
+                year = body["ArticleDate"][0].get("Year")
+            yield _abstract_document(str(path), _xml_text(citation.get("PMID")), _xml_text(body.get("ArticleTitle")),
+                                     "\n\n".join(parts), year, _xml_text(journal.get("Title")) or None)
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            report.problem(f"{path}: article {number} is not a PubmedArticle with a citation ({error})")
 
 
 _MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
@@ -327,9 +334,10 @@ def _read_text(path: Path, report: IngestReport) -> Iterator[Document]:
                 # A heading is its own paragraph, so it never merges into the next sentence.
                 lines.extend(["", heading.group(1).rstrip(".") + ".", ""])
                 continue
+            line = re.sub(r"^\s*([-*+]|\d+[.)])\s+", "", line)  # list bullets
             line = _MD_LINK.sub(r"\1", line)
             line = re.sub(r"(\*\*|__|`)", "", line)
-            line = re.sub(r"^\s*([-*+]|\d+[.)])\s+", "", line)
+            line = re.sub(r"(?<!\w)[*_]([^*_\n]+)[*_](?!\w)", r"\1", line)  # *italic*, _italic_
             lines.append(line)
         raw = "\n".join(lines)
     if not raw.strip():

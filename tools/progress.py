@@ -6,13 +6,15 @@ the code that wants to show "PubChem busy, retrying in 2 s" (the agent forwards 
 callback through every signature, and concurrent agent runs (asyncio tasks, threads started with
 ``contextvars.copy_context``) each see their own listener.
 
-A listener is any callable ``callback(message: str, **data)``. Without one, messages go to
+A listener is any callable ``callback(message: str, **data)``; a callable that takes only the message
+(``callback(message)``) works too and simply gets no data. Without one, messages go to
 ``logging.debug`` on the ``biomedgpt.tools.progress`` logger. A listener that raises never breaks
 the request that reported: the exception is logged and dropped.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,9 +40,24 @@ def report(message: str, **data: Any) -> None:
         log.exception("progress listener failed on %r", message)
 
 
+def _accepts_data(callback: Listener) -> bool:
+    """Whether ``callback`` takes keyword data (``**data``) or only the message."""
+    try:
+        parameters = inspect.signature(callback).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: pass the message only
+        return False
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
 @contextmanager
 def listen(callback: Listener) -> Iterator[Listener]:
     """Install ``callback`` as the listener for the code inside the ``with`` block (restored afterwards)."""
+    if callback is not None and not _accepts_data(callback):
+        plain = callback
+
+        def callback(message: str, **_: Any) -> None:
+            plain(message)
+
     token = _LISTENER.set(callback)
     try:
         yield callback

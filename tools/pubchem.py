@@ -149,7 +149,9 @@ class _PubChemHTTP(ServiceClient):
         status = response.status_code
         common = dict(url=response.url, status=status, retried=retried)
         if code == "PUGREST.NotFound" or status == 404:
-            return NotFound(self.label, f"no compound found for {what} ({detail})", **common)
+            subject = "no compound found for" if what.startswith(("name", "CID", "SMILES", "InChIKey")) \
+                else "nothing found for"
+            return NotFound(self.label, f"{subject} {what} ({detail})", **common)
         if code == "PUGREST.ServerBusy":
             return ServiceError(self.label, f"too busy to answer {what} ({detail}); try again in a minute", **common)
         if code == "PUGREST.Timeout":

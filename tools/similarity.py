@@ -21,6 +21,7 @@ from biomedgpt.model.retrieval import (
     molecule_key,
 )
 from biomedgpt.settings import get_settings
+from biomedgpt.tools.errors import NotFound
 from biomedgpt.tools.records import Compound, SimilarHit
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ def similar_known(smiles: str | None = None, sequence: str | None = None, k: int
         return local
     try:
         remote = _pubchem_hits(smiles, k, exclude, leave_self_out)
+    except NotFound:  # PubChem has no compound above the threshold: nothing to add
+        return local
     except (BiomedGPTError, OSError) as error:  # ServiceError, OfflineMiss, Throttled, connection failures
         _report(f"PubChem similarity search failed, showing local reference hits only: {error}")
         return local

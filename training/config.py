@@ -15,6 +15,7 @@ accumulation steps are derived, so the same config gives the same optimisation o
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +27,9 @@ from biomedgpt.model.errors import ConfigError
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 KINDS = ("lm", "align", "qa")
 PRESETS = ("tiny", "mini-cpu", "paper-10b")
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 class _Strict(BaseModel):
@@ -171,6 +175,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as error:
         raise ConfigError(f"--set {text!r}: the value is not valid YAML ({error})") from None
+    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string; users mean a number
     return key, value
 
 

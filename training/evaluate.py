@@ -26,10 +26,10 @@ from typing import Any
 
 from biomedgpt.model.errors import ConfigError, InputError
 from biomedgpt.training.data import (
-    CaptionRecord, MCQARecord, ProteinQA, ReadStats, read_chebi20, read_mcqa, read_uniprotqa, take,
+    CaptionRecord, MCQARecord, ProteinQA, ReadStats, read_chebi20, read_mcqa, read_uniprotqa, split_by_key, take,
 )
 from biomedgpt.training.metrics import (  # noqa: F401 - re-exported: evaluate.py is the public face
-    PROTOCOLS, SCIBERT_VOCAB, TEXT_KEYS, caption_metrics, choose_by_loglik, exact_match, extract_choice,
+    BERT_BASE_UNCASED_SIZE, PROTOCOLS, SCIBERT_SIZE, SCIBERT_VOCAB, TEXT_KEYS, caption_metrics, choose_by_loglik, exact_match, extract_choice,
     load_text_tokenizer, mcqa_accuracy, normalize_answer, option_logprobs, protein_qa_metrics, rouge,
     wordnet_status, wordpieces,
 )
@@ -37,7 +37,9 @@ from biomedgpt.training.metrics import (  # noqa: F401 - re-exported: evaluate.p
 log = logging.getLogger(__name__)
 
 RETRIEVAL_MODES = ("on", "off", "only")
+PROTEIN_SPLITS = ("all", "train", "test")
 MCQA_METHODS = ("generate", "loglik")
+MCQA_CANDIDATES = ("letters", "texts")
 CAPTION_HEADER = ("SMILES", "ground truth", "output")
 PROTEIN_HEADER = ("accession", "question_type", "question", "ground truth", "output")
 CAPTION_QUESTION = "Please describe this molecule."
@@ -137,14 +139,51 @@ def _select(rows: Sequence[tuple[str, ...]], keys: Sequence[tuple[str, ...]], ke
     return chosen
 
 
+def scoring_tokenizer(vocab: str | Path | None, protocol: str):
+    """The checked WordPiece tokenizer of ``protocol`` (SciBERT 31,090 for molt5; bert-base-uncased
+    30,522 for openbiomed-v2, whose folder must be given), loaded before any generation starts."""
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"--protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    if protocol == "openbiomed-v2":
+        if vocab is None:
+            raise InputError("protocol openbiomed-v2 needs --vocab: a folder with bert-base-uncased's vocab.txt "
+                             "(30,522 entries; not shipped)")
+        return load_text_tokenizer(vocab, expected_size=BERT_BASE_UNCASED_SIZE)
+    return load_text_tokenizer(vocab, expected_size=SCIBERT_SIZE)
+
+
 # ----------------------------------------------------------------------------------- model access
-def resolve_model(model: Any):
-    """A loaded model, or ``biomedgpt.model.load_model(name_or_path)`` for a string; None stays None."""
+def resolve_model(model: Any, *, allow_lm: bool = False):
+    """A loaded model: ``biomedgpt.model.load_model(name_or_path)`` for a string; None stays None.
+
+    With ``allow_lm`` (MCQA), a folder holding a plain Hugging Face causal LM — what ``biomedgpt train
+    lm|qa`` writes to ``run_dir/model`` — loads as an ``(LM, tokenizer)`` pair instead.
+    """
     if model is None or not isinstance(model, (str, Path)):
         return model
+    path = Path(model).expanduser()
+    if allow_lm and _is_hf_causal_lm(path):
+        from biomedgpt.training.lm import load_causal_lm
+
+        lm, tokenizer = load_causal_lm(str(path))
+        return lm.eval(), tokenizer
     from biomedgpt.model import load_model
 
     return load_model(str(model))
+
+
+def _is_hf_causal_lm(path: Path) -> bool:
+    """A folder whose config.json is a transformers config (``model_type``), not a BioMedGPT manifest."""
+    import json
+
+    config = path / "config.json"
+    if not (path.is_dir() and config.is_file()):
+        return False
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and "model_type" in data and "format" not in data
 
 
 def default_retrieval(model: Any) -> str:
@@ -205,7 +244,7 @@ def eval_captioning(model: Any, data_path: str | Path, limit: int | None = None,
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     model = resolve_model(model)
     mode = _check_retrieval(retrieval, model)
-    tokenizer = load_text_tokenizer(vocab) if protocol == "molt5" else None  # fail fast, before generating
+    tokenizer = scoring_tokenizer(vocab, protocol)  # fail fast, before generating
     stats = ReadStats()
     records: list[CaptionRecord] = list(take(read_chebi20(data_path, stats=stats), limit))
     table = PredictionFile(_out_path(out, "captions-"), CAPTION_HEADER, ("SMILES", "ground truth"))
@@ -287,26 +326,34 @@ def score_predictions(path: str | Path, *, vocab: str | Path | None = None, prot
                 raise InputError(f"{path} line {number}: expected 3 tab-separated columns")
             refs.append(row["ground truth"])
             preds.append(row["output"])
-    return caption_metrics(refs, preds, vocab=vocab, protocol=protocol)
+    return caption_metrics(refs, preds, tokenizer=scoring_tokenizer(vocab, protocol), protocol=protocol)
 
 
 # ------------------------------------------------------------------------------------ protein QA
 def eval_protein_qa(model: Any, data_path: str | Path, limit: int | None = None, retrieval: str | None = None,
                     out: str | Path | None = None, batch_size: int = 8, *, sequences: str | Path | None = None,
-                    vocab: str | Path | None = None, protocol: str = "molt5", progress: bool = True) -> dict[str, Any]:
+                    split: str = "all", vocab: str | Path | None = None, protocol: str = "molt5", progress: bool = True) -> dict[str, Any]:
     """Answer UniProtQA questions (either layout), append to ``out`` (``accession, question_type,
     question, ground truth, output``), resume, and score with ``protein_qa_metrics``.
 
     ``--retrieval only`` answers with the description of the nearest reference protein (3-mer cosine
     over the shipped Swiss-Prot train split, leave-self-out, the query's accession excluded).
+    ``split`` 'test' / 'train' keeps one side of the 80/20 accession split (seed 0) that the shipped
+    protein index was built from; 'test' is the honest choice for the Swiss-Prot PAIR file.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     model = resolve_model(model)
     mode = _check_retrieval(retrieval, model)
-    tokenizer = load_text_tokenizer(vocab) if protocol == "molt5" else None
+    tokenizer = scoring_tokenizer(vocab, protocol)
+    if split not in PROTEIN_SPLITS:
+        raise ConfigError(f"--split {split!r} is not one of {', '.join(PROTEIN_SPLITS)}")
     stats = ReadStats()
-    records: list[ProteinQA] = list(take(read_uniprotqa(data_path, sequences=sequences, stats=stats), limit))
+    records: list[ProteinQA] = list(read_uniprotqa(data_path, sequences=sequences, stats=stats))
+    if split != "all":
+        train, test = split_by_key(records, "accession", test_fraction=0.2, seed=0)
+        records = test if split == "test" else train
+    records = list(take(records, limit))
     table = PredictionFile(_out_path(out, "protein-qa-"), PROTEIN_HEADER, ("accession", "question", "ground truth"))
     keys = [(_cell(r.accession), _cell(r.question), _cell(r.answer)) for r in records]
     todo = _pending(records, keys, Counter(table.key(row) for row in table.existing()))
@@ -369,18 +416,25 @@ def causal_lm_of(model: Any) -> tuple[Any, Any]:
 
 
 def eval_mcqa(model: Any, data_path: str | Path, format: str, method: str = "generate", limit: int | None = None,
-              batch_size: int = 8, *, reduction: str = "sum", progress: bool = True) -> dict[str, Any]:
+              batch_size: int = 8, *, reduction: str = "sum", candidates: str = "letters",
+              progress: bool = True) -> dict[str, Any]:
     """Accuracy on MedMCQA / PubMedQA / MedQA-USMLE: ``{n, accuracy, by_dataset, method, unanswered}``.
 
+    ``model``: a BioMedGPT (or its name/folder), or an HF causal LM as an ``(LM, tokenizer)`` pair or
+    a folder (e.g. the ``run_dir/model`` of ``biomedgpt train qa``).
     ``generate``: the model answers ``mcqa_prompt``; ``extract_choice`` reads the letter or label
-    (unreadable answers count as wrong and are counted in ``unanswered``). ``loglik``: the option
-    with the highest log-probability given the prompt (``reduction`` 'sum' or 'mean' over its tokens).
+    (unreadable answers count as wrong and are counted in ``unanswered``). ``loglik``: the candidate
+    with the highest log-probability after the prompt (``reduction`` 'sum' or 'mean' over its tokens);
+    ``candidates`` 'letters' scores the option letters — what the prompt asks for and what ``train qa``
+    teaches — and 'texts' scores the option texts (the zero-shot habit). PubMedQA always scores its labels.
     """
     if method not in MCQA_METHODS:
         raise ConfigError(f"--method {method!r} is not one of {', '.join(MCQA_METHODS)}")
+    if candidates not in MCQA_CANDIDATES:
+        raise ConfigError(f"candidates {candidates!r} is not one of {', '.join(MCQA_CANDIDATES)}")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-    model = resolve_model(model)
+    model = resolve_model(model, allow_lm=True)
     if model is None:
         raise InputError("eval mcqa needs --model")
     stats = ReadStats()
@@ -390,15 +444,27 @@ def eval_mcqa(model: Any, data_path: str | Path, format: str, method: str = "gen
         if method == "loglik":
             lm, tokenizer = causal_lm_of(model)
             for record in records:
-                predictions.append(choose_by_loglik(lm, tokenizer, mcqa_prompt(record), record.options,
-                                                    reduction=reduction))
+                options = record.options
+                if isinstance(options, dict) and candidates == "letters":
+                    options = {key: key for key in options}
+                predictions.append(choose_by_loglik(lm, tokenizer, mcqa_prompt(record), options, reduction=reduction))
                 bar.update(1)
         else:
             for start in range(0, len(records), batch_size):
                 batch = records[start:start + batch_size]
-                texts = _generate(model, [mcqa_prompt(r) for r in batch], max_new_tokens=MAX_NEW_TOKENS["mcqa"])
+                texts = _generate_text(model, [mcqa_prompt(r) for r in batch], MAX_NEW_TOKENS["mcqa"])
                 predictions.extend(extract_choice(t, r.options) for t, r in zip(texts, batch))
                 bar.update(len(batch))
     result = mcqa_accuracy([r.answer for r in records], predictions, [r.dataset for r in records])
     result.update({"method": method, "unanswered": sum(p is None for p in predictions), "skipped_rows": stats.skipped})
     return result
+
+
+def _generate_text(model: Any, prompts: list[str], max_new_tokens: int) -> list[str]:
+    """Text-only generation: BioMedGPT.generate, or greedy decoding of an ``(LM, tokenizer)`` pair."""
+    if isinstance(model, tuple):
+        from biomedgpt.training.qa import generate_answers
+
+        lm, tokenizer = model
+        return generate_answers(lm, tokenizer, prompts, max_new_tokens, batch_size=len(prompts))
+    return _generate(model, prompts, max_new_tokens=max_new_tokens)

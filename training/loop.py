@@ -250,6 +250,7 @@ class Trainer:
                 "global_batch_size": self.config.global_batch_size,
                 "seed": self.config.seed,
                 "world_size": self.env.world_size,
+                "total_steps": self.total_steps,
             }
             atomic_torch_save(state, partial / "state.pt")
         barrier()
@@ -288,6 +289,11 @@ class Trainer:
         )
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
+        # The learning rate of the next step from the schedule of *this* config: identical when the
+        # config is unchanged, and right when a finished run is extended (a larger max_steps/epochs).
+        for group, base, fn in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):
+            group["lr"] = base * fn(self.scheduler.last_epoch)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         rng_file = path / f"rng-rank{self.env.rank}.pt"
         if rng_file.is_file():
             set_rng_state(torch.load(rng_file, map_location="cpu", weights_only=False))

@@ -95,6 +95,8 @@ def protein_qa(
     model: str = typer.Option(None, "--model", help="Model name or path (load_model)."),
     data: Path = typer.Option(..., "--data", help="UniProtQA: {accession: {sequence, data}} or a split JSON with sequences.json beside it."),
     sequences: Path = typer.Option(None, "--sequences", help="sequences.json for the split-file layout (default: next to --data)."),
+    split: str = typer.Option("all", "--split", help="all, or test/train: one side of the 80/20 accession split "
+                              "(seed 0) the shipped protein index uses; test is the honest choice for Swiss-Prot PAIR."),
     limit: int = typer.Option(None, "--limit", min=1, help="Only the first N question/answer pairs."),
     retrieval: str = typer.Option(None, "--retrieval", help=_RETRIEVAL_HELP),
     out: Path = typer.Option(None, "--out", help="Append predictions here (resumes; a temporary file when absent)."),
@@ -107,24 +109,29 @@ def protein_qa(
     from biomedgpt.training import evaluate
 
     result = evaluate.eval_protein_qa(model, data, limit=limit, retrieval=retrieval, out=out, batch_size=batch_size,
-                                      sequences=sequences, vocab=vocab, protocol=protocol)
+                                      sequences=sequences, split=split, vocab=vocab, protocol=protocol)
     _emit(result, as_json, "protein QA")
 
 
 @eval_app.command("mcqa")
 def mcqa(
-    model: str = typer.Option(..., "--model", help="Model name or path (load_model)."),
+    model: str = typer.Option(..., "--model", help="Model name or path (load_model), or a Hugging Face causal-LM "
+                              "folder such as the run_dir/model of `biomedgpt train qa`."),
     data: Path = typer.Option(..., "--data", help="MedMCQA JSON/JSONL, PubMedQA ori_pqal.json, or MedQA JSONL."),
     format: str = typer.Option(..., "--format", help="medmcqa, pubmedqa or medqa."),
     method: str = typer.Option("generate", "--method", help="generate (answer extraction) or loglik (option log-likelihood)."),
     limit: int = typer.Option(None, "--limit", min=1, help="Only the first N questions."),
+    reduction: str = typer.Option("sum", "--reduction", help="loglik: sum or mean of the option's token log-probs."),
+    candidates: str = typer.Option("letters", "--candidates", help="loglik: score the option letters (what the "
+                                   "prompt asks for; what `train qa` teaches) or the option texts."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Generation batch size."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Multiple-choice accuracy, overall and per data set."""
     from biomedgpt.training import evaluate
 
-    result = evaluate.eval_mcqa(model, data, format, method=method, limit=limit, batch_size=batch_size)
+    result = evaluate.eval_mcqa(model, data, format, method=method, limit=limit, batch_size=batch_size,
+                                reduction=reduction, candidates=candidates)
     _emit(result, as_json, f"MCQA ({format}, {method})")
 
 

@@ -294,3 +294,54 @@ def test_describe_tools_use_the_configured_model(monkeypatch):
     message = _call("describe_protein", query=HBA)
     assert message.artifact["inputs"]["residues"] == len(HBA)
     json.dumps(message.artifact)  # artifacts are plain JSON data (checkpointed by the graph)
+
+
+# ------------------------------------------------------------------------------------------ literature
+
+
+def test_literature_search_tool_over_the_bundled_corpus(monkeypatch):
+    monkeypatch.setenv("BIOMEDGPT_OFFLINE", "1")
+    reset_settings()
+    message = _call("literature_search", query="BRCA1 germline mutations in breast cancer families", k=3)
+    assert len(message.artifact) == 3
+    assert all(p["pmid"] and p["text"] for p in message.artifact)
+    assert any("BRCA1" in p["text"] or "BRCA1" in (p["title"] or "") for p in message.artifact)
+    for passage in message.artifact:
+        assert f"[PMID {passage['pmid']}]" in message.content
+
+
+def test_pubmed_fetch_tool_ingests_through_eutils(httpserver: HTTPServer, monkeypatch, tmp_path):
+    monkeypatch.setenv("BIOMEDGPT_HOME", str(tmp_path / "home"))  # its own store: the shared one stays as shipped
+    monkeypatch.setenv("BIOMEDGPT_EUTILS_URL", httpserver.url_for("").rstrip("/"))
+    monkeypatch.setenv("BIOMEDGPT_HTTP__MAX_RETRIES", "0")
+    reset_settings()
+    httpserver.expect_request("/esearch.fcgi", method="POST").respond_with_data(
+        _body("eutils", "esearch_pubmed.synthetic.json"), content_type="application/json")
+    httpserver.expect_request("/efetch.fcgi", method="POST").respond_with_data(
+        _body("eutils", "efetch_pubmed_medline.synthetic.txt"), content_type="text/plain")
+    message = _call("pubmed_fetch", query="beta-catenin OR BRCA1", n=2)
+    assert message.artifact["records"] == 2 and message.artifact["chunks_added"] > 0
+    assert "Fetched 2 PubMed abstracts" in message.content
+    forms = {entry.form.get("term") for entry, _ in httpserver.log if entry.path == "/esearch.fcgi"}
+    assert forms == {"beta-catenin OR BRCA1"}
+
+
+def test_model_is_loaded_once_and_shared_by_threads(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import biomedgpt.model as model_package
+    from biomedgpt.tools import biomedgpt_tool
+
+    loads: list[str] = []
+    real = model_package.load_model
+
+    def counting(name, **kwargs):
+        loads.append(name)
+        return real(name, **kwargs)
+
+    monkeypatch.setattr(model_package, "load_model", counting)
+    monkeypatch.setattr(biomedgpt_tool, "_MODELS", {})
+    with ThreadPoolExecutor(4) as pool:
+        models = list(pool.map(lambda _: biomedgpt_tool.get_model("tiny"), range(8)))
+    assert loads == ["tiny"]
+    assert all(m is models[0] for m in models)

@@ -28,7 +28,7 @@ def official(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("official")
     lm_dir, esm_dir = root / "BioMedGPT-LM-7B", root / "esm2-3b"
-    write_sentencepiece_llama_tokenizer(lm_dir, _TINY_CORPUS.splitlines(), vocab_size=300)
+    write_sentencepiece_llama_tokenizer(lm_dir, _TINY_CORPUS.splitlines(), vocab_size=340)
     base_vocab = len(AutoTokenizer.from_pretrained(lm_dir))
     lm_config = LlamaConfig(vocab_size=base_vocab, hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
                             num_key_value_heads=4, intermediate_size=96, bos_token_id=1, eos_token_id=2)
@@ -46,7 +46,10 @@ def official(tmp_path_factory):
     for name, buffer in source.named_buffers():  # non-trivial batch-norm statistics
         if name.endswith(("running_mean", "running_var")):
             buffer.uniform_(0.5, 1.5)
-    source = source.half().float().eval()  # weights exactly representable in fp16
+    for name, tensor in list(source.named_parameters()) + list(source.named_buffers()):
+        if tensor.is_floating_point() and not name.endswith("inv_freq"):  # weights exactly representable in fp16
+            tensor.data = tensor.data.half().float()
+    source = source.eval()
 
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in source.state_dict().items()}
     state.pop("prot_structure_encoder.rotary_embeddings.inv_freq", None)

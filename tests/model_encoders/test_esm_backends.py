@@ -199,3 +199,13 @@ def test_load_hf_esm_bad_folders(tmp_path):
     HFEsmEncoder(hf_esm_from_fair(FairEsmEncoder(num_layers=1, embed_dim=8, attention_heads=2)).config).config.save_pretrained(folder)
     with pytest.raises(CheckpointError, match="config_only"):
         load_hf_esm(folder)
+
+
+def test_load_fair_checkpoint_in_legacy_torch_format(fair, tmp_path):
+    """Files written by old torch (pre-zip format) cannot be memory-mapped; they still load."""
+    path = tmp_path / "esm2_t2_legacy.pt"
+    cfg = argparse.Namespace(encoder_layers=LAYERS, encoder_embed_dim=WIDTH, encoder_attention_heads=HEADS, token_dropout=True)
+    torch.save({"model": _fair_file_state(fair), "cfg": {"model": cfg}}, path, _use_new_zipfile_serialization=False)
+    with pytest.warns(UserWarning, match="Regression weights not found"):
+        loaded = load_fair_esm_checkpoint(path)
+    torch.testing.assert_close(_features(loaded)[0], _features(fair)[0], rtol=0, atol=0)

@@ -111,6 +111,17 @@ def test_unrepresentable_chirality_maps_to_zero_with_warning():
     assert data.x.tolist() == [[F, 0], [PT, 0], [CL, 0], [F, 0], [CL, 0]]
 
 
+@pytest.mark.parametrize(
+    "smiles, tag, metal",
+    [("S[As@TB1](F)(Cl)(Br)N", "CHI_TRIGONALBIPYRAMIDAL", 32), ("C[Co@OH1](F)(Cl)(Br)(I)S", "CHI_OCTAHEDRAL", 26)],
+)
+def test_other_non_tetrahedral_tags_map_to_zero(smiles, tag, metal):
+    with pytest.warns(FeaturizationWarning, match=tag):
+        data = featurize_smiles(smiles)
+    assert data.x[1].tolist() == [metal, 0]
+    assert (data.x[:, 1] == 0).all()
+
+
 def test_list_gives_batch_with_batch_vector_and_offsets():
     batch = featurize_smiles(["CO", "C", "[Na+].[Cl-]", "C=O"])
     assert isinstance(batch, Batch)

@@ -6,7 +6,6 @@ Run: ``.venv/bin/python -m pytest -q tests/training_eval/test_eval_drivers.py``.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -64,8 +63,8 @@ def test_retrieval_only_leaves_self_out():
     # The last two sample rows are ChEBI-20 validation molecules, i.e. inside the shipped index:
     # their own description must never come back.
     for record in records[-2:]:
-        (hit,) = E._caption_batch(None, [record], "only", index),
-        assert hit[0] and hit[0] != record.description
+        (output,) = E._caption_batch(None, [record], "only", index)
+        assert output and output != record.description
 
 
 def test_scoring_a_predictions_file_matches_the_metrics(tmp_path):
@@ -109,6 +108,23 @@ def test_protein_qa_retrieval_only_json_keys(tmp_path):
     assert set(payload["by_question"]) == {"name", "family"}
     assert sum(v["n"] for v in payload["by_question"].values()) == 5
     assert _rows(out)[0] == list(E.PROTEIN_HEADER)
+    # --split test keeps the held-out side of the 80/20 accession split (seed 0): of the 3 sample
+    # proteins, round(0.6) = 1 accession, with all of its question/answer pairs.
+    from biomedgpt.model.retrieval import split_accessions
+    from biomedgpt.training.data import read_uniprotqa
+
+    records = list(read_uniprotqa(PROTEINS))
+    (held_out,) = split_accessions([r.accession for r in records], 0.2, 0)[1]
+    test_side = E.eval_protein_qa(None, PROTEINS, retrieval="only", split="test", progress=False)
+    assert test_side["n"] == sum(r.accession == held_out for r in records)
+    assert {row[0] for row in _rows(Path(test_side["out"]))[1:]} == {held_out}
+
+
+def test_help_exits_zero():
+    for command in ("captioning", "protein-qa", "mcqa"):
+        result = _invoke("eval", command, "--help")
+        assert result.exit_code == 0, result.output
+        assert "--json" in result.output
 
 
 # -------------------------------------------------------------------------------- a real model
@@ -188,7 +204,7 @@ def tiny_llama():
                                         pad_token="<pad>", unk_token="<unk>")
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                          pad_token_id=0, bos_token_id=1, eos_token_id=2)
     return LlamaForCausalLM(config).eval(), tokenizer
 
@@ -221,10 +237,13 @@ def test_loglik_picks_the_option_the_model_learned(tiny_llama, tmp_path):
     base, tokenizer = tiny_llama
     model = copy.deepcopy(base).train()
     prompt = E.mcqa_prompt(MCQARecord("1", "is it safe", ["yes", "no", "maybe"], "maybe", "pubmedqa"))
-    ids = tokenizer(prompt + " maybe", return_tensors="pt")["input_ids"]
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    ids = torch.tensor([prompt_ids + tokenizer(" maybe </s>", add_special_tokens=False)["input_ids"]])
+    labels = ids.clone()
+    labels[0, : len(prompt_ids)] = -100  # the loss covers the answer and EOS only, as `train qa` does
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for _ in range(15):
-        loss = model(input_ids=ids, labels=ids).loss
+        loss = model(input_ids=ids, labels=labels).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -235,9 +254,15 @@ def test_loglik_picks_the_option_the_model_learned(tiny_llama, tmp_path):
                                 for i, label in enumerate(["maybe", "yes", "maybe", "no"])}))
     result = E.eval_mcqa((model, tokenizer), pqal, "pubmedqa", method="loglik", progress=False)
     assert result["n"] == 4 and result["accuracy"] == 0.5  # it answers "maybe" to the same question
-
-
-def test_shipped_sample_is_copied_not_linked():
-    # tests/data must work in a user's clone: no links into ../shared.
-    assert not SAMPLE.is_symlink() and not PROTEINS.is_symlink()
-    assert shutil.which("biomedgpt") is None or True
+    # The same through the command, from a Hugging Face folder (what `biomedgpt train qa` writes).
+    folder = tmp_path / "qa_model"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    cli = _invoke("eval", "mcqa", "--model", str(folder), "--data", str(pqal), "--format", "pubmedqa",
+                  "--method", "loglik", "--json")
+    assert cli.exit_code == 0, cli.output
+    payload = json.loads(cli.stdout.strip().splitlines()[-1])
+    assert (payload["n"], payload["accuracy"]) == (4, 0.5)
+    assert payload["by_dataset"] == {"pubmedqa": {"n": 4, "accuracy": 0.5}}
+    generated = E.eval_mcqa(str(folder), pqal, "pubmedqa", method="generate", progress=False)
+    assert generated["n"] == 4 and generated["accuracy"] == 0.5  # greedy decoding also says "maybe"

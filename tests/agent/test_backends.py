@@ -1,0 +1,150 @@
+"""Chat back ends against loopback fakes of the OpenAI chat-completions API and Ollama's /api/chat.
+
+The fakes answer in each API's documented wire format (SSE chunks for OpenAI streaming, NDJSON for
+Ollama), first with a tool call, then — once the tool result is in the request — with the answer.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pytest_httpserver import HTTPServer
+from typer.testing import CliRunner
+from werkzeug import Request, Response
+
+from biomedgpt.agent.assistant import Assistant
+from biomedgpt.agent.backends import BackendError, make_chat_model, parse_spec, parse_tool_calls
+from biomedgpt.model.errors import ConfigError
+from tests.agent.helpers import TEST_TOOLS
+
+SECRET = "sk-test-do-not-log-0123456789"
+FINAL = "Ethanol has formula C2H6O [RDKit]."
+
+
+def _has_tool_result(body: dict) -> bool:
+    return any(m.get("role") == "tool" for m in body["messages"])
+
+
+def _openai_handler(request: Request) -> Response:
+    body = json.loads(request.get_data())
+    if _has_tool_result(body):
+        delta, finish = {"role": "assistant", "content": FINAL}, "stop"
+        message = {"role": "assistant", "content": FINAL}
+    else:
+        call = {"id": "call_1", "type": "function",
+                "function": {"name": "rdkit_properties", "arguments": json.dumps({"smiles": "CCO"})}}
+        delta = {"role": "assistant", "content": None, "tool_calls": [{"index": 0, **call}]}
+        message, finish = {"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls"
+    base = {"id": "chatcmpl-1", "created": 1700000000, "model": body["model"]}
+    if body.get("stream"):
+        chunks = [{**base, "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
+                  {**base, "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}]
+        sse = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+        return Response(sse, content_type="text/event-stream")
+    reply = {**base, "object": "chat.completion",
+             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+             "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+    return Response(json.dumps(reply), content_type="application/json")
+
+
+def _ollama_handler(request: Request) -> Response:
+    body = json.loads(request.get_data())
+    stamp = "2025-01-01T00:00:00Z"
+    if _has_tool_result(body):
+        message = {"role": "assistant", "content": FINAL}
+    else:
+        message = {"role": "assistant", "content": "",
+                   "tool_calls": [{"function": {"name": "rdkit_properties", "arguments": {"smiles": "CCO"}}}]}
+    lines = [{"model": body["model"], "created_at": stamp, "message": message, "done": False},
+             {"model": body["model"], "created_at": stamp, "message": {"role": "assistant", "content": ""},
+              "done": True, "done_reason": "stop", "total_duration": 1, "eval_count": 1, "prompt_eval_count": 1}]
+    if not body.get("stream", True):
+        lines = [{**lines[0], "done": True, "done_reason": "stop"}]
+    return Response("".join(json.dumps(line) + "\n" for line in lines), content_type="application/x-ndjson")
+
+
+def test_openai_backend_calls_tools_and_keeps_key_secret(httpserver: HTTPServer, monkeypatch):
+    httpserver.expect_request("/v1/chat/completions", method="POST").respond_with_handler(_openai_handler)
+    monkeypatch.setenv("OPENAI_BASE_URL", httpserver.url_for("/v1"))
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("BIOMEDGPT_LLM", "openai:biomedgpt-lm-7b")
+    result = Assistant(tools=TEST_TOOLS).ask("What is the formula of CCO?")
+    assert result.tool_calls == [{"name": "rdkit_properties", "args": {"smiles": "CCO"}, "ok": True, "error": None}]
+    assert result.answer.startswith(FINAL)
+    assert [c["label"] for c in result.citations] == ["RDKit"]
+    requests = [r for r, _ in httpserver.log]
+    assert len(requests) == 2
+    assert all(r.headers["Authorization"] == f"Bearer {SECRET}" for r in requests)
+    first = json.loads(requests[0].get_data())
+    assert first["model"] == "biomedgpt-lm-7b"
+    assert {t["function"]["name"] for t in first["tools"]} == {t.name for t in TEST_TOOLS}
+    assert SECRET not in result.to_json()
+
+
+def test_ollama_backend_calls_tools(httpserver: HTTPServer, monkeypatch):
+    httpserver.expect_request("/api/chat", method="POST").respond_with_handler(_ollama_handler)
+    monkeypatch.setenv("OLLAMA_HOST", httpserver.url_for("/").rstrip("/"))
+    monkeypatch.setenv("BIOMEDGPT_LLM", "ollama:llama3.1")
+    result = Assistant(tools=TEST_TOOLS).ask("What is the formula of CCO?")
+    assert [(c["name"], c["args"], c["ok"]) for c in result.tool_calls] == [("rdkit_properties", {"smiles": "CCO"}, True)]
+    assert result.answer.startswith(FINAL)
+    assert result.artifacts["properties"][0]["formula"] == "C2H6O"
+    bodies = [json.loads(r.get_data()) for r, _ in httpserver.log]
+    assert bodies[0]["model"] == "llama3.1" and bodies[0]["tools"]
+    assert any(m["role"] == "tool" for m in bodies[1]["messages"])
+
+
+def test_failing_backend_is_named_not_replaced(httpserver: HTTPServer, monkeypatch):
+    httpserver.expect_request("/v1/chat/completions").respond_with_data("boom", status=500)
+    monkeypatch.setenv("OPENAI_BASE_URL", httpserver.url_for("/v1"))
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("BIOMEDGPT_LLM", "openai:broken-model")
+    monkeypatch.setenv("BIOMEDGPT_HTTP__MAX_RETRIES", "0")
+    with pytest.raises(BackendError, match="openai:broken-model"):
+        Assistant(tools=TEST_TOOLS).ask("What is CCO?")
+    # the CLI says which back end failed, in one line, and never prints the key
+    from biomedgpt.cli import app
+
+    out = CliRunner().invoke(app, ["ask", "What is CCO?", "--json"])
+    assert out.exit_code == 1
+    assert "chat back end 'openai:broken-model' failed" in out.output
+    assert SECRET not in out.output and "Traceback" not in out.output
+
+
+def test_specs_and_missing_key(monkeypatch):
+    assert parse_spec("offline") == ("offline", "")
+    assert parse_spec("ollama:llama3.1:8b") == ("ollama", "llama3.1:8b")
+    with pytest.raises(ConfigError, match="not a known back end"):
+        parse_spec("gpt4")
+    with pytest.raises(ConfigError, match="names no model"):
+        parse_spec("openai:")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(BackendError, match="needs OPENAI_API_KEY"):
+        make_chat_model("openai:gpt-4o")
+    with pytest.raises(BackendError, match="no such model folder"):
+        make_chat_model("hf:/nonexistent/model")
+    assert make_chat_model("offline") is None
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('<tool_call>{"name": "pubchem_lookup", "arguments": {"query": "aspirin"}}</tool_call>',
+     [("pubchem_lookup", {"query": "aspirin"})]),
+    ('Let me check.\n```json\n{"name": "uniprot_lookup", "parameters": {"query": "P05067"}}\n```',
+     [("uniprot_lookup", {"query": "P05067"})]),
+    ('{"function": {"name": "pubchem_lookup", "arguments": "{\\"query\\": \\"caffeine\\"}"}}',
+     [("pubchem_lookup", {"query": "caffeine"})]),
+    ('[{"name": "pubchem_lookup", "args": {"query": "a"}}, {"name": "uniprot_lookup", "args": {"query": "b"}}]',
+     [("pubchem_lookup", {"query": "a"}), ("uniprot_lookup", {"query": "b"})]),
+    ('<tool_call>{"name": "rm_rf", "arguments": {}}</tool_call>', []),
+    ("Aspirin is an NSAID {not json}.", []),
+])
+def test_parse_tool_calls(text, expected):
+    content, calls = parse_tool_calls(text, allowed=["pubchem_lookup", "uniprot_lookup"])
+    assert [(c["name"], c["args"]) for c in calls] == expected
+    assert all(c["id"].startswith("call_") for c in calls)
+    if expected:
+        assert "tool_call" not in content and "{" not in content

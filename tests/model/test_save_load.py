@@ -1,0 +1,85 @@
+"""Our own format (safetensors + JSON config) round trip, load_model names, and checkpoint errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from biomedgpt.model.conversation import chat_prompt
+from biomedgpt.model.errors import CheckpointError, ConfigError
+
+ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
+
+
+@torch.no_grad()
+def test_save_load_round_trip_is_exact(tiny_model, tmp_path):
+    from biomedgpt.model import load_model, save_pretrained
+
+    with torch.no_grad():
+        tiny_model.proj_mol.weight.add_(0.5)  # a change a fresh build would not reproduce
+    folder = save_pretrained(tiny_model, tmp_path / "saved")
+    manifest = json.loads((folder / "config.json").read_text())
+    assert manifest["format"] == "biomedgpt" and manifest["lm"] == "llm"  # the random tiny LM is stored
+    assert (folder / "model.safetensors").is_file() and (folder / "llm" / "config.json").is_file()
+    again = load_model(str(folder))
+    assert again.config == tiny_model.config
+    for key, value in tiny_model.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key
+    prompt = chat_prompt("What is it?", molecules=1)
+    assert torch.equal(again(prompt, ASPIRIN).logits, tiny_model(prompt, ASPIRIN).logits)
+    # re-saving over an existing folder replaces it atomically and leaves no temporary folders behind
+    save_pretrained(again, folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved"]
+
+
+def test_encoders_only_save_references_the_lm(tiny_model, tmp_path):
+    from biomedgpt.model import load_pretrained, save_pretrained
+
+    folder = save_pretrained(tiny_model, tmp_path / "adaptors", include_lm=False)
+    assert not (folder / "llm").exists()
+    keys = set(__import__("safetensors.torch", fromlist=["load_file"]).load_file(str(folder / "model.safetensors")))
+    assert keys and not any(k.startswith("llm.") for k in keys)
+    assert any(k.startswith("proj_mol.") for k in keys) and any(k.startswith("prot_structure_encoder.") for k in keys)
+    again = load_pretrained(folder)  # the tiny LM is rebuilt from its source (fixed seed)
+    assert torch.equal(again.proj_mol.weight, tiny_model.proj_mol.weight)
+
+
+def test_tampered_or_missing_checkpoints_give_clear_errors(tiny_model, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from biomedgpt.model import load_model, load_pretrained, save_pretrained
+
+    folder = save_pretrained(tiny_model, tmp_path / "m", include_lm=False)
+    state = load_file(str(folder / "model.safetensors"))
+    state["proj_mol.surprise"] = torch.zeros(1)
+    del state["proj_prot.weight"]
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"missing keys: proj_prot.weight; unexpected keys: proj_mol.surprise"):
+        load_pretrained(folder)
+    with pytest.raises(CheckpointError, match="no config.json"):
+        load_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match=r"unknown model 'no-such-model'.*mini, tiny"):
+        load_model("no-such-model")
+    with pytest.raises(ConfigError, match="load_official"):
+        load_model("biomedgpt-10b")
+
+
+def test_fresh_tiny_models_are_reproducible_and_untrained():
+    from biomedgpt.model import load_model
+
+    a, b = load_model("tiny"), load_model("tiny")
+    assert a.config.trained is False
+    assert torch.equal(a.proj_prot.weight, b.proj_prot.weight)
+    assert torch.equal(a.mol_structure_encoder.x_embedding1.weight, b.mol_structure_encoder.x_embedding1.weight)
+
+
+def test_weights_report_lists_the_three_weight_sets():
+    from biomedgpt.model import weights_report
+
+    rows = weights_report(with_hashes=False)
+    assert [set(r) for r in rows] == [{"name", "path", "found", "trained", "sha256", "note"}] * 3
+    gguf, _cache, mini = rows
+    assert gguf["found"] is True and gguf["path"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert mini["found"] is False and mini["trained"] is False and "not trained" in mini["note"]
