@@ -217,8 +217,10 @@ def _snippet(text: str | None, sentences: int = 2, limit: int = 360) -> str:
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
+    """A float with at most ``digits`` decimals and no trailing zeros (``-0`` shown as ``0``)."""
     if isinstance(value, float):
-        return f"{value:.{digits}f}".rstrip("0").rstrip(".")
+        text = f"{value:.{digits}f}".rstrip("0").rstrip(".")
+        return "0" if text in ("-0", "") else text
     return str(value)
 
 

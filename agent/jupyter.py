@@ -4,7 +4,8 @@ Results render as HTML: RDKit SVG depictions (``rdMolDraw2D``) of the molecules,
 protein summaries, and citations as links to PubChem, UniProt and PubMed. The magics share one
 session per kernel, so a follow-up in the next cell ("what is its molecular weight?") remembers;
 ``%biomed --session NAME ...`` (or ``-s NAME``) switches to a named session, e.g. one started with
-``biomedgpt chat --session NAME``. ``render_html(result)`` is also what ``AskResult`` shows in a
+``biomedgpt chat --session NAME``. IPython reads a line ending in ``?`` as a help request, so end a
+``%biomed`` line without it, or use the ``%%biomed`` cell form. ``render_html(result)`` is also what ``AskResult`` shows in a
 notebook.
 """
 
@@ -22,7 +23,7 @@ _STATE: dict[str, Any] = {"assistant": None, "session": None}
 
 _CSS = """<style>
 .biomedgpt{font-family:system-ui,sans-serif;line-height:1.45;max-width:960px}
-.biomedgpt .answer{white-space:pre-wrap;margin:.3em 0 .8em}
+.biomedgpt .answer{margin:.3em 0 .8em}
 .biomedgpt table{border-collapse:collapse;margin:.3em 0;font-size:.9em}
 .biomedgpt td,.biomedgpt th{border:1px solid #ddd;padding:2px 8px;text-align:left;vertical-align:top}
 .biomedgpt .mols{display:flex;flex-wrap:wrap;gap:12px}
@@ -53,20 +54,20 @@ def _e(value: Any) -> str:
 
 
 def _link_labels(text: str, citations: list[dict]) -> str:
-    """Escape the answer and turn its ``[label]`` citations into links."""
+    """The answer's Markdown as HTML (raw HTML in it is escaped), its ``[label]`` citations as links."""
+    from markdown_it import MarkdownIt
+
     urls = {c["label"]: c.get("url") or "" for c in citations}
 
     def link(match: re.Match) -> str:
-        parts = []
-        for part in re.split(r"[;,]\s*", match.group(1)):
-            url = urls.get(part)
-            parts.append(f'<a href="{_e(url)}" target="_blank">{_e(part)}</a>' if url else _e(part))
-        return "[" + "; ".join(parts) + "]"
+        parts = [p.strip() for p in re.split(r"[;,]\s*", match.group(1))]
+        if not any(LABEL_PATTERN.match(p) for p in parts):
+            return match.group(0)
+        shown = [f'<a href="{_e(urls[p])}" target="_blank">{p}</a>' if urls.get(p) else p for p in parts]
+        return "[" + "; ".join(shown) + "]"
 
-    escaped = html.escape(text)
-    return re.sub(r"\[([^\[\]\n]{1,80})\]",
-                  lambda m: link(m) if any(LABEL_PATTERN.match(p.strip()) for p in re.split(r"[;,]\s*", m.group(1)))
-                  else m.group(0), escaped)
+    rendered = MarkdownIt("commonmark", {"html": False}).render(text or "")
+    return re.sub(r"\[([^\[\]<>\n]{1,80})\]", link, rendered)
 
 
 def _molecules(artifacts: dict[str, list[dict]]) -> list[tuple[str, str]]:

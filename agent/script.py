@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import string
 import tempfile
 import uuid
@@ -144,7 +145,7 @@ def atomic_write(path: Path, text: str) -> None:
 def load_script(source: str | Path | dict | Script) -> tuple[Script, str]:
     """Parse a script from a path, a dict or a ``Script``; returns it and a display name."""
     if isinstance(source, Script):
-        return source, source.title or "script"
+        return source, "script"
     name = "script"
     if isinstance(source, (str, Path)):
         path = Path(source)
@@ -164,7 +165,7 @@ def load_script(source: str | Path | dict | Script) -> tuple[Script, str]:
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'script'}: {e['msg']}" for e in error.errors())
         raise InputError(f"script {name} is not valid: {problems}") from error
-    return script, script.title or name
+    return script, name
 
 
 def _format(template: str, values: dict[str, Any], where: str) -> str:
@@ -226,11 +227,12 @@ def run_script(assistant: Any, source: str | Path | dict | Script, *, out: str |
             saved = json.loads(state_file.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as error:
             raise InputError(f"resume state {state_file} is unreadable ({error}); run without --resume") from error
-    session = script.session or saved.get("session") or f"run-{Path(name).stem}-{uuid.uuid4().hex[:8]}"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(name).stem).strip("-.") or "script"
+    session = script.session or saved.get("session") or f"run-{stem[:40]}-{uuid.uuid4().hex[:8]}"
     done: dict[str, dict] = saved.get("steps", {}) if saved.get("fingerprint") == _fingerprint(script) else {}
 
     results: list[StepResult] = []
-    report = RunReport(title=f"Report: {name}", session=session, steps=results,
+    report = RunReport(title=f"Report: {script.title or name}", session=session, steps=results,
                        out=str(out_path) if out_path else None)
 
     def save() -> None:

@@ -317,7 +317,36 @@ def serve_pubchem(server: HTTPServer) -> None:
             return pubchem_response(load_json(PUBCHEM_DATA / "compound_fastsimilarity_2d_cid_2244_cids.synthetic.json"))
         return pubchem_response({"IdentifierList": {"CID": [cid]}})
 
+    def similarity_by_smiles(request: Request) -> Response:
+        # SYNTHETIC neighbours: RDKit Morgan-fingerprint Tanimoto over the served compounds (PubChem
+        # itself uses its 881-bit substructure keys), most similar first, as many as MaxRecords allows.
+        from rdkit import Chem, DataStructs, rdBase
+        from rdkit.Chem import rdFingerprintGenerator
+
+        if request.method == "POST":
+            smiles = request.form.get("smiles", "")
+        else:
+            smiles = unquote(request.path[len("/rest/pug/compound/fastsimilarity_2d/smiles/"):-len("/cids/JSON")])
+        generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+        with rdBase.BlockLogs():
+            query = Chem.MolFromSmiles(smiles)
+        if query is None:
+            return pubchem_response({"Fault": {"Code": "PUGREST.BadRequest",
+                                               "Message": "Unable to standardize the given structure"}}, 400)
+        threshold = int(request.args.get("Threshold", "90")) / 100
+        limit = int(request.args.get("MaxRecords", "2000000"))
+        query_fp = generator.GetFingerprint(query)
+        scored = []
+        for cid, row in rows.items():
+            mol = Chem.MolFromSmiles(row.get("SMILES") or row.get("IsomericSMILES"))
+            score = DataStructs.TanimotoSimilarity(query_fp, generator.GetFingerprint(mol))
+            if score >= threshold:
+                scored.append((score, cid))
+        return pubchem_response({"IdentifierList": {"CID": [cid for _, cid in sorted(scored, reverse=True)][:limit]}})
+
     server.expect_request(PROPERTY_URI, method="POST").respond_with_handler(properties)
+    server.expect_request(re.compile(r"^/rest/pug/compound/fastsimilarity_2d/smiles/.+/JSON$")) \
+        .respond_with_handler(similarity_by_smiles)
     server.expect_request(re.compile(r"^/rest/pug/compound/name/[^/]+/cids/JSON$")).respond_with_handler(by_name)
     server.expect_request(re.compile(r"^/rest/pug/compound/smiles/.+/JSON$")).respond_with_handler(by_smiles)
     server.expect_request(re.compile(r"^/rest/pug/compound/inchikey/[^/]+/cids/JSON$")).respond_with_handler(by_inchikey)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import random
 import re
+import socket
 import sqlite3
 import threading
 import time
@@ -36,6 +37,7 @@ from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -329,7 +331,8 @@ class ServiceRetry(Retry):
                             retried=_retries_so_far())
         wait = retry_after if retry_after is not None else self.get_backoff_time()
         total = attempt + (self.total if isinstance(self.total, int) else 0)
-        report(f"{label} busy ({self._reason(response)}), retrying in {wait:.1f} s (retry {attempt} of {total})",
+        state = "busy" if response is not None else "unreachable"
+        report(f"{label} {state} ({self._reason(response)}), retrying in {wait:.1f} s (retry {attempt} of {total})",
                service=service, reason=self._reason(response), wait=wait, attempt=attempt, retry_after=retry_after)
         if wait > 0:
             time.sleep(wait)
@@ -383,7 +386,7 @@ _SESSIONS: dict[tuple, requests.Session] = {}
 _SESSIONS_LOCK = threading.Lock()
 
 
-def cache_path(settings: Settings | None = None):
+def cache_path(settings: Settings | None = None) -> Path:
     """Where the HTTP cache lives: ``BIOMEDGPT_HOME/http_cache.sqlite``."""
     return (settings or get_settings()).path(CACHE_FILE)
 
@@ -479,6 +482,8 @@ def _describe_exception(error: BaseException) -> str:
         return "read timed out"
     if has(ConnectionRefusedError):
         return "connection refused"
+    if has(socket.gaierror):
+        return "cannot resolve the host name (no network? BIOMEDGPT_OFFLINE=1 answers from the cache)"
     # urllib3 makes NewConnectionError a subclass of ConnectTimeoutError; only a real timeout is one.
     if any(isinstance(e, ConnectTimeoutError) and not isinstance(e, NewConnectionError) for e in chain) or \
             has(requests.exceptions.ConnectTimeout) and not has(NewConnectionError):

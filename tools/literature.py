@@ -1,7 +1,8 @@
 """The literature store: ``LiteratureStore().ingest(["abstracts.jsonl"])`` then ``.search("BRCA1 breast cancer")``.
 
 Why Chroma with explicit embeddings: an embedded ``PersistentClient`` under ``BIOMEDGPT_HOME/chroma``
-works offline with no server; ``BIOMEDGPT_CHROMA_URL`` switches to a shared Chroma server for a team.
+works offline with no server; ``BIOMEDGPT_CHROMA_URL`` switches to a shared Chroma server for a team
+(a token, if the server wants one, comes from Chroma's own ``CHROMA_CLIENT_AUTH_*`` environment variables).
 The embedding function is always ``tools.embeddings.embedding_function()`` (never Chroma's default,
 which downloads a model).
 
@@ -406,6 +407,9 @@ class LiteratureStore:
     def __init__(self, settings: Settings | None = None, collection: str = "literature", *,
                  bundled: bool = True, chunking: ChunkConfig | str = "default") -> None:
         self.settings = settings or get_settings()
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]", collection or ""):
+            raise InputError(f"collection name {collection!r} is not valid: 3-512 letters, digits, '.', '_' or '-', "
+                             "starting and ending with a letter or digit")
         self.collection_name = collection
         self.bundled = bundled
         if isinstance(chunking, str):
@@ -447,6 +451,10 @@ class LiteratureStore:
             raise self._corrupt(error) from error
 
     def _corrupt(self, error: BaseException) -> StoreError:
+        if "dimension" in str(error).lower():
+            return StoreError(f"collection {self.collection_name!r} in {self.location} holds vectors of another "
+                              f"embedding model ({error}). Keep BIOMEDGPT_EMBEDDING_MODEL as it was when the "
+                              "collection was filled, or move the store aside and ingest again.")
         if self.settings.chroma_url:
             return StoreError(f"the Chroma server at {self.settings.chroma_url} failed on collection "
                               f"{self.collection_name!r}: {error}")
@@ -560,9 +568,8 @@ class LiteratureStore:
         model, another chunking) are embedded here.
         """
         report = IngestReport()
-        docs = list(_read_jsonl(BUNDLED_CORPUS, report))
+        docs, chunks = _bundled_chunks(self.chunking)
         report.records = len(docs)
-        chunks = [c for doc in docs for c in chunk_document(doc, self.chunking)]
         present = self._existing(sorted({c.id for c in chunks}))
         missing = {c.id: c for c in chunks if c.id not in present}
         report.chunks_skipped = len(chunks) - len(missing)
@@ -637,6 +644,13 @@ class LiteratureStore:
                                     year=int(year) if year is not None else None, chunk=int(meta.get("chunk", 0)),
                                     score=round(1.0 - float(distance), 4)))
         return passages
+
+
+@lru_cache(maxsize=4)
+def _bundled_chunks(config: ChunkConfig) -> tuple[list[Document], list[Chunk]]:
+    """The bundled corpus, parsed and chunked once per process (the first-use check reuses it)."""
+    docs = list(_read_jsonl(BUNDLED_CORPUS, IngestReport()))
+    return docs, [c for doc in docs for c in chunk_document(doc, config)]
 
 
 def _default_model_version() -> str:

@@ -255,15 +255,21 @@ class PubChemClient:
         wanted = name.strip().casefold()
         return sorted(compounds, key=lambda c: 0 if (c.title or "").casefold() == wanted else 1)
 
-    def properties(self, cids: Sequence[int]) -> list[Compound]:
-        """Properties of many CIDs in one POST per ``PROPERTY_BATCH``; the order of ``cids`` is kept."""
+    def properties(self, cids: Sequence[int], batch_size: int = PROPERTY_BATCH) -> list[Compound]:
+        """Properties of many CIDs in one POST per ``batch_size`` CIDs; the order of ``cids`` is kept."""
         ordered = list(dict.fromkeys(_check_cid(int(c)) for c in cids))
         if not ordered:
             raise InputError("properties() needs at least one CID")
         url = self._pug("compound", "cid", "property", ",".join(PROPERTIES), "JSON")
         rows: dict[int, Compound] = {}
-        for start in range(0, len(ordered), PROPERTY_BATCH):
-            batch = ordered[start:start + PROPERTY_BATCH]
+        if batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
+        batches = range(0, len(ordered), batch_size)
+        for number, start in enumerate(batches, 1):
+            batch = ordered[start:start + batch_size]
+            if len(batches) > 1:
+                report(f"PubChem properties: batch {number} of {len(batches)} ({len(batch)} CIDs)",
+                       service="pubchem", batch=number, batches=len(batches))
             label = f"CID {batch[0]}" if len(batch) == 1 else f"CIDs {batch[0]}…{batch[-1]} ({len(batch)})"
             data = self.http.post_json(url, {"cid": ",".join(map(str, batch))}, what=label)
             table = (data or {}).get("PropertyTable") or {}

@@ -20,6 +20,7 @@ from biomedgpt.model.errors import InputError
 from biomedgpt.settings import Settings
 from biomedgpt.tools.errors import InactiveEntry, NotFound, ServiceError
 from biomedgpt.tools.http import ServiceClient, body_summary
+from biomedgpt.tools.progress import report
 from biomedgpt.tools.records import ProteinEntry
 
 # UniProt's official accession pattern (https://www.uniprot.org/help/accession_numbers).
@@ -195,6 +196,9 @@ class UniProtClient:
         page = 0
         while url and len(entries) < wanted:
             page += 1
+            if page > 1:
+                report(f"UniProt search {query!r}: page {page} ({len(entries)} of {min(wanted, total)} entries so far)",
+                       service="uniprot", page=page, fetched=len(entries), total=total)
             response = self.http.get(url, params=params, what=f"search {query!r} (page {page})")
             data = self.http.json_of(response, f"search {query!r}")
             header = response.headers.get("X-Total-Results")

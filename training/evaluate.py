@@ -298,7 +298,27 @@ def _caption_batch(model: Any, batch: list[CaptionRecord], mode: str, index) -> 
 
         contexts = [format_context(_nearest(index, r.smiles, r.cid, RETRIEVAL_K), "molecule") for r in batch]
     prompts = [structure_prompt("molecule", CAPTION_QUESTION, c) for c in contexts]
-    return _generate(model, prompts, molecules=[r.smiles for r in batch], max_new_tokens=MAX_NEW_TOKENS["caption"])
+    return _generate_rows(model, prompts, [r.smiles for r in batch], "molecules", [r.cid for r in batch],
+                          MAX_NEW_TOKENS["caption"])
+
+
+def _generate_rows(model: Any, prompts: list[str], structures: list[str], kind: str, ids: list[str],
+                   max_new_tokens: int) -> list[str]:
+    """Batched generation; when the batch holds a structure the model cannot encode (RDKit rejects the
+    SMILES, a letter is not an amino acid), the rows are redone one by one and the bad row gets an
+    empty prediction — it still counts in the scores, it does not stop the run."""
+    try:
+        return _generate(model, prompts, **{kind: structures}, max_new_tokens=max_new_tokens)
+    except InputError:
+        pass
+    outputs = []
+    for prompt, structure, ident in zip(prompts, structures, ids):
+        try:
+            outputs.extend(_generate(model, [prompt], **{kind: [structure]}, max_new_tokens=max_new_tokens))
+        except InputError as error:
+            log.warning("%s: cannot encode the input, empty prediction (%s)", ident, error)
+            outputs.append("")
+    return outputs
 
 
 def structure_prompt(kind: str, question: str, context: str = "") -> str:
@@ -381,7 +401,8 @@ def _protein_batch(model: Any, batch: list[ProteinQA], mode: str, index) -> list
 
         contexts = [format_context(_nearest(index, r.sequence, r.accession, RETRIEVAL_K), "protein") for r in batch]
     prompts = [structure_prompt("protein", r.question, c) for r, c in zip(batch, contexts)]
-    return _generate(model, prompts, proteins=[r.sequence for r in batch], max_new_tokens=MAX_NEW_TOKENS["protein"])
+    return _generate_rows(model, prompts, [r.sequence for r in batch], "proteins", [r.accession for r in batch],
+                          MAX_NEW_TOKENS["protein"])
 
 
 # ------------------------------------------------------------------------------------------- MCQA

@@ -322,6 +322,13 @@ class Trainer:
                 kept.append(line)
         atomic_write_text(self.log_path, "".join(f"{line}\n" for line in kept))
 
+    def _last_logged_loss(self) -> float | None:
+        """The loss of the last logged step (a re-run of a finished run trains nothing new)."""
+        if not self.log_path.is_file():
+            return None
+        losses = [r["loss"] for r in map(json.loads, self.log_path.read_text().splitlines()) if "loss" in r]
+        return losses[-1] if losses else None
+
     def write_metrics(self, metrics: dict[str, Any]) -> Path:
         path = self.run_dir / "metrics.json"
         if self.env.is_main:
@@ -411,7 +418,7 @@ class Trainer:
         return {
             "steps": self.step,
             "total_steps": self.total_steps,
-            "final_loss": history[-1] if history else None,
+            "final_loss": history[-1] if history else self._last_logged_loss(),
             "loss_history": history,
             "resumed_from": resumed_from,
             "world_size": self.env.world_size,

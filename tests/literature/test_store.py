@@ -248,6 +248,8 @@ def test_clear_errors_for_bad_input(home, tmp_path):
         store.ingest([DATA / "crispr.txt"], batch_size=0)
     with pytest.raises(InputError, match="unknown chunking preset"):
         LiteratureStore(chunking="huge")
+    with pytest.raises(InputError, match="collection name 'a b' is not valid"):
+        LiteratureStore(collection="a b")
 
 
 def test_corrupt_store_is_a_store_error_naming_the_folder(home):

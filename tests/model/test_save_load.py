@@ -83,3 +83,30 @@ def test_weights_report_lists_the_three_weight_sets():
     gguf, _cache, mini = rows
     assert gguf["found"] is True and gguf["path"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
     assert mini["found"] is False and mini["trained"] is False and "not trained" in mini["note"]
+
+
+def test_a_llama_folder_loads_alone_as_a_text_chat_model(tiny_model, tmp_path):
+    from biomedgpt.model.lm import load_text_chat_model
+
+    tiny_model.llm.save_pretrained(tmp_path / "lm")
+    tiny_model.tokenizer.save_pretrained(tmp_path / "lm")
+    chat = load_text_chat_model(tmp_path / "lm")
+    assert chat.llm.config.hidden_size == tiny_model.llm.config.hidden_size
+    assert isinstance(chat.ask("What is aspirin?", max_new_tokens=3), str)
+    with pytest.raises(ConfigError, match="not 'smollm2', 'tiny' or a folder"):
+        load_text_chat_model(tmp_path / "missing")
+
+
+@torch.no_grad()
+def test_fair_esm_back_end_splices_the_same_way():
+    from biomedgpt.model import BioMedGPT, get_preset
+    from biomedgpt.model.lm import load_lm
+
+    config = get_preset("tiny")
+    config.protein.backend = "fair"
+    config.protein.intermediate_size = None
+    llm, tokenizer = load_lm(config.lm)
+    model = BioMedGPT(config, llm, tokenizer).eval()
+    batch = model.splice(chat_prompt("What is it?", proteins=1), None, ["MKTAYIAK"])
+    (_, start, end), = batch.spans[0]
+    assert end - start == 8 + 2

@@ -125,6 +125,15 @@ def test_properties_are_one_batched_post_in_the_order_asked(fake_services):
     assert sent[0].body == "cid=5564%2C2244%2C2519"
 
 
+def test_large_property_requests_are_split_into_reported_batches(fake_services, progress):
+    found = PubChemClient().properties([2244, 5564, 2519], batch_size=2)
+
+    assert [c.cid for c in found] == [2244, 5564, 2519]
+    assert [a.body for a in fake_services.requests_to("/rest/pug/compound/cid/property/")] == [
+        "cid=2244%2C5564", "cid=2519"]
+    assert progress.messages() == ["PubChem properties: batch 1 of 2 (2 CIDs)", "PubChem properties: batch 2 of 2 (1 CIDs)"]
+
+
 def test_descriptions_fall_back_to_pug_view(fake_services):
     descriptions = PubChemClient().descriptions(2349)
 
@@ -148,6 +157,14 @@ def test_similar_uses_fastsimilarity_2d_and_leaves_out_the_query(fake_services):
     assert "Threshold=95" in sent.query
     with pytest.raises(InputError):
         PubChemClient().similar(2244, threshold=150)
+
+
+def test_similar_by_smiles(fake_services):
+    found = PubChemClient().similar("CC(=O)Oc1ccccc1C(=O)O", threshold=80, max_records=3)
+
+    assert [c.cid for c in found] == [2244]  # aspirin itself; nothing else served is that close
+    sent = fake_services.requests_to("/rest/pug/compound/fastsimilarity_2d/smiles/")
+    assert len(sent) == 1 and sent[0].method == "GET" and "Threshold=80" in sent[0].query
 
 
 def test_other_faults_are_clear_service_errors(fake_services):

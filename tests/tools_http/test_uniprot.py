@@ -72,7 +72,7 @@ def test_unknown_accession_is_not_found(fake_services):
     assert "A0A999ZZZ9" in str(caught.value) and "Resource not found" in str(caught.value)
 
 
-def test_search_follows_the_link_cursor_and_reads_the_total(fake_services):
+def test_search_follows_the_link_cursor_and_reads_the_total(fake_services, progress):
     result = UniProtClient().search("glucose", size=2, limit=10)
 
     assert isinstance(result, SearchResult)
@@ -80,6 +80,7 @@ def test_search_follows_the_link_cursor_and_reads_the_total(fake_services):
     assert [e.accession for e in result.entries] == ["P13866", "P19926", "P0DTR4", "A8Y1C3"]
     pages = fake_services.requests_to("/uniprotkb/search")
     assert len(pages) == 2 and "cursor=page2" in pages[1].query
+    assert progress.messages() == ["UniProt search 'glucose': page 2 (2 of 4 entries so far)"]
 
 
 def test_search_stops_at_the_limit(fake_services):

@@ -141,6 +141,13 @@ def test_generation_with_the_tiny_model(tiny_model, tmp_path):
     assert result["n"] == 3 and result["generated"] == 3 and result["retrieval"] == "on"
     assert len(_rows(out)) == 4 and all(len(r) == 3 for r in _rows(out))
     assert E.default_retrieval(tiny_model) == "off"  # the tiny preset was not trained with retrieval
+    # A SMILES RDKit rejects gets an empty prediction and is still scored; the rest of the batch runs.
+    bad = tmp_path / "bad_smiles.tsv"
+    lines = SAMPLE.read_text().splitlines()
+    bad.write_text("\n".join([lines[0], "1\tC1CC(\tThe molecule is broken.", *lines[1:3]]) + "\n")
+    broken = E.eval_captioning(tiny_model, bad, retrieval="off", out=tmp_path / "bad.tsv", batch_size=3, progress=False)
+    assert broken["n"] == 3
+    assert _rows(tmp_path / "bad.tsv")[1][2] == "" and all(r[2] for r in _rows(tmp_path / "bad.tsv")[2:])
     mcqa = tmp_path / "medqa.jsonl"
     mcqa.write_text("\n".join(json.dumps({"realidx": i, "question": f"Which {i}?", "options": {"A": "x", "B": "y"},
                                           "answer_idx": "AB"[i % 2]}) for i in range(3)))

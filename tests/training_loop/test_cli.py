@@ -58,6 +58,7 @@ def test_train_tiny_end_to_end_then_rerun_is_idempotent(kind, tmp_path):
     assert again.exit_code == 0, again.output
     repeat = _last_json(again.stdout)
     assert repeat["resumed_from"].endswith(f"step-{metrics['steps']:06d}")
+    assert repeat["steps"] == metrics["steps"] and repeat["final_loss"] == metrics["final_loss"]
     lines = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines if "loss" in r] == list(range(1, metrics["steps"] + 1))
 

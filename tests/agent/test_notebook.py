@@ -1,0 +1,54 @@
+"""``examples/quickstart.ipynb`` runs in a real kernel (nbclient) and shows depictions and citations."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager, NATIVE_KERNEL_NAME
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / "examples" / "quickstart.ipynb"
+
+
+class _ThisPythonKernels(KernelSpecManager):
+    """The ``python3`` kernel is this interpreter (the venv's), whatever else is installed on the machine."""
+
+    def get_kernel_spec(self, kernel_name):
+        if kernel_name == NATIVE_KERNEL_NAME:
+            from ipykernel.kernelspec import get_kernel_dict
+            from jupyter_client.kernelspec import KernelSpec
+
+            spec = get_kernel_dict()
+            spec["argv"][0] = sys.executable
+            return KernelSpec(resource_dir="", **spec)
+        return super().get_kernel_spec(kernel_name)
+
+
+@pytest.mark.slow
+def test_quickstart_notebook_runs_with_depictions_and_citations(monkeypatch, tmp_path):
+    monkeypatch.setenv("BIOMEDGPT_OFFLINE", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    client = NotebookClient(notebook, kernel_name=NATIVE_KERNEL_NAME, timeout=300,
+                            resources={"metadata": {"path": str(tmp_path)}},
+                            kernel_manager_kwargs={"kernel_spec_manager": _ThisPythonKernels()})
+    client.execute()
+
+    def html_of(index: int) -> str:
+        outputs = notebook.cells[index].outputs
+        return "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+
+    magic_cells = [i for i, c in enumerate(notebook.cells) if c.cell_type == "code" and c.source.lstrip("%").startswith("biomed")
+                   and "load_ext" not in c.source]
+    first, follow_up, cell_magic = (html_of(i) for i in magic_cells)
+    assert "<svg" in first  # an RDKit depiction
+    assert '<a href="https://www.rdkit.org" target="_blank">RDKit</a>' in first  # a citation as a link
+    assert "[BioMedGPT]" in first and "model output" in first  # model text is labelled as such
+    assert "180.16" in follow_up and "RDKit" in follow_up  # "its" resolved through the session
+    assert "<svg" in cell_magic and "Computed with RDKit" in cell_magic
+    last = notebook.cells[-1].outputs
+    assert any("'RDKit'" in o.get("data", {}).get("text/plain", "") for o in last)
