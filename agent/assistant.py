@@ -220,6 +220,8 @@ class Assistant:
             yield Event("result", result)
             return
         values = graph.get_state(config).values
+        if session is None:  # an unnamed question leaves nothing behind in the in-memory saver
+            graph.checkpointer.delete_thread(config["configurable"]["thread_id"])
         yield Event("result", result_from_state(values, session))
 
     # ------------------------------------------------------------------ sessions and scripts

@@ -52,7 +52,7 @@ def describe_tool_error(error: Exception) -> str:
     from biomedgpt.tools.errors import OfflineMiss
 
     if isinstance(error, OfflineMiss):
-        return f"Error: needs the network, but BIOMEDGPT_OFFLINE is set and the answer is not cached ({error})"
+        return f"Error: needs the network (offline mode): {error}"
     if isinstance(error, BiomedGPTError):
         return f"Error: {error}"
     return f"Error: {type(error).__name__}: {error}"

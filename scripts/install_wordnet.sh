@@ -5,6 +5,7 @@
 # as root); without it, METEOR is reported as null with a note rather than silently 0.
 set -euo pipefail
 dest=${1:?usage: install_wordnet.sh DEST}
+mkdir -p "$dest" && dest=$(cd "$dest" && pwd)
 here=$(cd "$(dirname "$0")/.." && pwd)
 lexnames="$here/training/data/wordnet/lexnames"
 if [ -f "$dest/index.sense" ] && [ -f "$dest/data.noun" ] && [ -f "$dest/lexnames" ]; then exit 0; fi

@@ -18,10 +18,10 @@ is loaded once per process and shared by threads; generation runs one call at a 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from biomedgpt.model.errors import BiomedGPTError, InputError, InvalidSequenceError
+from biomedgpt.model.errors import BiomedGPTError, ConfigError, InputError, InvalidSequenceError
 from biomedgpt.settings import get_settings
 from biomedgpt.tools.errors import NotFound
 from biomedgpt.tools.records import Compound, ModelAnswer, ProteinEntry
@@ -34,6 +34,36 @@ RETRIEVAL_K = 3
 #: A sequence is a run of at least this many amino-acid letters (shorter strings are names: "EGFR").
 MIN_SEQUENCE_LENGTH = 20
 _AMINO = frozenset("ACDEFGHIKLMNPQRSTVWYXBZUO")
+
+
+@dataclass(frozen=True)
+class AnswerGeneration:
+    """How the model generates a tool answer (greedy). Why penalties: small LMs, and untrained encoders
+    above all, loop on one sentence; a repetition penalty and an n-gram ban keep answers readable."""
+
+    max_new_tokens: int = 96
+    repetition_penalty: float = 1.15
+    no_repeat_ngram_size: int = 4
+
+    def kwargs(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: Named generation presets: ``describe_molecule(..., generation="short")``.
+GENERATION_PRESETS: dict[str, AnswerGeneration] = {
+    "default": AnswerGeneration(),
+    "short": AnswerGeneration(max_new_tokens=48),
+    "raw": AnswerGeneration(max_new_tokens=128, repetition_penalty=1.0, no_repeat_ngram_size=0),  # plain greedy
+}
+
+
+def _generation(generation: str | AnswerGeneration) -> AnswerGeneration:
+    if isinstance(generation, AnswerGeneration):
+        return generation
+    try:
+        return GENERATION_PRESETS[generation]
+    except KeyError:
+        raise ConfigError(f"unknown generation preset {generation!r}; known: {', '.join(GENERATION_PRESETS)}") from None
 
 
 class StructureNotResolved(InputError):
@@ -98,11 +128,15 @@ def _finish(model: Any, text: str, question: str, inputs: dict, prompt: str) -> 
                        model=_model_label(model), trained=trained, note="" if trained else UNTRAINED_NOTE)
 
 
-def _ask(model: Any, question: str, *, smiles: str | None = None, sequence: str | None = None,
-         context: str | None = None) -> str:
+def _ask(model: Any, question: str, generation: AnswerGeneration, *, smiles: str | None = None,
+         sequence: str | None = None, context: str | None = None) -> str:
     """Generate, one call at a time (the model and its KV cache are not shared between threads)."""
-    with _GENERATE_LOCK:
-        return model.ask(question, smiles=smiles, sequence=sequence, context=context)
+    import warnings
+
+    with _GENERATE_LOCK, warnings.catch_warnings():
+        # transformers notes that with inputs_embeds the penalties see only new tokens: that is intended.
+        warnings.filterwarnings("ignore", message=r"Passing `(repetition_penalty|no_repeat_ngram_size)`")
+        return model.ask(question, smiles=smiles, sequence=sequence, context=context, **generation.kwargs())
 
 
 def _prompt(question: str, *, molecules: int = 0, proteins: int = 0, context: str | None = None) -> str:
@@ -176,7 +210,7 @@ def molecule_inputs(resolved: ResolvedMolecule) -> dict:
 
 
 def describe_molecule(query: str, question: str = DEFAULT_MOLECULE_QUESTION, *, model: Any = None,
-                      retrieval: bool | None = None) -> ModelAnswer:
+                      retrieval: bool | None = None, generation: str | AnswerGeneration = "default") -> ModelAnswer:
     """Ask BioMedGPT ``question`` about a molecule given as SMILES, PubChem CID or name.
 
     ``model`` is a loaded BioMedGPT, a preset name or path, or ``None`` for the configured one.
@@ -184,6 +218,7 @@ def describe_molecule(query: str, question: str = DEFAULT_MOLECULE_QUESTION, *, 
     only when the model was trained that way (``model.config.retrieval``).
     """
     question = (question or "").strip() or DEFAULT_MOLECULE_QUESTION
+    settings = _generation(generation)
     resolved = resolve_molecule(query)
     inputs = molecule_inputs(resolved)
     model = _resolve_model(model)
@@ -196,7 +231,8 @@ def describe_molecule(query: str, question: str = DEFAULT_MOLECULE_QUESTION, *, 
         context = format_context(hits, "molecule") or None
         inputs["retrieved"] = [hit.id for hit in hits]
     prompt = _prompt(question, molecules=1, context=context)
-    text = _ask(model, question, smiles=resolved.smiles, context=context)
+    inputs["generation"] = settings.kwargs()
+    text = _ask(model, question, settings, smiles=resolved.smiles, context=context)
     return _finish(model, text, question, inputs, prompt)
 
 
@@ -281,13 +317,15 @@ def protein_inputs(resolved: ResolvedProtein, max_residues: int) -> tuple[dict, 
 
 
 def describe_protein(query: str, question: str = DEFAULT_PROTEIN_QUESTION, *, model: Any = None,
-                     retrieval: bool | None = None, organism: str | None = None) -> ModelAnswer:
+                     retrieval: bool | None = None, organism: str | None = None,
+                     generation: str | AnswerGeneration = "default") -> ModelAnswer:
     """Ask BioMedGPT ``question`` about a protein given as a sequence, UniProt accession or name.
 
     Over-long sequences follow the model's policy (``config.on_too_long``): truncated, with the cut
     reported in ``inputs``, or an ``InvalidSequenceError``.
     """
     question = (question or "").strip() or DEFAULT_PROTEIN_QUESTION
+    settings = _generation(generation)
     resolved = resolve_protein(query, organism=organism)
     model = _resolve_model(model)
     config = model.config
@@ -305,7 +343,8 @@ def describe_protein(query: str, question: str = DEFAULT_PROTEIN_QUESTION, *, mo
         context = format_context(hits, "protein") or None
         inputs["retrieved"] = [hit.id for hit in hits]
     prompt = _prompt(question, proteins=1, context=context)
-    text = _ask(model, question, sequence=sequence[:max_residues], context=context)
+    inputs["generation"] = settings.kwargs()
+    text = _ask(model, question, settings, sequence=sequence[:max_residues], context=context)
     answer = _finish(model, text, question, inputs, prompt)
     if inputs["truncated"]:
         answer.note = "; ".join(part for part in (answer.note, inputs["truncation_note"]) if part)

@@ -246,11 +246,15 @@ def document_from_record(record: dict, source: str) -> Document:
 
 def _read_jsonl(path: Path, report: IngestReport) -> Iterator[Document]:
     text = _open_bytes(path).decode("utf-8", errors="replace")
-    if text.lstrip().startswith("["):  # a JSON array of records
+    if _suffix(path) == ".json" or text.lstrip().startswith("["):  # one JSON document: a record or a list
         try:
             rows = json.loads(text)
         except json.JSONDecodeError as error:
+            if _suffix(path) == ".json":
+                report.problem(f"{path}: not valid JSON ({error})")
+                return
             raise InputError(f"{path} is not valid JSON ({error})") from error
+        rows = rows if isinstance(rows, list) else [rows]
         numbered = [(i, row) for i, row in enumerate(rows, 1)]
     else:
         numbered = []

@@ -130,11 +130,42 @@ def wrap_model(model: nn.Module, strategy: str, env: DistEnv, bf16: bool = False
 
         mesh = init_device_mesh(env.device.type, (env.world_size,))
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
-        for layer in _decoder_layers(model):
-            fully_shard(layer, mesh=mesh, mp_policy=policy)
-        fully_shard(model, mesh=mesh, mp_policy=policy)
+        # A multimodal model shards only its LM (the big part, run on every sample); the encoders and
+        # adaptors stay replicated (``ignored_params``) because a rank whose micro-batch has no
+        # protein skips ESM-2, and sharded parameters need every rank in every collective. Their
+        # gradients are averaged by ``sync_replicated_grads``. The whole model stays the FSDP root, so
+        # its forward (which calls the LM's embedding to splice features) starts the all-gathers.
+        lm = model.llm if isinstance(getattr(model, "llm", None), nn.Module) else model
+        units = _decoder_layers(lm)
+        if hasattr(lm, "get_input_embeddings"):
+            units.append(lm.get_input_embeddings())
+        for unit in units:
+            fully_shard(unit, mesh=mesh, mp_policy=policy)
+        lm_params = {id(p) for p in lm.parameters()}
+        replicated = {p for p in model.parameters() if id(p) not in lm_params}
+        fully_shard(model, mesh=mesh, mp_policy=policy, ignored_params=replicated or None)
         return model
     raise ConfigError(f"unknown strategy {strategy!r}; choose auto, single, ddp or fsdp")
+
+
+def sync_replicated_grads(model: nn.Module) -> None:
+    """Average the gradients of trainable parameters that FSDP does not shard (plain tensors).
+
+    A parameter unused on this rank (no protein in its micro-batch) contributes a zero gradient, so
+    every rank joins every all-reduce in the same order.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    from torch.distributed.tensor import DTensor
+
+    world = dist.get_world_size()
+    for param in model.parameters():
+        if not param.requires_grad or isinstance(param, DTensor):
+            continue
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+        dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+        param.grad /= world
 
 
 def _has_optional_branches(model: nn.Module) -> bool:

@@ -44,6 +44,7 @@ from biomedgpt.training.distributed import (
     barrier,
     init_distributed,
     resolve_strategy,
+    sync_replicated_grads,
     unwrap,
     wrap_model,
 )
@@ -383,6 +384,8 @@ class Trainer:
         while self.step < self.total_steps:
             micro = self.micro_batches(self.step)
             losses = [self._forward_backward(ids, last=(a == len(micro) - 1)) for a, ids in enumerate(micro)]
+            if self.strategy == "fsdp":
+                sync_replicated_grads(self.model)
             grad_norm = None
             if cfg.optim.grad_clip is not None:
                 norm = torch.nn.utils.clip_grad_norm_(

@@ -31,9 +31,9 @@ def ingest(
     console = Console(stderr=False)
     console.print(f"ingested {report.files} file(s), {report.records} record(s): "
                   f"{report.chunks_added} new chunk(s), {report.chunks_skipped} already stored, "
-                  f"{report.skipped_rows} unreadable row(s) -> {store.location}", highlight=False)
+                  f"{report.skipped_rows} unreadable row(s) -> {store.location}", highlight=False, soft_wrap=True)
     for problem in report.problems:
-        console.print(f"  skipped: {problem}", highlight=False, markup=False)
+        console.print(f"  skipped: {problem}", highlight=False, markup=False, soft_wrap=True)
 
 
 def search(

@@ -63,3 +63,24 @@ def test_progress_reaches_custom_stream():
     assert ("progress", "PubChem busy, retrying in 2 s") in [(e.kind, e.data) for e in events]
     assert kinds.index("tool_call") < kinds.index("progress") < kinds.index("tool_result")
     assert kinds[-1] == "result" and events[-1].data.answer.startswith("Done [RDKit].")
+
+
+def test_aask_and_memory_of_a_named_session(tmp_path, monkeypatch):
+    import asyncio
+
+    monkeypatch.setenv("BIOMEDGPT_HOME", str(tmp_path))
+    llm = fake_llm([
+        AIMessage(content="", tool_calls=[call("rdkit_properties", "c1", smiles="CCO")]),
+        AIMessage(content="C2H6O [RDKit]."),
+        AIMessage(content="As I said, C2H6O [RDKit]."),
+    ])
+    assistant = Assistant(llm=llm, tools=TEST_TOOLS)
+    first = asyncio.run(assistant.aask("Formula of CCO?", session="mem"))
+    assert first.answer.startswith("C2H6O [RDKit].") and first.session == "mem"
+    second = assistant.ask("And again?", session="mem")
+    # the second turn saw the first one (the chat model got the whole conversation) and has no tools of its own
+    assert second.tool_calls == [] and second.artifacts["properties"] == []
+    assert "[unverified: RDKit]" in second.answer  # no tool ran this turn, so [RDKit] is not evidence here
+    assert [t.question for t in assistant.history("mem")] == ["Formula of CCO?", "And again?"]
+    assert (tmp_path / "sessions.sqlite").exists()
+    assert [s.name for s in assistant.sessions()] == ["mem"]

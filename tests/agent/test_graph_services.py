@@ -59,3 +59,16 @@ def test_offline_planner_follow_up_uses_memory(fake_services):
     history = assistant.history("follow-up-test")
     assert [t.question for t in history] == ["Describe aspirin", "What is its molecular weight?"]
     assert history[1].citations and history[1].citations[0]["label"] == "PubChem CID 2244"
+
+
+def test_offline_mode_says_what_needs_the_network(fake_services, monkeypatch):
+    from biomedgpt.settings import reset_settings
+
+    monkeypatch.setenv("BIOMEDGPT_OFFLINE", "1")  # with a cold cache every PubChem look-up is a miss
+    reset_settings()
+    result = Assistant().ask("What is the molecular weight of caffeine?")
+    failed = [c for c in result.tool_calls if not c["ok"]]
+    assert failed and failed[0]["name"] == "pubchem_lookup"
+    assert "needs the network (offline mode)" in failed[0]["error"]
+    assert "Could not look up" in result.answer and "needs the network" in result.answer
+    assert fake_services.count("/rest/pug/") == 0  # offline means no request at all

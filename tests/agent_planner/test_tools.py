@@ -20,6 +20,7 @@ from biomedgpt.model.errors import InputError, InvalidSequenceError
 from biomedgpt.settings import reset_settings
 from biomedgpt.tools import langchain_tools as lt
 from biomedgpt.tools.biomedgpt_tool import (
+    GENERATION_PRESETS,
     UNTRAINED_NOTE,
     StructureNotResolved,
     describe_molecule,
@@ -223,7 +224,7 @@ def test_describe_molecule_reports_exactly_what_the_model_saw(tiny_model, monkey
     reset_settings()
     answer = describe_molecule(ASPIRIN, "What is this molecule used for?", model=tiny_model)
     assert answer.inputs == {"smiles": ASPIRIN, "canonical_smiles": "CC(=O)Oc1ccccc1C(=O)O", "heavy_atoms": 13,
-                             "soft_tokens": 13}
+                             "soft_tokens": 13, "generation": GENERATION_PRESETS["default"].kwargs()}
     assert answer.prompt == chat_prompt("What is this molecule used for?", molecules=1)
     assert "<molecule><moleculeHere></molecule> What is this molecule used for? ### Assistant: " in answer.prompt
     assert answer.question == "What is this molecule used for?"
@@ -345,3 +346,16 @@ def test_model_is_loaded_once_and_shared_by_threads(monkeypatch):
         models = list(pool.map(lambda _: biomedgpt_tool.get_model("tiny"), range(8)))
     assert loads == ["tiny"]
     assert all(m is models[0] for m in models)
+
+
+def test_generation_presets_are_recorded_and_checked(tiny_model, monkeypatch):
+    from biomedgpt.model.errors import ConfigError
+
+    monkeypatch.setenv("BIOMEDGPT_OFFLINE", "1")
+    reset_settings()
+    raw = describe_molecule("CCO", model=tiny_model, generation="raw")
+    again = describe_molecule("CCO", model=tiny_model, generation="raw")
+    assert raw.text == again.text  # greedy: the same input gives the same answer
+    assert raw.inputs["generation"] == {"max_new_tokens": 128, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
+    with pytest.raises(ConfigError, match="unknown generation preset 'wild'"):
+        describe_molecule("CCO", model=tiny_model, generation="wild")

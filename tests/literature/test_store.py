@@ -293,3 +293,20 @@ def test_pubmed_fetch_ingests_from_eutils(home, httpserver, monkeypatch):
     assert (hit.pmid, hit.year) == ("90000001", 2021)
     again = store.pubmed_fetch("malaria artemisinin", n=2)
     assert again.chunks_added == 0 and again.chunks_skipped == report.chunks_added
+
+
+def test_json_documents_lists_and_gzip(tmp_path):
+    import gzip
+
+    rows = [{"pmid": 5, "title": "One", "abstract": "First abstract.", "year": "1999 Spring"},
+            {"pmid": "6", "title": "Two", "text": "Second abstract.", "journal": "J"}]
+    listed = tmp_path / "records.json"
+    listed.write_text(json.dumps(rows, indent=2))
+    single = tmp_path / "one.json"
+    single.write_text(json.dumps({"header": {"type": "esearch"}}, indent=2))
+    packed = tmp_path / "more.jsonl.gz"
+    packed.write_bytes(gzip.compress("\n".join(json.dumps(r) for r in rows).encode()))
+    report = IngestReport()
+    docs = [d for p in expand_paths([tmp_path]) for d in iter_documents(p, report)]
+    assert [(d.pmid, d.year, d.journal) for d in docs] == [("5", 1999, None), ("6", None, "J")] * 2
+    assert report.skipped_rows == 1 and "one.json:1: no title and no abstract" in report.problems[0]

@@ -46,12 +46,19 @@ def _torchrun(kind, run_dir, strategy):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("kind", "strategies"), [("lm", ["ddp", "fsdp"]), ("align", ["ddp"])])
-def test_two_processes_match_one(kind, strategies, tmp_path):
+@pytest.mark.parametrize(
+    ("kind", "strategy"),
+    [
+        ("lm", "ddp"),
+        # FSDP2 on CPU/gloo: the LM sharded, GIN/ESM-2/adaptors replicated; molecule-only and
+        # protein-only micro-batches on different ranks exercise the replicated-gradient path.
+        ("align", "fsdp"),
+    ],
+)
+def test_two_processes_match_one(kind, strategy, tmp_path):
     # One process: micro-batch 2 × 2 accumulation steps; two processes: micro-batch 2 each, no accumulation.
     single = CliRunner().invoke(app, ["train", kind, "--config", "tiny", "--json", *_flags(kind, tmp_path / "single")])
     assert single.exit_code == 0, single.output
     expected = _losses(tmp_path / "single")
     assert len(expected) == 3
-    for strategy in strategies:
-        assert _torchrun(kind, tmp_path / strategy, strategy) == pytest.approx(expected, rel=1e-4, abs=1e-5), strategy
+    assert _torchrun(kind, tmp_path / strategy, strategy) == pytest.approx(expected, rel=1e-4, abs=1e-5)
