@@ -30,6 +30,8 @@ LABEL_PATTERN = re.compile(r"^(PubChem CID \d+|UniProt [A-Z0-9]{6,10}(?:-\d+)?|P
 _BRACKETS = re.compile(r"\[([^\[\]\n]{1,80})\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
 
+#: Model text beyond this many characters is cut in answers (the full text stays in the artifact).
+MODEL_TEXT_LIMIT = 600
 UNTRAINED_NOTE = "untrained encoders — not evidence"
 MODEL_OUTPUT_NOTE = "model output, not a database fact"
 
@@ -172,24 +174,28 @@ def citations_for(text: str, sources: Mapping[str, dict]) -> list[dict]:
 # ----------------------------------------------------------------------------- LLM answers
 
 
-def check_citations(text: str, sources: Mapping[str, dict], model_answers: Iterable[Mapping] = ()) -> str:
+def check_citations(text: str, sources: Mapping[str, dict], model_answers: Iterable[Mapping] = (), *,
+                    earlier: Mapping[str, dict] | None = None) -> str:
     """Check an LLM's answer against the sources; mark unknown labels; attach sources it forgot.
 
-    A label that looks like a citation but that no tool returned becomes ``[unverified: LABEL]``, so
-    a reader can tell evidence from a claim the LLM made up.
+    ``sources`` are this turn's records, ``earlier`` those of previous turns of the session (citing
+    them is fine; they are not re-attached). A label that looks like a citation but that no tool
+    returned becomes ``[unverified: LABEL]``, so a reader can tell evidence from a made-up claim.
     """
+    earlier = earlier or {}
 
     def fix(match: re.Match) -> str:
         parts = [p.strip() for p in re.split(r"[;,]\s*", match.group(1))]
         if not any(LABEL_PATTERN.match(p) for p in parts):
             return match.group(0)
-        kept = [p if (p in sources or not LABEL_PATTERN.match(p)) else f"unverified: {p}" for p in parts]
+        kept = [p if (p in sources or p in earlier or not LABEL_PATTERN.match(p)) else f"unverified: {p}"
+                for p in parts]
         return "[" + "; ".join(kept) + "]"
 
     checked = _BRACKETS.sub(fix, text or "").strip()
     used = [label for label in cited_labels(checked) if label in sources]
     missing = [label for label in sources if label not in used]
-    if sources and not used:
+    if sources and not used and not any(label in earlier for label in cited_labels(checked)):
         checked += "\n\nSources: " + " ".join(f"[{label}]" for label in sources)
     elif missing:
         checked += "\n\nAlso consulted: " + " ".join(f"[{label}]" for label in missing)
@@ -299,6 +305,8 @@ def _model_lines(raw: dict) -> list[str]:
         saw = ", ".join(x for x in [saw, f"a protein sequence of {len(str(a.inputs['sequence']))} residues"] if x)
     lines = [f"**BioMedGPT model output** ({note}{'; input: ' + saw if saw else ''})"]
     text = " ".join(a.text.split()) or "(the model returned no text)"
+    if len(text) > MODEL_TEXT_LIMIT:
+        text = text[:MODEL_TEXT_LIMIT].rsplit(" ", 1)[0] + " …"
     lines.append(f"- The model says: \u201c{text}\u201d [BioMedGPT].")
     if a.note:
         lines.append(f"- {a.note} [BioMedGPT].")
@@ -312,7 +320,7 @@ def _similar_lines(hits: list[dict]) -> list[str]:
     lines = [f"**Nearest known {kind}** (evidence by similarity, not identity)"]
     for raw in hits[:5]:
         hit = SimilarHit.model_validate(raw)
-        name = hit.name or hit.id
+        name = hit.name or (f"CID {hit.id}" if hit.kind == "molecule" and hit.id.isdigit() else hit.id)
         described = f": {_snippet(hit.description, 1, 240)}" if hit.description else ""
         lines.append(f"- {name} (similarity {hit.similarity:.2f}, {hit.source}){described} [{_similar_label(raw)}].")
     return lines

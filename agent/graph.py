@@ -188,7 +188,9 @@ def build_graph(tools: Sequence[BaseTool] | None = None, checkpointer: Any = Non
         limited = bool(state.get("limited"))
         if (ctx.chat_model is not None and isinstance(last, AIMessage) and not last.tool_calls
                 and not limited and _text(last).strip()):
-            text = check_citations(_text(last), sources, state.get("model_answers") or [])
+            earlier = {k: v for k, v in (state.get("known_sources") or {}).items() if k not in sources}
+            text = check_citations(_text(last), sources, state.get("model_answers") or [], earlier=earlier)
+            sources = {**earlier, **sources}
             message_id = last.id
         else:
             text = compose_answer(question, state, failed_calls(turn),
@@ -196,7 +198,7 @@ def build_graph(tools: Sequence[BaseTool] | None = None, checkpointer: Any = Non
             message_id = None
         final = AIMessage(content=text, name=ANSWER_NAME, id=message_id or f"answer-{uuid.uuid4().hex}",
                           additional_kwargs={"citations": citations_for(text, sources)})
-        return {"messages": [final]}
+        return {"messages": [final], "known_sources": sources}
 
     def route(state: State) -> str:
         if state.get("limited"):

@@ -35,6 +35,9 @@ INTENTS: tuple[str, ...] = ("describe", "properties", "function", "name", "famil
 #: How many hits the evidence tools ask for; one place, so plans and tests agree.
 DEFAULT_K = 5
 DEFAULT_PUBMED_N = 10
+#: PubChem similarity search: Tanimoto threshold in percent and how many neighbours to ask for.
+SIMILAR_THRESHOLD = 90
+SIMILAR_RECORDS = 10
 #: The most entities a follow-up about "them" expands to (keeps a plan short).
 MAX_ENTITIES = 5
 
@@ -381,7 +384,8 @@ def _molecule_calls(entity: Entity, intent: str, question: str, offline: bool) -
         elif intent == "similar":
             calls = [_call("similar_known", smiles=value, k=DEFAULT_K)]
             if not offline:
-                calls.append(_call("pubchem_similar", query=value, threshold=90, max_records=10))
+                calls.append(_call("pubchem_similar", query=value, threshold=SIMILAR_THRESHOLD,
+                                   max_records=SIMILAR_RECORDS))
         elif intent == "name":
             calls = [] if offline else [_call("pubchem_lookup", query=value)]
             calls += [_call("similar_known", smiles=value, k=DEFAULT_K)]
@@ -401,7 +405,7 @@ def _molecule_calls(entity: Entity, intent: str, question: str, offline: bool) -
         return [_call("pubchem_lookup", query=value)]
     if intent == "similar":
         return [_call("pubchem_lookup", query=value),
-                _call("pubchem_similar", query=value, threshold=90, max_records=10)]
+                _call("pubchem_similar", query=value, threshold=SIMILAR_THRESHOLD, max_records=SIMILAR_RECORDS)]
     return [_call("pubchem_lookup", query=value), _call("describe_molecule", query=value, question=question)]
 
 

@@ -43,6 +43,11 @@ def recent_entities(left: list[dict] | None, right: list[dict] | None) -> list[d
     return merged[-MAX_RECENT_ENTITIES:]
 
 
+def merge_sources(left: dict | None, right: dict | None) -> dict:
+    """Reducer for the session's citable sources (label → citation); newer entries win."""
+    return {**(left or {}), **(right or {})}
+
+
 def replace_value(left: Any, right: Any) -> Any:
     """Reducer that keeps the newest value (explicit, so a partial update never drops a field)."""
     return right
@@ -67,6 +72,9 @@ class State(InputState, total=False):
     entity: Annotated[dict | None, replace_value]
     #: Recent entities (newest last), for follow-ups about "them".
     entities: Annotated[list[dict], recent_entities]
+    #: Every source cited so far in the session (label → {label, source, url, title}), so that an
+    #: LLM's answer that cites evidence from an earlier turn is still checked against real records.
+    known_sources: Annotated[dict, merge_sources]
     #: The intent of the current question when the offline planner classified it.
     intent: Annotated[str | None, replace_value]
     #: Plan steps taken for the current question (reset on every new question).

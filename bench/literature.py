@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import random
 import sys
 import tempfile
 import time

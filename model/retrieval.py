@@ -150,7 +150,8 @@ def _rdkit_quiet():
     RDLogger.DisableLog("rdApp.*")
 
 
-def _parse_smiles(smiles: str):
+def parse_smiles(smiles: str):
+    """An RDKit molecule, or ``InvalidSmilesError`` naming the input (RDKit's own warnings are silenced)."""
     from rdkit import Chem
 
     if not isinstance(smiles, str) or not smiles.strip():
@@ -206,7 +207,7 @@ class MoleculeIndex:
         for row in records:
             record = MoleculeRecord(*row)
             try:
-                mol = _parse_smiles(record.smiles)
+                mol = parse_smiles(record.smiles)
             except InvalidSmilesError as error:
                 if strict:
                     raise InvalidSmilesError(f"reference molecule {record.id}: {error}") from error
@@ -228,7 +229,7 @@ class MoleculeIndex:
 
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
-        mol = _parse_smiles(smiles)
+        mol = parse_smiles(smiles)
         if not self.records:
             return []
         query = self._generator().GetFingerprint(mol)
@@ -611,13 +612,13 @@ def _leaking_rows(reference: Sequence[MoleculeRecord], test: Sequence[MoleculeRe
     test_keys = set()
     for row in test:
         try:
-            test_keys.add(molecule_key(_parse_smiles(row.smiles)))
+            test_keys.add(molecule_key(parse_smiles(row.smiles)))
         except InvalidSmilesError:
             continue
     leaking = []
     for row in reference:
         try:
-            key = molecule_key(_parse_smiles(row.smiles))
+            key = molecule_key(parse_smiles(row.smiles))
         except InvalidSmilesError:
             key = None
         if row.id in test_ids or key in test_keys:

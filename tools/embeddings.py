@@ -69,8 +69,8 @@ def _load(path: str, device: str):
     try:
         return SentenceTransformerEmbeddingFunction(model_name=path, device=device, normalize_embeddings=True,
                                                     local_files_only=True)
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"cannot load the embedding model at {path}: {error}") from error
+    except (OSError, ValueError, RuntimeError) as error:  # RuntimeError: e.g. BIOMEDGPT_DEVICE=cuda without a GPU
+        raise ConfigError(f"cannot load the embedding model at {path} on {device!r}: {error}") from error
     finally:
         hf_logging.enable_progress_bar()
 

@@ -23,7 +23,7 @@ from typing import Any
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field, model_validator
 
-from biomedgpt.model.errors import BiomedGPTError, InputError
+from biomedgpt.model.errors import InputError
 from biomedgpt.settings import get_settings
 
 #: How much of a long text field (function, description, passage) goes into the LLM-facing content.
@@ -259,12 +259,12 @@ def _pubchem_lookup(query: str) -> tuple[str, dict]:
 
 def _resolve_cid_or_smiles(query: str) -> str:
     """PubChem's similarity search takes a SMILES or CID; a name is resolved to its CID first."""
-    from biomedgpt.tools.biomedgpt_tool import _rdkit_mol
+    from biomedgpt.tools.pubchem import parse_smiles
 
     text = query.strip()
-    if text.isdigit() or _rdkit_mol(text) is not None:
+    if text.isdigit() or parse_smiles(text) is not None:
         return text
-    return str(_pubchem().compound(text).cid)
+    return str(_pubchem().compound(text, details=False).cid)
 
 
 def _pubchem_similar(query: str, threshold: int = DEFAULT_SIMILAR_THRESHOLD,
@@ -274,11 +274,7 @@ def _pubchem_similar(query: str, threshold: int = DEFAULT_SIMILAR_THRESHOLD,
     if not found:
         return f"PubChem found no compounds with 2D similarity >= {threshold}% to {query!r}.", []
     lines = [f"PubChem compounds with 2D similarity >= {threshold}% to {query!r}:"]
-    for n, item in enumerate(found, 1):
-        if hasattr(item, "cid"):
-            lines.append(f"{n}. {compound_text(item)}")
-        else:
-            lines.append(hit_text(n, item))
+    lines += [f"{n}. {compound_text(compound)}" for n, compound in enumerate(found, 1)]
     return "\n".join(lines), [_dump(item) for item in found]
 
 

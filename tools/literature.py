@@ -634,7 +634,7 @@ class LiteratureStore:
         if not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise InputError(f"k must be an integer between 1 and {MAX_K}, got {k!r}")
         if self.bundled and not self._bundled_checked:
-            self.ensure_bundled()
+            self.ensure_bundled(progress=True)  # a bar only if chunks must really be embedded
         collection = self.collection
         if self.count() == 0:
             return []

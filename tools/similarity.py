@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from biomedgpt.model.errors import BiomedGPTError, InputError
 from biomedgpt.model.retrieval import (
     Hit,
-    _parse_smiles,
+    parse_smiles,
     default_molecule_index,
     default_protein_index,
     molecule_key,
@@ -32,7 +32,7 @@ PUBCHEM_SOURCE = "PubChem fastsimilarity_2d"
 PUBCHEM_THRESHOLD = 90  # PubChem's own 2D-fingerprint Tanimoto threshold, in percent
 
 
-def _report(message: str) -> None:  # noqa: D401
+def _report(message: str) -> None:
     """Tell the user about a degraded answer through the shared progress channel (logging as a fallback)."""
     try:
         from biomedgpt.tools.progress import report
@@ -63,7 +63,7 @@ def _pubchem_hits(smiles: str, k: int, exclude: set[str], leave_self_out: bool) 
     from biomedgpt.tools.pubchem import PubChemClient
 
     compounds: list[Compound] = PubChemClient().similar(smiles, threshold=PUBCHEM_THRESHOLD, max_records=k + 1)
-    query = _parse_smiles(smiles)
+    query = parse_smiles(smiles)
     query_key = molecule_key(query)
     generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
     query_fp = generator.GetFingerprint(query)
@@ -75,7 +75,7 @@ def _pubchem_hits(smiles: str, k: int, exclude: set[str], leave_self_out: bool) 
         similarity = PUBCHEM_THRESHOLD / 100.0  # PubChem guarantees at least its threshold
         if structure:
             try:
-                mol = _parse_smiles(structure)
+                mol = parse_smiles(structure)
             except InputError:
                 mol = None
             if mol is not None:

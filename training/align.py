@@ -15,7 +15,9 @@ Splits (all deterministic):
   holds, so training and evaluation see the same held-out accessions.
 
 Retrieval context (``retrieval.enabled``): an index is built from the *training* samples only (never
-dev/test), and each sample's prompt gets the ``format_context`` block of its ``retrieval.k`` nearest
+dev/test; proteins described by their joined training answers, or by the shipped Swiss-Prot PAIR
+records of the training accessions with ``retrieval.protein_reference=shipped``, the wording that
+``eval protein-qa --retrieval on`` uses), and each sample's prompt gets the ``format_context`` block of its ``retrieval.k`` nearest
 neighbours with leave-self-out (its own CID/accession and identical structures excluded). Contexts are
 computed once at set-up, so they are identical on every epoch, process and resume. The mini model
 needs this block: a 135M LM cannot caption from structure features alone.
@@ -105,6 +107,23 @@ def _protein_descriptions(records: Sequence[Any]) -> list[tuple[str, str, str]]:
     return [(acc, seq, " ".join(a if a.endswith(".") else f"{a}." for a in answers)) for acc, (seq, answers) in by_accession.items()]
 
 
+def _protein_references(records: Sequence[Any], source: str) -> list[Any]:
+    """The protein reference rows: from the training answers, or the shipped PAIR records of the
+    training accessions (never a dev/test protein either way)."""
+    if source == "answers":
+        return _protein_descriptions(records)
+    from biomedgpt.model.retrieval import reference_proteins
+
+    train_accessions = {r.accession for r in records}
+    shipped = [r for r in reference_proteins("all") if r.accession in train_accessions]
+    if not shipped:
+        raise ConfigError(
+            "align: retrieval.protein_reference=shipped, but no training accession is in the shipped "
+            "Swiss-Prot set; use retrieval.protein_reference=answers for this protein data"
+        )
+    return shipped
+
+
 def build_align_data(config: AlignConfig) -> AlignData:
     """Read, split, (optionally) retrieve and template every sample."""
     from biomedgpt.model.conversation import training_prompt
@@ -125,7 +144,7 @@ def build_align_data(config: AlignConfig) -> AlignData:
                 return format_context(index.search(r.smiles, k, exclude_ids=[r.cid], leave_self_out=True), "molecule")
 
         if prot_train:
-            pindex = ProteinIndex.build(_protein_descriptions(prot_train))
+            pindex = ProteinIndex.build(_protein_references(prot_train, config.retrieval.protein_reference))
 
             def prot_context(r: Any) -> str:
                 return format_context(pindex.search(r.sequence, k, exclude_ids=[r.accession], leave_self_out=True), "protein")

@@ -110,6 +110,12 @@ class AlignDataConfig(_Strict):
 class RetrievalConfig(_Strict):
     enabled: bool = False
     k: int = Field(3, ge=1)
+    protein_reference: Literal["answers", "shipped"] = Field(
+        "answers",
+        description="descriptions of reference proteins: the training answers joined, or the shipped "
+        "Swiss-Prot PAIR records (model/retrieval.reference_proteins) restricted to training accessions — "
+        "the wording `eval protein-qa --retrieval on` shows",
+    )
 
 
 class AlignConfig(TrainConfig):

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from biomedgpt.model.errors import CheckpointError, ConfigError
+from biomedgpt.model.errors import BiomedGPTError, CheckpointError, ConfigError
 from biomedgpt.training.config import TrainConfig, dump_config
 from biomedgpt.training.distributed import (
     DistEnv,
@@ -50,6 +50,10 @@ from biomedgpt.training.distributed import (
 )
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
+
+
+class TrainingDiverged(BiomedGPTError):
+    """The loss became NaN or infinite; the last checkpoint is intact, lower the learning rate."""
 CHECKPOINT_PREFIX = "step-"
 
 
@@ -347,7 +351,10 @@ class Trainer:
             with autocast:
                 loss = self.loss_fn(self.model, batch)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at step {self.step + 1}")
+                raise TrainingDiverged(
+                    f"the loss became {loss.item()} at step {self.step + 1} (examples {indices}); "
+                    f"the newest checkpoint in {self.run_dir / 'checkpoints'} is intact: lower optim.lr and re-run"
+                )
             (loss / self.accum).backward()
         return loss.detach().float()
 

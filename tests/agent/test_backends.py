@@ -148,3 +148,79 @@ def test_parse_tool_calls(text, expected):
     assert all(c["id"].startswith("call_") for c in calls)
     if expected:
         assert "tool_call" not in content and "{" not in content
+
+
+@pytest.fixture(scope="module")
+def biomedgpt_tiny_chat():
+    """``BIOMEDGPT_LLM=biomedgpt:tiny``, built once for the module (the model load dominates the time)."""
+    return make_chat_model("biomedgpt:tiny")
+
+
+def test_biomedgpt_backend_reads_structures_and_context(biomedgpt_tiny_chat):
+    """``biomedgpt:tiny`` answers in its chat format; SMILES in the question go to the molecule encoder."""
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+    from biomedgpt.agent.backends import BiomedGPTChatModel, _split_conversation
+
+    messages = [SystemMessage("sys"), HumanMessage("Describe CCO"), AIMessage("Ethanol."),
+                HumanMessage("And CC(=O)Oc1ccccc1C(=O)O?"),
+                AIMessage("", tool_calls=[{"name": "rdkit_properties", "args": {"smiles": "CCO"}, "id": "c1"}]),
+                ToolMessage("C9H8O4 [RDKit]", tool_call_id="c1", name="rdkit_properties")]
+    question, history, context = _split_conversation(messages)
+    assert question == "And CC(=O)Oc1ccccc1C(=O)O?"
+    assert history == [("Describe CCO", "Ethanol.")]
+    assert context == ["rdkit_properties returned: C9H8O4 [RDKit]"]
+
+    chat = biomedgpt_tiny_chat
+    assert isinstance(chat, BiomedGPTChatModel)
+    seen = {}
+    original = chat._model.ask
+
+    def spy(question, **kwargs):  # records what the real model was given, then runs it
+        seen.update(kwargs, question=question)
+        return original(question, **{**kwargs, "max_new_tokens": 8})
+
+    chat._model.ask = spy
+    try:
+        reply = chat.bind_tools(TEST_TOOLS).invoke(messages)
+    finally:
+        del chat._model.ask
+    assert isinstance(reply, AIMessage) and isinstance(reply.content, str)
+    assert seen["question"] == "And CC(=O)Oc1ccccc1C(=O)O?"
+    assert seen["smiles"] == ["CC(=O)Oc1ccccc1C(=O)O"] and seen["sequence"] is None
+    assert seen["history"] == [("Describe CCO", "Ethanol.")]
+    assert "rdkit_properties returned: C9H8O4" in seen["context"] and "<tool_call>" in seen["context"]
+
+
+CHAT_TEMPLATE = (
+    "{% if tools %}<|tools|>{{ tools | tojson }}\n{% endif %}"
+    "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+def test_hf_backend_generates_with_tools_in_the_template(biomedgpt_tiny_chat):
+    """``HFChatModel`` over a real (tiny) transformers LM: tools reach the chat template, output is parsed."""
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    from biomedgpt.agent.backends import HFChatModel, to_chat_dicts
+    model = biomedgpt_tiny_chat._model  # a real tiny Llama-family LM and its tokenizer
+    tokenizer = model.tokenizer
+    saved_template = tokenizer.chat_template
+    tokenizer.chat_template = CHAT_TEMPLATE
+    chat = HFChatModel.from_objects(model.llm, tokenizer, name="hf:tiny", max_new_tokens=4)
+    rendered = tokenizer.apply_chat_template(
+        to_chat_dicts([HumanMessage("Describe CCO")]), tools=[
+            {"type": "function", "function": {"name": "rdkit_properties", "parameters": {}}}],
+        add_generation_prompt=True, tokenize=False)
+    assert '"rdkit_properties"' in rendered and rendered.endswith("<|assistant|>")
+    reply = chat.bind_tools(TEST_TOOLS).invoke([HumanMessage("Describe CCO")])
+    assert isinstance(reply, AIMessage) and isinstance(reply.content, str)
+    assert all(c["name"] in {t.name for t in TEST_TOOLS} for c in reply.tool_calls)
+    history = to_chat_dicts([AIMessage("", tool_calls=[{"name": "t", "args": {"a": 1}, "id": "c1"}]),
+                             ToolMessage("ok", tool_call_id="c1", name="t")])
+    assert history[0]["tool_calls"][0]["function"] == {"name": "t", "arguments": {"a": 1}}
+    assert history[1] == {"role": "tool", "content": "ok", "name": "t", "tool_call_id": "c1"}
+    tokenizer.chat_template = None
+    with pytest.raises(BackendError, match="no chat template"):
+        HFChatModel.from_objects(model.llm, tokenizer, name="hf:tiny")
+    tokenizer.chat_template = saved_template

@@ -73,6 +73,7 @@ def test_aask_and_memory_of_a_named_session(tmp_path, monkeypatch):
         AIMessage(content="", tool_calls=[call("rdkit_properties", "c1", smiles="CCO")]),
         AIMessage(content="C2H6O [RDKit]."),
         AIMessage(content="As I said, C2H6O [RDKit]."),
+        AIMessage(content="Also [PMID 123]."),
     ])
     assistant = Assistant(llm=llm, tools=TEST_TOOLS)
     first = asyncio.run(assistant.aask("Formula of CCO?", session="mem"))
@@ -80,7 +81,10 @@ def test_aask_and_memory_of_a_named_session(tmp_path, monkeypatch):
     second = assistant.ask("And again?", session="mem")
     # the second turn saw the first one (the chat model got the whole conversation) and has no tools of its own
     assert second.tool_calls == [] and second.artifacts["properties"] == []
-    assert "[unverified: RDKit]" in second.answer  # no tool ran this turn, so [RDKit] is not evidence here
-    assert [t.question for t in assistant.history("mem")] == ["Formula of CCO?", "And again?"]
+    # [RDKit] cites the record of the first turn: still verified, still linked
+    assert second.answer == "As I said, C2H6O [RDKit]." and second.citations[0]["label"] == "RDKit"
+    third = assistant.ask("Papers?", session="mem")
+    assert third.answer == "Also [unverified: PMID 123]." and third.citations == []
+    assert [t.question for t in assistant.history("mem")] == ["Formula of CCO?", "And again?", "Papers?"]
     assert (tmp_path / "sessions.sqlite").exists()
     assert [s.name for s in assistant.sessions()] == ["mem"]

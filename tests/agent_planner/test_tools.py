@@ -44,9 +44,13 @@ def tiny_model():
 
 
 @pytest.fixture
-def services(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> HTTPServer:
-    """PubChem (aspirin = CID 2244) and UniProt (P05067, a search) on 127.0.0.1, few retries."""
+def services(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> HTTPServer:
+    """PubChem (aspirin = CID 2244) and UniProt (P05067, a search) on 127.0.0.1, no retries.
+
+    A fresh BIOMEDGPT_HOME gives a fresh HTTP cache, so the server log shows every request
+    (the loopback server's port is shared by the whole test session)."""
     base = httpserver.url_for("").rstrip("/")
+    monkeypatch.setenv("BIOMEDGPT_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("BIOMEDGPT_PUBCHEM_URL", base)
     monkeypatch.setenv("BIOMEDGPT_UNIPROT_URL", base + "/uniprot")
     monkeypatch.setenv("BIOMEDGPT_HTTP__MAX_RETRIES", "0")
@@ -63,6 +67,8 @@ def services(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> HTTPSer
         _body("pubchem", "compound_name_aspirin_synonyms.json"), **json_type)
     httpserver.expect_request("/rest/pug/compound/cid/2244/description/JSON").respond_with_data(
         _body("pubchem", "compound_cid_2244_description.synthetic.json"), **json_type)
+    httpserver.expect_request("/rest/pug/compound/fastsimilarity_2d/cid/2244/cids/JSON").respond_with_data(
+        _body("pubchem", "compound_fastsimilarity_2d_cid_2244_cids.synthetic.json"), **json_type)
     httpserver.expect_request("/uniprot/uniprotkb/P05067.json").respond_with_data(
         _body("uniprot", "uniprotkb_P05067.json"), **json_type)
     httpserver.expect_request("/uniprot/uniprotkb/search").respond_with_data(
@@ -194,6 +200,14 @@ def test_pubchem_lookup_tool_against_loopback(services):
     assert "aspirin" in [s.lower() for s in message.artifact["synonyms"]]
     assert "[PubChem CID 2244]" in message.content
     assert "180.16" in message.content
+
+
+def test_pubchem_similar_tool_resolves_a_name_and_leaves_the_query_out(services):
+    message = _call("pubchem_similar", query="aspirin", threshold=90, max_records=5)
+    assert [c["cid"] for c in message.artifact] == [5564]
+    assert "[PubChem CID 5564]" in message.content and ">= 90%" in message.content
+    similarity_requests = [entry for entry, _ in services.log if "fastsimilarity_2d" in entry.path]
+    assert [entry.args.get("Threshold") for entry in similarity_requests] == ["90"]
 
 
 def test_pubchem_lookup_not_found_raises_a_clear_error(services):
@@ -359,3 +373,10 @@ def test_generation_presets_are_recorded_and_checked(tiny_model, monkeypatch):
     assert raw.inputs["generation"] == {"max_new_tokens": 128, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
     with pytest.raises(ConfigError, match="unknown generation preset 'wild'"):
         describe_molecule("CCO", model=tiny_model, generation="wild")
+
+
+def test_describe_protein_name_offline_is_a_clear_error(tiny_model, monkeypatch):
+    monkeypatch.setenv("BIOMEDGPT_OFFLINE", "1")
+    reset_settings()
+    with pytest.raises(StructureNotResolved, match=r"could not resolve 'hemoglobin' to a protein sequence: .*offline"):
+        describe_protein("hemoglobin", model=tiny_model)

@@ -171,7 +171,7 @@ def test_shipped_molecule_reference_has_no_chebi20_test_molecule():
     test_keys = set()
     for row in test_rows:
         try:
-            test_keys.add(retrieval.molecule_key(retrieval._parse_smiles(row.smiles)))
+            test_keys.add(retrieval.molecule_key(retrieval.parse_smiles(row.smiles)))
         except InvalidSmilesError:
             pass
     assert len(test_keys) > 2500

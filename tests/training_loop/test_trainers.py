@@ -157,3 +157,16 @@ def test_alignment_data_mixes_kinds_and_retrieves_leaving_self_out(tmp_path):
             assert f"CID {other.key} " not in example.prompt and f"{other.key} (" not in example.prompt
     off = build_align_data(align_config(tmp_path, "retrieval.enabled=false"))
     assert not any("Similar known" in e.prompt for e in off.train)
+
+
+def test_shipped_protein_references_hold_training_accessions_only(tmp_path):
+    data = build_align_data(align_config(tmp_path, "retrieval.protein_reference=shipped"))
+    train_accessions = {e.key for e in data.train if e.kind == "protein"}
+    dev_accessions = {e.key for e in data.dev if e.kind == "protein"}
+    proteins = [e for e in data.train if e.kind == "protein"]
+    assert proteins and all("Similar known proteins" in e.prompt for e in proteins)
+    for example in proteins:
+        assert f"{example.key} " not in example.prompt.split("###Human:")[1].split("\n", 1)[1]  # never itself
+        for accession in dev_accessions:
+            assert accession not in example.prompt
+    assert any(other in proteins[0].prompt for other in train_accessions - {proteins[0].key})
