@@ -75,6 +75,7 @@ class BioMedGPTConfig:
     on_too_long: Literal["truncate", "error"] = "truncate"
     pad_token: str = "[PAD]"  # added when the tokenizer has none (the 10B vocabulary is 32000 + [PAD])
     trained: bool = False
+    retrieval: bool = False  # trained with the "similar known molecules/proteins" context block in the prompt
     seed: int = 0  # initialisation of untrained encoders and adaptors
 
     def __post_init__(self) -> None:
