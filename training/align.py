@@ -271,10 +271,25 @@ def save_aligned_model(trainer: Trainer, config: AlignConfig, folder: Path) -> P
     return folder
 
 
+def _dev_loss_before(trainer: Trainer, data: AlignData, config: AlignConfig) -> float | None:
+    """The dev loss of the untrained adaptors, computed once per run (kept in ``dev_loss_before.json``)."""
+    import json
+
+    from biomedgpt.training.loop import atomic_write_text, latest_checkpoint
+
+    path = Path(config.run_dir) / "dev_loss_before.json"
+    if config.resume and path.is_file() and latest_checkpoint(config.run_dir) is not None:
+        return json.loads(path.read_text())["dev_loss"]
+    value = dev_loss(trainer.inner_model, data.dev, config.micro_batch_size)
+    if trainer.env.is_main:
+        atomic_write_text(path, json.dumps({"dev_loss": value}) + "\n")
+    return value
+
+
 def train_align(config: AlignConfig, on_step: Callable[[StepInfo], None] | None = None) -> dict[str, Any]:
     """Align, measure the dev loss, save ``run_dir/model`` and ``metrics.json``; returns the metrics."""
     trainer, data, trainable = setup_align(config, on_step=on_step)
-    before = dev_loss(trainer.inner_model, data.dev, config.micro_batch_size)
+    before = _dev_loss_before(trainer, data, config)
     metrics: dict[str, Any] = dict(trainer.fit())
     metrics.update(
         {
