@@ -32,7 +32,7 @@ $(WORDNET): $(STAMP) scripts/install_wordnet.sh
 	touch $@
 
 demo: install
-	$(BIN)/biomedgpt demo
+	BIOMEDGPT_OFFLINE=1 $(BIN)/biomedgpt run examples/demo.yaml
 
 test: install
 	$(BIN)/python -m pytest -q --durations=15 tests

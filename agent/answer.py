@@ -230,7 +230,7 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def _compound_lines(raw: dict, lead_weight: bool) -> list[str]:
+def _compound_lines(raw: dict) -> list[str]:
     c = Compound.model_validate(raw)
     cite = f"[{c.label}]"
     name = c.title or c.iupac_name or c.label
@@ -256,12 +256,10 @@ def _compound_lines(raw: dict, lead_weight: bool) -> list[str]:
     for description in c.descriptions[:2]:
         origin = f" (from {description.source})" if description.source else ""
         lines.append(f"- {_snippet(description.text)}{origin} {cite}.")
-    if lead_weight and c.molecular_weight is not None:
-        lines.insert(0, f"The molecular weight of {name} is {_fmt(c.molecular_weight)} g/mol {cite}.")
     return lines
 
 
-def _properties_lines(raw: dict, lead_weight: bool) -> list[str]:
+def _properties_lines(raw: dict) -> list[str]:
     p = MoleculeProperties.model_validate(raw)
     lines = [f"**Computed properties** of `{p.smiles}` (computed locally with RDKit, not looked up)"]
     lines.append(f"- Formula {p.formula}, average mass {_fmt(p.average_mass)} Da, exact mass {_fmt(p.exact_mass, 4)} Da [RDKit].")
@@ -271,8 +269,6 @@ def _properties_lines(raw: dict, lead_weight: bool) -> list[str]:
     verdict = "passes" if p.lipinski_pass else "fails"
     lines.append(f"- Lipinski's rule of five: {verdict} ({p.lipinski_violations} violation"
                  f"{'' if p.lipinski_violations == 1 else 's'}) [RDKit].")
-    if lead_weight:
-        lines.insert(0, f"The average molecular weight of `{p.smiles}` is {_fmt(p.average_mass)} g/mol [RDKit].")
     return lines
 
 
@@ -300,7 +296,8 @@ def _protein_lines(raw: dict) -> list[str]:
 def _model_lines(raw: dict) -> list[str]:
     a = ModelAnswer.model_validate(raw)
     note = MODEL_OUTPUT_NOTE if a.trained else f"{MODEL_OUTPUT_NOTE}; {UNTRAINED_NOTE}"
-    saw = ", ".join(f"{k}={_fmt(v)}" for k, v in a.inputs.items() if k not in ("sequence",) and not isinstance(v, (dict, list)))
+    saw = ", ".join(f"{k}={_fmt(v)}" for k, v in a.inputs.items()
+                    if k != "sequence" and not isinstance(v, (dict, list)) and len(str(v)) <= 40)
     if "sequence" in a.inputs:
         saw = ", ".join(x for x in [saw, f"a protein sequence of {len(str(a.inputs['sequence']))} residues"] if x)
     lines = [f"**BioMedGPT model output** ({note}{'; input: ' + saw if saw else ''})"]
@@ -346,7 +343,59 @@ _ORDER = {
     "family": ("proteins", "model_answers", "similar", "passages", "compounds", "properties"),
 }
 _DEFAULT_ORDER = ("compounds", "proteins", "model_answers", "similar", "properties", "passages")
-_WEIGHT = re.compile(r"\b(molecular\s+weight|mol(?:ecular)?\.?\s*wt|molar\s+mass|\bmass\b|\bMW\b)", re.I)
+#: Properties a question may ask for directly; the answer then opens with them, each with its source.
+_ASKED: tuple[tuple[str, re.Pattern], ...] = tuple((key, re.compile(pattern, re.I)) for key, pattern in (
+    ("weight", r"molecular\s+weight|mol(?:ecular)?\.?\s*wt|molar\s+mass|\bmass\b|\bMW\b|how heavy"),
+    ("formula", r"\bformula\b"),
+    ("logp", r"\blog\s?p\b|xlogp|lipophilicity"),
+    ("tpsa", r"\btpsa\b|polar surface"),
+    ("donors", r"\bdonors?\b"),
+    ("acceptors", r"\bacceptors?\b"),
+    ("rotatable", r"\brotatable\b"),
+    ("rings", r"\brings?\b"),
+    ("lipinski", r"lipinski|rule of (?:five|5)|drug-?like"),
+))
+
+
+def _compound_fact(key: str, c: Compound) -> str | None:
+    name, cite = c.title or c.label, f"[{c.label}]"
+    if key == "weight" and c.molecular_weight is not None:
+        return f"The molecular weight of {name} is {_fmt(c.molecular_weight)} g/mol {cite}."
+    if key == "formula" and c.formula:
+        return f"The formula of {name} is {c.formula} {cite}."
+    if key == "logp" and c.xlogp is not None:
+        return f"The XLogP of {name} is {_fmt(c.xlogp)} {cite}."
+    if key == "tpsa" and c.tpsa is not None:
+        return f"The TPSA of {name} is {_fmt(c.tpsa)} Å² {cite}."
+    return None
+
+
+def _properties_fact(key: str, p: MoleculeProperties) -> str | None:
+    name = f"`{p.smiles}`"
+    return {
+        "weight": f"The average molecular weight of {name} is {_fmt(p.average_mass)} g/mol [RDKit].",
+        "formula": f"The formula of {name} is {p.formula} [RDKit].",
+        "logp": f"The Crippen logP of {name} is {_fmt(p.logp)} [RDKit].",
+        "tpsa": f"The TPSA of {name} is {_fmt(p.tpsa)} Å² [RDKit].",
+        "donors": f"{name} has {p.h_bond_donors} H-bond donor{'' if p.h_bond_donors == 1 else 's'} [RDKit].",
+        "acceptors": f"{name} has {p.h_bond_acceptors} H-bond acceptor{'' if p.h_bond_acceptors == 1 else 's'} [RDKit].",
+        "rotatable": f"{name} has {p.rotatable_bonds} rotatable bond{'' if p.rotatable_bonds == 1 else 's'} [RDKit].",
+        "rings": f"{name} has {p.rings} ring{'' if p.rings == 1 else 's'} ({p.aromatic_rings} aromatic) [RDKit].",
+        "lipinski": (f"{name} {'passes' if p.lipinski_pass else 'fails'} Lipinski's rule of five "
+                     f"({p.lipinski_violations} violation{'' if p.lipinski_violations == 1 else 's'}) [RDKit]."),
+    }.get(key)
+
+
+def direct_answer(question: str, state: Mapping[str, Any]) -> list[str]:
+    """Sentences that answer the properties a question names, first from PubChem, else from RDKit."""
+    asked = [key for key, pattern in _ASKED if pattern.search(question or "")]
+    compounds = [Compound.model_validate(c) for c in (state.get("compounds") or [])[:3]]
+    computed = [MoleculeProperties.model_validate(p) for p in (state.get("properties") or [])[:3]]
+    sentences: list[str] = []
+    for key in asked:
+        from_pubchem = [f for f in (_compound_fact(key, c) for c in compounds) if f]
+        sentences += from_pubchem or [f for f in (_properties_fact(key, p) for p in computed) if f]
+    return sentences
 
 
 def compose_answer(question: str, state: Mapping[str, Any], errors: list[dict] | None = None, *,
@@ -356,7 +405,6 @@ def compose_answer(question: str, state: Mapping[str, Any], errors: list[dict] |
     ``errors`` are the failed tool calls ({name, args, error}); they are reported, not hidden, and
     do not stop the rest of the answer. ``limited_after`` is set when the step limit was reached.
     """
-    lead_weight = bool(_WEIGHT.search(question or ""))
     blocks: list[list[str]] = []
     for kind in _ORDER.get(state.get("intent") or "", _DEFAULT_ORDER):
         records = state.get(kind) or []
@@ -364,11 +412,10 @@ def compose_answer(question: str, state: Mapping[str, Any], errors: list[dict] |
             continue
         if kind == "compounds":
             for raw in records[:3]:
-                blocks.append(_compound_lines(raw, lead_weight and not blocks))
+                blocks.append(_compound_lines(raw))
         elif kind == "properties":
             for raw in records[:3]:
-                has_compound_weight = any(c.get("molecular_weight") for c in state.get("compounds") or [])
-                blocks.append(_properties_lines(raw, lead_weight and not blocks and not has_compound_weight))
+                blocks.append(_properties_lines(raw))
         elif kind == "proteins":
             for raw in records[:3]:
                 blocks.append(_protein_lines(raw))
@@ -383,6 +430,9 @@ def compose_answer(question: str, state: Mapping[str, Any], errors: list[dict] |
     parts: list[str] = []
     if limited_after is not None:
         parts.append(f"Could not finish in {limited_after} steps; here is what was found.")
+    lead = direct_answer(question, state)
+    if lead:
+        parts.append(" ".join(lead))
     if blocks:
         parts.extend("\n".join(block) for block in blocks)
     elif not errors:

@@ -30,7 +30,6 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from langgraph.runtime import Runtime
 
-from biomedgpt.agent.backends import BackendError
 from biomedgpt.agent.answer import (
     check_citations,
     citations_for,
@@ -39,6 +38,7 @@ from biomedgpt.agent.answer import (
     entity_from_artifacts,
     sources_from_state,
 )
+from biomedgpt.agent.backends import BackendError
 from biomedgpt.agent.context import Context
 from biomedgpt.agent.state import ARTIFACT_KINDS, InputState, State, empty_artifacts
 from biomedgpt.model.errors import BiomedGPTError

@@ -59,6 +59,34 @@ def render_event(console: Console, event: Any) -> None:
         console.print(Text(f"… {event.data}", style="dim"))
 
 
+def show_stream(console: Console, events: Any, notes: Console | None = None) -> Any:
+    """Show ``Assistant.stream`` events live and return the final ``AskResult``.
+
+    Tool calls, results and progress lines go to ``notes`` (default: ``console``) as they happen;
+    tokens of a chat model's answer are shown live and then replaced by the checked, cited answer.
+    """
+    from rich.live import Live
+
+    notes = notes or console
+    draft = ""
+    result = None
+    with Live(Text(""), console=console, refresh_per_second=8, transient=True) as live:
+        for event in events:
+            if event.kind == "token":
+                draft += event.data
+                live.update(Markdown(draft))
+            elif event.kind == "result":
+                result = event.data
+            else:
+                if draft:  # text before a tool call was thinking aloud; start afresh
+                    draft = ""
+                    live.update(Text(""))
+                render_event(live.console if notes is console else notes, event)
+    if result is not None:
+        render_result(console, result)
+    return result
+
+
 def render_report(console: Console, report: Any) -> None:
     """Print a script's report (Markdown) and a one-line summary."""
     console.print(Markdown(report.to_markdown()))

@@ -58,6 +58,8 @@ class AlignExample:
 
 @dataclass
 class AlignData:
+    """Training examples, the dev examples scored for ``dev_loss`` (a fixed sample), and counts."""
+
     train: list[AlignExample]
     dev: list[AlignExample]
     counts: dict[str, int]
@@ -178,6 +180,9 @@ def build_align_data(config: AlignConfig) -> AlignData:
         "dev_molecules": sum(e.kind == "molecule" for e in dev),
         "dev_proteins": sum(e.kind == "protein" for e in dev),
     }
+    if config.data.dev_loss_samples is not None and len(dev) > config.data.dev_loss_samples:
+        dev = random.Random(config.data.split_seed).sample(dev, config.data.dev_loss_samples)
+        counts["dev_loss_samples"] = len(dev)
     return AlignData(train, dev, counts)
 
 
@@ -243,13 +248,17 @@ def setup_align(
 
 
 @torch.no_grad()
-def dev_loss(model: Any, examples: Sequence[AlignExample], batch_size: int) -> float | None:
+def dev_loss(model: Any, examples: Sequence[AlignExample], batch_size: int, progress: bool = False) -> float | None:
     """Mean answer loss over ``examples`` (per batch, then averaged), or None without examples."""
+    from tqdm.auto import tqdm
+
     if not examples:
         return None
     was_training = model.training
     model.eval()
-    losses = [float(align_loss(model, collate_align(examples[i : i + batch_size]))) for i in range(0, len(examples), batch_size)]
+    losses = []
+    for start in tqdm(range(0, len(examples), batch_size), desc="dev loss", unit="batch", disable=not progress):
+        losses.append(float(align_loss(model, collate_align(examples[start : start + batch_size]))))
     model.train(was_training)
     return sum(losses) / len(losses)
 
@@ -280,7 +289,7 @@ def _dev_loss_before(trainer: Trainer, data: AlignData, config: AlignConfig) -> 
     path = Path(config.run_dir) / "dev_loss_before.json"
     if config.resume and path.is_file() and latest_checkpoint(config.run_dir) is not None:
         return json.loads(path.read_text())["dev_loss"]
-    value = dev_loss(trainer.inner_model, data.dev, config.micro_batch_size)
+    value = dev_loss(trainer.inner_model, data.dev, config.micro_batch_size, config.progress and trainer.env.is_main)
     if trainer.env.is_main:
         atomic_write_text(path, json.dumps({"dev_loss": value}) + "\n")
     return value
@@ -297,7 +306,7 @@ def train_align(config: AlignConfig, on_step: Callable[[StepInfo], None] | None 
             "trainable_parameters": trainable,
             "retrieval": config.retrieval.enabled,
             "dev_loss_before": before,
-            "dev_loss": dev_loss(trainer.inner_model, data.dev, config.micro_batch_size),
+            "dev_loss": dev_loss(trainer.inner_model, data.dev, config.micro_batch_size, config.progress and trainer.env.is_main),
         }
     )
     if config.save_final_model:

@@ -105,6 +105,9 @@ class AlignDataConfig(_Strict):
     limit_molecules: int | None = Field(None, ge=1)
     limit_proteins: int | None = Field(None, ge=1)
     max_protein_length: int = Field(1022, ge=8, description="residues kept (ESM-2 context)")
+    dev_loss_samples: int | None = Field(
+        64, ge=1, description="dev examples (a fixed random sample) scored before/after training; null: all"
+    )
 
 
 class RetrievalConfig(_Strict):

@@ -7,13 +7,16 @@ prediction with AdamW, linear warm-up and cosine decay, bf16 autocast on GPUs th
 on CPU), optional gradient checkpointing, and DDP/FSDP under torchrun (``training/distributed.py``).
 Checkpointing, exact resume, logs and progress come from ``training/loop.py``.
 
-The run directory receives ``config.yaml``, ``log.jsonl``, ``checkpoints/``, ``metrics.json`` and
-``model/`` (a Hugging Face folder: ``load_lm(run_dir / "model")`` reads it back).
+The corpus is tokenised and packed once (rank 0) into ``run_dir/data/packed-<fingerprint>.pt``;
+other processes and resumed runs load it. The run directory also receives ``config.yaml``,
+``log.jsonl``, ``checkpoints/``, ``metrics.json`` and ``model/`` (a Hugging Face folder: ``load_lm(run_dir / "model")`` reads it back).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +25,8 @@ import torch
 from biomedgpt.model.errors import ConfigError, InputError
 from biomedgpt.training.collate import PadCollator, causal_lm_loss, pack_corpus
 from biomedgpt.training.config import LMConfig
-from biomedgpt.training.distributed import DistEnv, init_distributed
-from biomedgpt.training.loop import StepInfo, Trainer, perplexity, seed_everything
+from biomedgpt.training.distributed import DistEnv, barrier, init_distributed
+from biomedgpt.training.loop import StepInfo, Trainer, atomic_torch_save, perplexity, seed_everything
 
 
 def load_causal_lm(name: str, gradient_checkpointing: bool = False) -> tuple[Any, Any]:
@@ -56,6 +59,57 @@ def read_corpus_texts(config: LMConfig) -> list[str]:
     return texts
 
 
+class PackedSequences(Sequence):
+    """Packed token sequences stored flat (``tokens`` int32 + ``offsets``); item ``i`` is a LongTensor."""
+
+    def __init__(self, tokens: torch.Tensor, offsets: torch.Tensor) -> None:
+        self.tokens, self.offsets = tokens, offsets
+
+    @classmethod
+    def from_list(cls, sequences: list[torch.Tensor]) -> "PackedSequences":
+        lengths = torch.tensor([0] + [len(s) for s in sequences], dtype=torch.long)
+        tokens = torch.cat(sequences).to(torch.int32) if sequences else torch.zeros(0, dtype=torch.int32)
+        return cls(tokens, lengths.cumsum(0))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, index: int | slice) -> Any:  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        index %= len(self)
+        return self.tokens[self.offsets[index] : self.offsets[index + 1]].long()
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.tokens.numel())
+
+
+def _corpus_fingerprint(config: LMConfig, tokenizer: Any) -> str:
+    """Names the packed cache: the files (path, size, mtime), the packing knobs and the tokenizer."""
+    parts: list[Any] = [config.data.context_length, config.data.limit, config.data.text_field, len(tokenizer)]
+    parts.append(getattr(tokenizer, "name_or_path", ""))
+    for path in config.data.paths:
+        stat = Path(path).stat() if Path(path).is_file() else None
+        parts.append((str(Path(path).resolve()), stat.st_size if stat else None, stat.st_mtime_ns if stat else None))
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+
+def packed_corpus(config: LMConfig, tokenizer: Any, env: DistEnv) -> PackedSequences:
+    """The packed training set, tokenised once per corpus: rank 0 packs and writes
+    ``run_dir/data/packed-<fingerprint>.pt`` atomically; every process (and every resume) loads it."""
+    path = Path(config.run_dir) / "data" / f"packed-{_corpus_fingerprint(config, tokenizer)}.pt"
+    if env.is_main and not path.is_file():
+        packed = PackedSequences.from_list(pack_corpus(read_corpus_texts(config), tokenizer, config.data.context_length))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save({"tokens": packed.tokens, "offsets": packed.offsets}, path)
+    barrier()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return PackedSequences(state["tokens"], state["offsets"])
+
+
 def setup_lm(
     config: LMConfig,
     env: DistEnv | None = None,
@@ -65,7 +119,7 @@ def setup_lm(
     env = env or init_distributed()
     seed_everything(config.seed)
     model, tokenizer = load_causal_lm(config.model, config.gradient_checkpointing)
-    sequences = pack_corpus(read_corpus_texts(config), tokenizer, config.data.context_length)
+    sequences = packed_corpus(config, tokenizer, env)
     trainer = Trainer(config, model, sequences, PadCollator(tokenizer.pad_token_id), causal_lm_loss, env=env, on_step=on_step)
     return trainer, tokenizer
 
@@ -86,7 +140,7 @@ def train_lm(config: LMConfig, on_step: Callable[[StepInfo], None] | None = None
     """Train, save ``run_dir/model`` and ``metrics.json``; returns the metrics."""
     trainer, tokenizer = setup_lm(config, on_step=on_step)
     result = trainer.fit()
-    tokens = sum(len(seq) for seq in trainer.dataset)
+    tokens = trainer.dataset.num_tokens
     metrics = {
         **result,
         "final_perplexity": perplexity(result["final_loss"]),

@@ -27,20 +27,13 @@ def ask(
     from rich.console import Console
 
     from biomedgpt.agent.assistant import Assistant
-    from biomedgpt.agent.render import render_event, render_result
+    from biomedgpt.agent.render import show_stream
 
     assistant = Assistant()
     if as_json:
         typer.echo(assistant.ask(question, session=session).to_json())
         return
-    console, notes = Console(), Console(stderr=True)
-    result = None
-    for event in assistant.stream(question, session=session):
-        if event.kind == "result":
-            result = event.data
-        else:
-            render_event(notes, event)
-    render_result(console, result)
+    show_stream(Console(), assistant.stream(question, session=session), notes=Console(stderr=True))
 
 
 def chat(
@@ -53,7 +46,7 @@ def chat(
     from rich.text import Text
 
     from biomedgpt.agent.assistant import Assistant
-    from biomedgpt.agent.render import render_event, render_result
+    from biomedgpt.agent.render import show_stream
     from biomedgpt.model.errors import BiomedGPTError
 
     console = Console()
@@ -90,11 +83,7 @@ def chat(
                 console.print(Text(f"unknown command {command!r}. {CHAT_HELP}", style="yellow"))
             continue
         try:
-            for event in assistant.stream(line, session=current):
-                if event.kind == "result":
-                    render_result(console, event.data)
-                else:
-                    render_event(console, event)
+            show_stream(console, assistant.stream(line, session=current))
         except BiomedGPTError as error:
             console.print(Text(f"error: {error}", style="red"))
     assistant.close()

@@ -42,6 +42,14 @@ def test_ask_json_has_documented_shape(monkeypatch):
     assert props["formula"] == "C9H8O4" and props["lipinski_pass"] is True
 
 
+def test_ask_renders_answer_and_sources(monkeypatch):
+    monkeypatch.setenv("BIOMEDGPT_OFFLINE", "1")
+    out = CliRunner().invoke(app, ["ask", "What is the TPSA of CCO?"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "→ molecule_properties(smiles='CCO')" in out.output  # streamed tool call
+    assert "TPSA 20.23" in out.output and "Sources" in out.output and "https://www.rdkit.org" in out.output
+
+
 def test_bad_input_is_one_clear_line():
     out = CliRunner().invoke(app, ["ask", "   ", "--json"])
     assert out.exit_code == 1

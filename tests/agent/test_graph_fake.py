@@ -63,6 +63,7 @@ def test_progress_reaches_custom_stream():
     assert ("progress", "PubChem busy, retrying in 2 s") in [(e.kind, e.data) for e in events]
     assert kinds.index("tool_call") < kinds.index("progress") < kinds.index("tool_result")
     assert kinds[-1] == "result" and events[-1].data.answer.startswith("Done [RDKit].")
+    assert "".join(e.data for e in events if e.kind == "token") == "Done [RDKit]."  # the answer streamed
 
 
 def test_aask_and_memory_of_a_named_session(tmp_path, monkeypatch):

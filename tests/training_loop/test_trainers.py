@@ -172,3 +172,35 @@ def test_shipped_protein_references_hold_training_accessions_only(tmp_path):
         neighbours = _neighbours(example.prompt)
         assert neighbours and example.key not in neighbours  # leave-self-out
         assert set(neighbours) <= train_accessions - {example.key}  # the index holds training proteins only
+
+
+def test_lm_corpus_is_packed_once_and_reused(tmp_path):
+    first = _trainer("lm", tmp_path, "max_steps=1")
+    cached = list((tmp_path / "data").glob("packed-*.pt"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    again = _trainer("lm", tmp_path, "max_steps=1")
+    assert cached[0].stat().st_mtime_ns == stamp  # loaded, not packed again
+    assert len(again.dataset) == len(first.dataset)
+    assert all(torch.equal(a, b) for a, b in zip(first.dataset, again.dataset))
+    assert max(len(seq) for seq in first.dataset) <= first.config.data.context_length
+    _trainer("lm", tmp_path, "max_steps=1", "data.context_length=64")  # other packing → its own cache file
+    assert len(list((tmp_path / "data").glob("packed-*.pt"))) == 2
+
+
+def test_a_diverged_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
+    from biomedgpt.training.config import LMConfig
+    from biomedgpt.training.loop import TrainingDiverged
+
+    model = torch.nn.Linear(2, 1)
+    data = [torch.tensor([1.0, float(i)]) for i in range(8)]
+    config = LMConfig(run_dir=tmp_path, micro_batch_size=2, global_batch_size=2, max_steps=4, checkpoint_every=1, progress=False)
+
+    def loss_fn(m, batch):  # finite for two steps, then the weights "blow up"
+        out = m(batch).mean()
+        return out * float("inf") if trainer.step >= 2 else out.pow(2)
+
+    trainer = Trainer(config, model, data, torch.stack, loss_fn)
+    with pytest.raises(TrainingDiverged, match="step 3"):
+        trainer.fit()
+    assert latest_checkpoint(tmp_path).name == "step-000002"
