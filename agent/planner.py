@@ -194,6 +194,8 @@ _SUBJECT_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     re.compile(p, re.IGNORECASE)
     for p in (
         r"(?:similar|analogs?|analogues?|homologs?|homologues?|related|neighbou?rs?)\s+(?:to|of)\s+(?P<x>.+)",
+        r"(?:search|look up|lookup|find|query|check)\s+(?:in\s+|on\s+)?(?:uniprot|pubchem)\s+for\s+(?P<x>.+)",
+        r"(?:does|do|can|will|would)\s+(?P<x>.+?)\s+(?:pass|obey|satisfy|violate|meet|follow|fulfil+)\b",
         r"what does\s+(?P<x>.+?)\s+do\b",
         r"how (?:does|do)\s+(?P<x>.+?)\s+(?:work|act|function)\b",
         r"encoded by\s+(?:the\s+)?(?P<x>[\w\-]+)",
@@ -221,6 +223,9 @@ _COMPARE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         r"(?:which|what)\b[^,:]*[,:]\s*(?P<x>[^,:?]+?\s+or\s+[^:?]+)",
     )
 )
+#: Naming the database says what kind of thing the name is ("Search UniProt for hemoglobin").
+_DATABASE_PROTEIN = _words(r"uniprot", r"swiss-?prot", r"trembl")
+_DATABASE_MOLECULE = _words(r"pubchem")
 _CUT = re.compile(
     r"(?:[?!;,]|\.(?:\s|$)|\s+(?:and|&)\s+(?:give|what|its|their|tell|list|show|how|compute|calculate|report|also|then|"
     r"predict|describe|explain|is|are|does|do|find|where)\b|\s+(?:located|found|do|does|have|has|belong|bind|binds|"
@@ -476,6 +481,10 @@ def plan(question: str, context: PlanContext | None = None) -> Plan:
         return Plan(question=question, intent="describe", offline=offline)  # nothing to look up
     if intent != "literature":
         hint = "protein" if intent in ("function", "family", "location") else None
+        if _DATABASE_PROTEIN.search(question):
+            hint = "protein"
+        elif _DATABASE_MOLECULE.search(question):
+            hint = "molecule"
         if intent == "function" and _MOLECULE_FUNCTION.search(question):
             hint = "molecule"
         names = extract_names(_blank(question, matches), intent) if not structured or intent == "compare" else []

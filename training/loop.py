@@ -346,6 +346,8 @@ class Trainer:
         sync = contextlib.nullcontext()
         if self.strategy == "ddp" and not last:
             sync = self.model.no_sync()
+        elif self.strategy == "fsdp":  # reduce-scatter once per optimizer step, not per micro-batch
+            self.model.set_requires_gradient_sync(last)
         autocast = torch.autocast(self.env.device.type, dtype=torch.bfloat16, enabled=self.bf16)
         with sync:
             with autocast:

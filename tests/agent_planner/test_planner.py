@@ -63,6 +63,12 @@ ROUTES = [
     ("Compare CCO with CCCO", [], True, "compare",
      [C("molecule_properties", smiles="CCO"), C("molecule_properties", smiles="CCCO")]),
     # --- molecules by name, CID or InChIKey
+    # --- naming the database: the name is the subject, and the database says its kind
+    ("Look up aspirin in PubChem", [], False, "describe",
+     [C("pubchem_lookup", query="aspirin"), C("describe_molecule", query="aspirin")]),
+    ("Search UniProt for hemoglobin in human", [], False, "describe",
+     [C("uniprot_lookup", query="hemoglobin", organism="Homo sapiens"), C("describe_protein", query="hemoglobin")]),
+    ("Does aspirin pass Lipinski's rule of five?", [], False, "properties", [C("pubchem_lookup", query="aspirin")]),
     ("Describe aspirin", [], False, "describe",
      [C("pubchem_lookup", query="aspirin"), C("describe_molecule", query="aspirin", question="Describe this molecule.")]),
     ("Tell me about caffeine.", [], True, "describe", [C("pubchem_lookup", query="caffeine"), C("describe_molecule", query="caffeine")]),
