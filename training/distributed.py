@@ -6,9 +6,12 @@ are no-ops. The backend is gloo on CPU and nccl on CUDA.
 
 Strategies:
 - ``ddp``: ``DistributedDataParallel``; gradients averaged across processes.
-- ``fsdp``: FSDP2 (``torch.distributed.fsdp.fully_shard``) per decoder layer, then the root; with bf16
-  a ``MixedPrecisionPolicy`` (bf16 params/compute, fp32 gradient reduction). This is the paper's
-  large-model path (BioMedGPT-LM-7B/10B). Verified on CPU with gloo in the tests (torch 2.13).
+- ``fsdp``: FSDP2 (``torch.distributed.fsdp.fully_shard``) per decoder layer and on the input
+  embedding, then the root; with bf16 a ``MixedPrecisionPolicy`` (bf16 params/compute, fp32 gradient
+  reduction). For BioMedGPT only the LM is sharded; encoders and adaptors are replicated with their
+  gradients averaged (``sync_replicated_grads``). This is the paper's large-model path
+  (BioMedGPT-LM-7B/10B). Verified on CPU with gloo (torch 2.13): the tests compare a 2-process run
+  with the single-process losses. The CUDA/nccl/bf16 path has not been run on a GPU yet.
 - ``auto``: ``ddp`` when several processes run, otherwise none. ``ddp``/``fsdp`` in one process run
   unwrapped (there is nothing to replicate or shard).
 """

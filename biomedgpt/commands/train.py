@@ -16,7 +16,7 @@ from typing import Any
 import typer
 
 HELP_CONFIG = "A bundled preset (tiny, mini-cpu, paper-10b) or a YAML file."
-HELP_SET = "Override a config value, e.g. --set optim.lr=1e-4 --set 'data.paths=[corpus.jsonl]' (repeatable)."
+HELP_SET = r"Override a config value (read as YAML), e.g. --set optim.lr=1e-4 --set 'data.paths=\[corpus.jsonl]'; repeatable."
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
