@@ -227,7 +227,7 @@ def load_align_model(config: AlignConfig) -> Any:
 
     model = load_model(config.model, dtype=torch.float32)  # fp32 master weights; bf16 via autocast/FSDP
     if config.gradient_checkpointing:
-        model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.llm.activation_checkpointing_enable({"use_reentrant": False})
         model.llm.config.use_cache = False
     return model
 

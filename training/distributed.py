@@ -91,15 +91,6 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     return value
 
 
-def broadcast_object(obj: object, src: int = 0) -> object:
-    """Send a picklable object from ``src`` to every process."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
 def resolve_strategy(strategy: str, env: DistEnv) -> str:
     """``auto`` → ``ddp`` with several processes, ``single`` otherwise."""
     if strategy == "auto":

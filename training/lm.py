@@ -36,7 +36,7 @@ def load_causal_lm(name: str, gradient_checkpointing: bool = False) -> tuple[Any
     model, tokenizer = load_lm(name, dtype=torch.float32)  # fp32 master weights; bf16 via autocast/FSDP
     ensure_pad_token(model, tokenizer)  # the same [PAD] rule as BioMedGPT (grows the embeddings if needed)
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable({"use_reentrant": False})
         model.config.use_cache = False
     return model, tokenizer
 

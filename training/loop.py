@@ -239,6 +239,10 @@ class Trainer:
         name = f"{CHECKPOINT_PREFIX}{self.step:06d}"
         partial, final = folder / f".{name}.partial", folder / name
         model_state, optim_state = get_state_dict(self.model, self.optimizer, options=self._state_options())
+        # ignore_frozen_params misses a frozen weight tied to another (SmolLM2's lm_head): keep only
+        # what is trained, so a checkpoint of the aligned mini model holds MBs, not the LM.
+        trainable = {n for n, p in unwrap(self.model).named_parameters(remove_duplicate=False) if p.requires_grad}
+        model_state = {k: v for k, v in model_state.items() if k in trainable}
         if self.env.is_main:
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)

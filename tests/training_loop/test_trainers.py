@@ -140,6 +140,9 @@ def test_alignment_freezes_the_lm_and_respects_encoder_flags(tmp_path):
     assert all(torch.equal(v, model.prot_structure_encoder.state_dict()[k]) for k, v in prot_before.items())
     assert any(not torch.equal(v, model.mol_structure_encoder.state_dict()[k]) for k, v in gin_before.items())
     assert not torch.equal(adaptor_before, model.proj_prot.weight)
+    saved = torch.load(latest_checkpoint(tmp_path) / "state.pt", weights_only=False)["model"]
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert set(saved) == trainable and not any(k.startswith(("llm.", "prot_structure_encoder.")) for k in saved)
 
 
 def test_alignment_data_mixes_kinds_and_retrieves_leaving_self_out(tmp_path):
@@ -204,3 +207,13 @@ def test_a_diverged_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_p
     with pytest.raises(TrainingDiverged, match="step 3"):
         trainer.fit()
     assert latest_checkpoint(tmp_path).name == "step-000002"
+
+
+def test_gradient_checkpointing_and_bf16_autocast_keep_the_numbers(tmp_path):
+    plain = _trainer("lm", tmp_path / "plain", "max_steps=2").fit()["loss_history"]
+    ckpt = _trainer("lm", tmp_path / "ckpt", "max_steps=2", "gradient_checkpointing=true")
+    assert ckpt.inner_model.is_activation_checkpointing
+    assert ckpt.fit()["loss_history"] == pytest.approx(plain, rel=1e-5)  # recomputation, same math
+    bf16 = _trainer("lm", tmp_path / "bf16", "max_steps=2", "precision=bf16")
+    result = bf16.fit()
+    assert result["bf16"] and result["loss_history"] == pytest.approx(plain, rel=2e-2)
