@@ -386,13 +386,51 @@ def _properties_fact(key: str, p: MoleculeProperties) -> str | None:
     }.get(key)
 
 
+_HIGHEST = re.compile(r"\b(?:highest|largest|greatest|biggest|most|heaviest|maximum|max)\b", re.I)
+_LOWEST = re.compile(r"\b(?:lowest|smallest|least|fewest|lightest|minimum|min)\b", re.I)
+#: Numeric values that "which has the highest X" can rank: (PubChem field, RDKit field, wording).
+_RANKABLE = {
+    "weight": ("molecular_weight", "average_mass", "molecular weight"),
+    "logp": ("xlogp", "logp", "logP"),
+    "tpsa": ("tpsa", "tpsa", "TPSA"),
+    "donors": (None, "h_bond_donors", "number of H-bond donors"),
+    "acceptors": (None, "h_bond_acceptors", "number of H-bond acceptors"),
+    "rotatable": (None, "rotatable_bonds", "number of rotatable bonds"),
+    "rings": (None, "rings", "number of rings"),
+}
+
+
+def _ranking(key: str, question: str, compounds: list[Compound], computed: list[MoleculeProperties]) -> str | None:
+    """"Which of them has the highest logP?": name the winner among the records of one source."""
+    direction = "highest" if _HIGHEST.search(question) else "lowest" if _LOWEST.search(question) else None
+    if direction is None or key not in _RANKABLE:
+        return None
+    pubchem_field, rdkit_field, wording = _RANKABLE[key]
+    candidates: list[tuple[float, str, str]] = []
+    if pubchem_field:
+        candidates = [(getattr(c, pubchem_field), c.title or c.label, f"[{c.label}]") for c in compounds
+                      if getattr(c, pubchem_field) is not None]
+    if len(candidates) < 2:
+        candidates = [(float(getattr(p, rdkit_field)), f"`{p.smiles}`", "[RDKit]") for p in computed]
+    if len(candidates) < 2:
+        return None
+    value, name, cite = (max if direction == "highest" else min)(candidates, key=lambda item: item[0])
+    return f"Of these {len(candidates)}, {name} has the {direction} {wording} ({_fmt(value)}) {cite}."
+
+
 def direct_answer(question: str, state: Mapping[str, Any]) -> list[str]:
-    """Sentences that answer the properties a question names, first from PubChem, else from RDKit."""
+    """Sentences that answer the properties a question names, first from PubChem, else from RDKit.
+
+    A superlative question ("which has the highest logP?") is answered first with the ranking.
+    """
     asked = [key for key, pattern in _ASKED if pattern.search(question or "")]
-    compounds = [Compound.model_validate(c) for c in (state.get("compounds") or [])[:3]]
-    computed = [MoleculeProperties.model_validate(p) for p in (state.get("properties") or [])[:3]]
+    compounds = [Compound.model_validate(c) for c in (state.get("compounds") or [])[:5]]
+    computed = [MoleculeProperties.model_validate(p) for p in (state.get("properties") or [])[:5]]
     sentences: list[str] = []
     for key in asked:
+        ranking = _ranking(key, question or "", compounds, computed)
+        if ranking:
+            sentences.append(ranking)
         from_pubchem = [f for f in (_compound_fact(key, c) for c in compounds) if f]
         sentences += from_pubchem or [f for f in (_properties_fact(key, p) for p in computed) if f]
     return sentences

@@ -68,3 +68,16 @@ def test_check_citations():
     assert check_citations("[see above] fine [PubChem CID 2244]", sources) == "[see above] fine [PubChem CID 2244]"
     noted = check_citations("It is an ester [BioMedGPT].", sources_from_state({"model_answers": [MODEL]}), [MODEL])
     assert noted.endswith("model output, not a database fact (untrained encoders — not evidence).")
+
+
+def test_superlative_questions_name_the_winner_from_one_source():
+    props = [molecule_properties(s).model_dump() for s in
+             ("CC(=O)Oc1ccccc1C(=O)O", "CC(C)Cc1ccc(cc1)C(C)C(=O)O", "Cn1cnc2c1c(=O)n(C)c(=O)n2C")]
+    highest = direct_answer("Which of them has the highest logP?", {"properties": props})
+    assert highest[0] == "Of these 3, `CC(C)Cc1ccc(C(C)C(=O)O)cc1` has the highest logP (3.07) [RDKit]."
+    lowest = direct_answer("Which has the lowest molecular weight?", {"properties": props})
+    assert lowest[0].startswith("Of these 3, `CC(=O)Oc1ccccc1C(=O)O` has the lowest molecular weight (180.16")
+    ibuprofen = {"cid": 3672, "title": "Ibuprofen", "xlogp": 3.5}
+    from_pubchem = direct_answer("Which has the highest logP?", {"compounds": [ASPIRIN, ibuprofen], "properties": props})
+    assert from_pubchem[0] == "Of these 2, Ibuprofen has the highest logP (3.5) [PubChem CID 3672]."
+    assert direct_answer("What is the logP?", {"properties": props})[0].startswith("The Crippen logP")
