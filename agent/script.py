@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import string
-import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from biomedgpt.model.atomic import atomic_write_text as atomic_write
 from biomedgpt.model.errors import BiomedGPTError, InputError
 
 REPORT_FORMATS = (".md", ".jsonl")
@@ -125,21 +124,6 @@ class RunReport:
     def to_dict(self) -> dict[str, Any]:
         return {"title": self.title, "session": self.session, "out": self.out,
                 "steps": [asdict(step) for step in self.steps]}
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_script(source: str | Path | dict | Script) -> tuple[Script, str]:

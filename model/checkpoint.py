@@ -20,13 +20,12 @@ Writes go to a temporary folder that is renamed into place.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from biomedgpt.model.atomic import atomic_dir
 from torch import nn
 
 from biomedgpt.model.config import BioMedGPTConfig, get_preset
@@ -162,21 +161,6 @@ def load_official(
 
 
 # ------------------------------------------------------------------------------------ own format
-def _atomic_folder(target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-
-
-def _replace_folder(tmp: Path, target: Path) -> None:
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}-old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def save_pretrained(model: Any, folder: str | Path, *, include_lm: bool | None = None) -> Path:
     """Save encoders + adaptors (safetensors) and the config; the LM too when ``include_lm``.
 
@@ -188,8 +172,7 @@ def save_pretrained(model: Any, folder: str | Path, *, include_lm: bool | None =
     folder = Path(folder)
     if include_lm is None:
         include_lm = model.config.lm.source == "tiny"
-    tmp = _atomic_folder(folder)
-    try:
+    with atomic_dir(folder) as tmp:
         tensors = {
             k: v.detach().to("cpu").contiguous().clone()
             for k, v in model.state_dict().items() if not k.startswith("llm.")
@@ -205,9 +188,6 @@ def save_pretrained(model: Any, folder: str | Path, *, include_lm: bool | None =
             "config": model.config.to_dict(),
         }
         (tmp / "config.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        _replace_folder(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 

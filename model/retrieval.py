@@ -31,10 +31,8 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import random
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -43,6 +41,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from biomedgpt.model.atomic import atomic_write_bytes
 from biomedgpt.model.errors import InputError, InvalidSequenceError, InvalidSmilesError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -97,22 +96,6 @@ class Hit:
 
 # --------------------------------------------------------------------------------------------- I/O
 
-
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; shipped and cached files are meant to be readable
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _save_npz(path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:

@@ -670,7 +670,7 @@ def build_bundled_embeddings(out: Path = BUNDLED_EMBEDDINGS) -> dict:
     """Embed the bundled corpus with the default model (default chunking) and write ``out`` atomically."""
     import numpy as np
 
-    from biomedgpt.model.retrieval import atomic_write_bytes
+    from biomedgpt.model.atomic import atomic_write_bytes
     from biomedgpt.settings import Settings
     from biomedgpt.tools.embeddings import embedding_function
 

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from biomedgpt.model.atomic import atomic_dir, atomic_torch_save, atomic_write_text  # noqa: F401 - re-exported
 from biomedgpt.model.errors import BiomedGPTError, CheckpointError, ConfigError
 from biomedgpt.training.config import TrainConfig, dump_config
 from biomedgpt.training.distributed import (
@@ -88,40 +89,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` via a temporary file and a rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def atomic_dir(folder: Path):
-    """Yield a temporary sibling folder; on success it replaces ``folder`` in one rename."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = folder.with_name(f".{folder.name}.{os.getpid()}.old")
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
