@@ -196,7 +196,7 @@ def featurize_smiles(smiles: str | Sequence[str]) -> Data | Batch:
     graphs = []
     with BlockLogs():
         for index, item in enumerate(smiles):
-            where = f" (item {index + 1} of {len(smiles)})"
+            where = f" (item {index + 1} of {len(smiles)})" if len(smiles) > 1 else ""
             graphs.append(_mol_to_data(_parse(item, where), item, where))
     return Batch.from_data_list(graphs)
 
