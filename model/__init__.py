@@ -5,7 +5,7 @@ Use::
     from biomedgpt.model import load_model, load_official, featurize_smiles
     model = load_model("mini")          # "tiny" for tests, or a folder saved by save_pretrained
     model.ask("What is this molecule?", smiles="CN1C=NC2=C1C(=O)N(C(=O)N2C)C")
-    model.config.trained                # False until the mini encoders are trained and shipped
+    model.config.trained                # True with the shipped weights (model/weights/mini, model/cards/mini.md)
 
 Names are loaded lazily (PEP 562) so importing the package does not import torch-geometric,
 transformers or RDKit until used. This package imports nothing from tools/, training/ or agent/.

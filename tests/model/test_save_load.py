@@ -82,7 +82,8 @@ def test_weights_report_lists_the_three_weight_sets():
     assert [set(r) for r in rows] == [{"name", "path", "found", "trained", "sha256", "note"}] * 3
     gguf, _cache, mini = rows
     assert gguf["found"] is True and gguf["path"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
-    assert mini["found"] is False and mini["trained"] is False and "not trained" in mini["note"]
+    assert mini["found"] is True and mini["trained"] is True and mini["path"].endswith("weights/mini")
+    assert "model/cards/mini.md" in mini["note"]
 
 
 def test_a_llama_folder_loads_alone_as_a_text_chat_model(tiny_model, tmp_path):

@@ -25,7 +25,7 @@ def test_smollm2_conversion_is_cached_and_the_mini_model_answers(biomedgpt_home)
     before = (folder.stat().st_ino, (folder / "model.safetensors").stat().st_mtime_ns)
     model = load_model("mini")  # second load: no reconversion
     assert (folder.stat().st_ino, (folder / "model.safetensors").stat().st_mtime_ns) == before
-    assert model.config.trained is False and model.proj_mol.in_features == 300
+    assert model.config.trained is True and model.proj_mol.in_features == 300  # the shipped mini weights
     assert model.proj_prot.in_features == 320 and model.proj_prot.out_features == 576
     answer = model.ask("What is this molecule?", smiles="CN1C=NC2=C1C(=O)N(C(=O)N2C)C", max_new_tokens=8)
     assert isinstance(answer, str) and answer and "###" not in answer
