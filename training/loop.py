@@ -198,6 +198,20 @@ class Trainer:
             strict=False,
         )
 
+    def _trained_keys(self) -> set[str]:
+        """Trainable parameters plus the buffers of the modules that own them.
+
+        Why the buffers: a trained GIN's BatchNorm running statistics change every step; without
+        them a resumed run would evaluate (and save) with stale statistics.
+        """
+        base = unwrap(self.model)
+        keys = {n for n, p in base.named_parameters(remove_duplicate=False) if p.requires_grad}
+        for module_name, module in base.named_modules(remove_duplicate=False):
+            if any(p.requires_grad for p in module.parameters(recurse=False)):
+                prefix = f"{module_name}." if module_name else ""
+                keys.update(prefix + name for name, _ in module.named_buffers(recurse=False))
+        return keys
+
     def save_checkpoint(self) -> Path:
         """Write the checkpoint of the current step atomically; keep the newest ``keep_checkpoints``."""
         from torch.distributed.checkpoint.state_dict import get_state_dict
@@ -208,8 +222,7 @@ class Trainer:
         model_state, optim_state = get_state_dict(self.model, self.optimizer, options=self._state_options())
         # ignore_frozen_params misses a frozen weight tied to another (SmolLM2's lm_head): keep only
         # what is trained, so a checkpoint of the aligned mini model holds MBs, not the LM.
-        trainable = {n for n, p in unwrap(self.model).named_parameters(remove_duplicate=False) if p.requires_grad}
-        model_state = {k: v for k, v in model_state.items() if k in trainable}
+        model_state = {k: v for k, v in model_state.items() if k in self._trained_keys()}
         if self.env.is_main:
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)

@@ -95,6 +95,9 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(kind, tmp_path):
     assert result["loss_history"] == expected[2:]  # steps 3, 4, 5 exactly as the uninterrupted run
     for (name, a), (_, b) in zip(straight.model.named_parameters(), resumed.model.named_parameters()):
         assert torch.equal(a, b), name
+    # buffers too: the trained GIN's BatchNorm running statistics must survive the kill
+    for (name, a), (_, b) in zip(straight.model.named_buffers(), resumed.model.named_buffers()):
+        assert torch.equal(a, b), name
     for (k1, n1, a), (k2, n2, b) in zip(_optimizer_tensors(straight), _optimizer_tensors(resumed)):
         assert (k1, n1) == (k2, n2) and torch.equal(torch.as_tensor(a), torch.as_tensor(b))
     assert resumed.scheduler.state_dict()["last_epoch"] == straight.scheduler.state_dict()["last_epoch"] == 5
