@@ -288,18 +288,26 @@ def _nearest(index, query: str, exclude: str, k: int) -> list:
         return []
 
 
-def _caption_batch(model: Any, batch: list[CaptionRecord], mode: str, index) -> list[str]:
+def _structure_batch(model: Any, kind: str, structures: list[str], ids: list[str], questions: list[str],
+                     mode: str, index, max_new_tokens: int) -> list[str]:
+    """Predictions for one batch of molecules or proteins: the nearest reference's description
+    (``only``), or generation with (``on``) or without (``off``) the retrieval context block."""
     if mode == "only":
         return [(hits[0].description if hits else "") for hits in
-                (_nearest(index, r.smiles, r.cid, 1) for r in batch)]
-    contexts = [""] * len(batch)
+                (_nearest(index, query, ident, 1) for query, ident in zip(structures, ids))]
+    contexts = [""] * len(structures)
     if mode == "on":
         from biomedgpt.model.retrieval import format_context
 
-        contexts = [format_context(_nearest(index, r.smiles, r.cid, RETRIEVAL_K), "molecule") for r in batch]
-    prompts = [structure_prompt("molecule", CAPTION_QUESTION, c) for c in contexts]
-    return _generate_rows(model, prompts, [r.smiles for r in batch], "molecules", [r.cid for r in batch],
-                          MAX_NEW_TOKENS["caption"])
+        contexts = [format_context(_nearest(index, query, ident, RETRIEVAL_K), kind)
+                    for query, ident in zip(structures, ids)]
+    prompts = [structure_prompt(kind, q, c) for q, c in zip(questions, contexts)]
+    return _generate_rows(model, prompts, structures, f"{kind}s", ids, max_new_tokens)
+
+
+def _caption_batch(model: Any, batch: list[CaptionRecord], mode: str, index) -> list[str]:
+    return _structure_batch(model, "molecule", [r.smiles for r in batch], [r.cid for r in batch],
+                            [CAPTION_QUESTION] * len(batch), mode, index, MAX_NEW_TOKENS["caption"])
 
 
 def _generate_rows(model: Any, prompts: list[str], structures: list[str], kind: str, ids: list[str],
@@ -392,17 +400,8 @@ def eval_protein_qa(model: Any, data_path: str | Path, limit: int | None = None,
 
 
 def _protein_batch(model: Any, batch: list[ProteinQA], mode: str, index) -> list[str]:
-    if mode == "only":
-        return [(hits[0].description if hits else "") for hits in
-                (_nearest(index, r.sequence, r.accession, 1) for r in batch)]
-    contexts = [""] * len(batch)
-    if mode == "on":
-        from biomedgpt.model.retrieval import format_context
-
-        contexts = [format_context(_nearest(index, r.sequence, r.accession, RETRIEVAL_K), "protein") for r in batch]
-    prompts = [structure_prompt("protein", r.question, c) for r, c in zip(batch, contexts)]
-    return _generate_rows(model, prompts, [r.sequence for r in batch], "proteins", [r.accession for r in batch],
-                          MAX_NEW_TOKENS["protein"])
+    return _structure_batch(model, "protein", [r.sequence for r in batch], [r.accession for r in batch],
+                            [r.question for r in batch], mode, index, MAX_NEW_TOKENS["protein"])
 
 
 # ------------------------------------------------------------------------------------------- MCQA
