@@ -145,7 +145,10 @@ def test_alignment_freezes_the_lm_and_respects_encoder_flags(tmp_path):
     assert not torch.equal(adaptor_before, model.proj_prot.weight)
     saved = torch.load(latest_checkpoint(tmp_path) / "state.pt", weights_only=False)["model"]
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert set(saved) == trainable and not any(k.startswith(("llm.", "prot_structure_encoder.")) for k in saved)
+    gin_statistics = {f"mol_structure_encoder.{n}" for n, _ in model.mol_structure_encoder.named_buffers()}
+    assert gin_statistics and all(".batch_norms." in k for k in gin_statistics)
+    assert set(saved) == trainable | gin_statistics  # trained weights plus the trained GIN's BatchNorm statistics
+    assert not any(k.startswith(("llm.", "prot_structure_encoder.")) for k in saved)
 
 
 def test_alignment_data_mixes_kinds_and_retrieves_leaving_self_out(tmp_path):
