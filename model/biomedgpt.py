@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from biomedgpt.model.config import BioMedGPTConfig, MoleculeEncoderConfig, ProteinEncoderConfig
-from biomedgpt.model.conversation import MOLECULE_PLACEHOLDER, PROTEIN_PLACEHOLDER, SEPARATOR, chat_prompt
+from biomedgpt.model.conversation import MOLECULE_PLACEHOLDER, PROTEIN_PLACEHOLDER, SEPARATOR, conversation_prompt
 from biomedgpt.model.errors import ConfigError, InputError
 from biomedgpt.model.lm import ensure_pad_token
 
@@ -200,7 +200,7 @@ class BioMedGPT(nn.Module):
             for k, part in enumerate(parts):
                 if k % 2 == 0:
                     ids = self._text_ids(part)
-                    if k == 0 and bos is not None:
+                    if k == 0 and bos is not None and ids[:1] != [bos]:  # a chat template may open with BOS
                         ids = [bos, *ids]
                     pieces.append(("text", ids))
                 elif part == MOLECULE_PLACEHOLDER:
@@ -291,10 +291,13 @@ class BioMedGPT(nn.Module):
         stop_at_separator: bool = False,
         **generate_kwargs: Any,
     ) -> Tensor:
-        """New token ids ``[B, ≤ max_new_tokens]`` from HF ``generate`` on left-padded spliced embeddings."""
+        """New token ids ``[B, ≤ max_new_tokens]`` from HF ``generate`` on left-padded spliced embeddings.
+
+        ``stop_strings`` (HF) end a row early; ``stop_at_separator`` adds the ``###`` turn separator."""
         batch = self.splice(prompts, molecules, proteins, padding_side="left")
-        if stop_at_separator:
-            generate_kwargs.setdefault("stop_strings", [SEPARATOR])
+        stops = _stop_strings(generate_kwargs.pop("stop_strings", None), stop_at_separator)
+        if stops:
+            generate_kwargs["stop_strings"] = stops
             generate_kwargs.setdefault("tokenizer", self.tokenizer)
         return self.llm.generate(
             inputs_embeds=batch.inputs_embeds,
@@ -317,11 +320,26 @@ class BioMedGPT(nn.Module):
         stop_at_separator: bool = True,
         **generate_kwargs: Any,
     ) -> list[str]:
-        """Decoded answers, one per prompt, cut at the ``###`` turn separator."""
+        """Decoded answers, one per prompt, cut at the ``###`` turn separator and at any ``stop_strings``
+        (e.g. ``["\\n"]`` for one-paragraph answers such as ChEBI-20 descriptions)."""
+        stops = _stop_strings(generate_kwargs.get("stop_strings"), stop_at_separator)
         ids = self.generate_ids(prompts, molecules, proteins, max_new_tokens, do_sample, stop_at_separator,
                                 **generate_kwargs)
         texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
-        return [text.split(SEPARATOR)[0].strip() for text in texts]
+        return [_cut(text, stops) for text in texts]
+
+    def build_prompt(
+        self,
+        question: str,
+        *,
+        molecules: int = 0,
+        proteins: int = 0,
+        history: Sequence[tuple[str, str]] | None = None,
+        context: str | None = None,
+    ) -> str:
+        """The exact chat prompt ``ask`` sends, in this model's ``config.prompt_format``."""
+        return conversation_prompt(self.config.prompt_format, question, tokenizer=self.tokenizer,
+                                   molecules=molecules, proteins=proteins, history=history, context=context)
 
     def ask(
         self,
@@ -338,5 +356,20 @@ class BioMedGPT(nn.Module):
             raise InputError("the question is empty")
         mols = [] if smiles is None else [smiles] if isinstance(smiles, str) else list(smiles)
         prots = [] if sequence is None else [sequence] if isinstance(sequence, str) else list(sequence)
-        prompt = chat_prompt(question, molecules=len(mols), proteins=len(prots), history=history, context=context)
+        prompt = self.build_prompt(question, molecules=len(mols), proteins=len(prots), history=history, context=context)
         return self.generate(prompt, mols, prots, max_new_tokens=max_new_tokens, **generate_kwargs)[0]
+
+
+def _stop_strings(extra: Sequence[str] | str | None, separator: bool) -> list[str]:
+    stops = [extra] if isinstance(extra, str) else list(extra or [])
+    if separator and SEPARATOR not in stops:
+        stops.append(SEPARATOR)
+    return stops
+
+
+def _cut(text: str, stops: Sequence[str]) -> str:
+    """The answer before the first stop string (leading blank lines ignored)."""
+    text = text.strip()
+    for stop in stops:
+        text = text.split(stop)[0]
+    return text.strip()

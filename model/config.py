@@ -76,6 +76,11 @@ class BioMedGPTConfig:
     pad_token: str = "[PAD]"  # added when the tokenizer has none (the 10B vocabulary is 32000 + [PAD])
     trained: bool = False
     retrieval: bool = False  # trained with the "similar known molecules/proteins" context block in the prompt
+    retrieval_k: int = 3  # neighbours in that block (1: the nearest one, described in full)
+    # "biomedgpt": the released chat format and the paper's Table 1 templates (the 10B model was tuned on
+    # them); "chatml": the LM tokenizer's own chat template. A frozen LM only follows the format it was
+    # instruction-tuned on, so the mini model (frozen SmolLM2-Instruct) is trained and asked in ChatML.
+    prompt_format: Literal["biomedgpt", "chatml"] = "biomedgpt"
     seed: int = 0  # initialisation of untrained encoders and adaptors
 
     def __post_init__(self) -> None:
@@ -91,6 +96,10 @@ class BioMedGPTConfig:
             raise ConfigError(f"on_too_long {self.on_too_long!r} is not 'truncate' or 'error'")
         if self.lm.dtype is not None and self.lm.dtype not in DTYPES:
             raise ConfigError(f"lm.dtype {self.lm.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.prompt_format not in ("biomedgpt", "chatml"):
+            raise ConfigError(f"prompt_format {self.prompt_format!r} is not 'biomedgpt' or 'chatml'")
+        if self.retrieval_k < 1:
+            raise ConfigError(f"retrieval_k must be at least 1, got {self.retrieval_k}")
         if not 3 <= self.max_protein_tokens <= 1024:
             raise ConfigError(f"max_protein_tokens {self.max_protein_tokens} is outside 3..1024 (ESM-2's limit)")
 
@@ -171,6 +180,8 @@ PRESETS: dict[str, BioMedGPTConfig] = {
         lm=LMConfig(source="smollm2", hidden_size=576, num_layers=30, num_heads=9, num_kv_heads=3,
                     intermediate_size=1536, vocab_size=49152),
         trained=False,
+        retrieval_k=1,
+        prompt_format="chatml",
     ),
     # Test-sized: every code path of the big ones, built in well under a second.
     "tiny": BioMedGPTConfig(

@@ -430,14 +430,23 @@ def _truncate(text: str, max_chars: int) -> str:
     return cut + "…"
 
 
-def format_context(hits: Sequence[Hit], kind: str, *, max_chars: int = 200, max_hits: int | None = None) -> str:
-    """The prompt block listing nearest known entries, e.g.::
+def format_context(hits: Sequence[Hit], kind: str, *, max_chars: int = 200, max_hits: int | None = None,
+                   nearest_max_chars: int = 1200) -> str:
+    """The prompt block about the nearest known entries.
+
+    Several hits make a numbered list, descriptions truncated to ``max_chars`` at a word boundary::
 
         Similar known molecules and their descriptions:
         1. CID 2244 (Tanimoto 0.82): The molecule is a member of the class of benzoic acids…
 
-    Descriptions are truncated to ``max_chars`` at a word boundary so the block stays short; with no
-    hits the result is ``""`` (no empty heading in a prompt).
+    One hit (``max_hits=1``, the mini model's ``retrieval_k``) is described in full (up to
+    ``nearest_max_chars``) with no list layout, because a small LM copies a list's numbering and ids
+    into its answer, while a single description is something to edit::
+
+        The most similar known molecule (Tanimoto 0.82) is described as:
+        The molecule is a member of the class of benzoic acids…
+
+    With no hits the result is ``""`` (no empty heading in a prompt).
     """
     if kind not in _KIND_TEXT:
         raise InputError(f"kind must be 'molecule' or 'protein', got {kind!r}")
@@ -445,6 +454,10 @@ def format_context(hits: Sequence[Hit], kind: str, *, max_chars: int = 200, max_
     chosen = list(hits)[: max_hits] if max_hits else list(hits)
     if not chosen:
         return ""
+    if len(chosen) == 1:
+        hit = chosen[0]
+        return (f"The most similar known {kind} ({metric} {hit.similarity:.2f}) is described as:\n"
+                f"{_truncate(hit.description, nearest_max_chars)}")
     lines = [heading]
     for n, hit in enumerate(chosen, 1):
         label = f"CID {hit.id}" if kind == "molecule" and str(hit.id).isdigit() else str(hit.id)
@@ -589,7 +602,7 @@ def default_protein_index() -> ProteinIndex:
     return ProteinIndex.build(reference_proteins("train"))
 
 
-def _leaking_rows(reference: Sequence[MoleculeRecord], test: Sequence[MoleculeRecord]) -> list[str]:
+def leaking_rows(reference: Sequence[MoleculeRecord], test: Sequence[MoleculeRecord]) -> list[str]:
     """Ids of reference rows that share a CID or an InChIKey with a test row (same molecule, other row)."""
     test_ids = {r.id for r in test}
     test_keys = set()
@@ -622,7 +635,7 @@ def build_shipped(chebi: str | Path | None, swissprot: str | Path | None, out_di
         records = read_chebi20(chebi)  # validates the header before anything is written
         excluded: list[str] = []
         if chebi_test:
-            excluded = _leaking_rows(records, read_chebi20(chebi_test))
+            excluded = leaking_rows(records, read_chebi20(chebi_test))
         lines = Path(chebi).read_text(encoding="utf-8").splitlines(keepends=True)
         drop = set(excluded)
         kept_lines = [lines[0]] + [line for line in lines[1:] if line.split("\t", 1)[0].strip() not in drop]

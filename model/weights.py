@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from biomedgpt.model.errors import BiomedGPTError
+from biomedgpt.model.errors import BiomedGPTError, CheckpointError
 from biomedgpt.model.lm import CONVERSION_MARKER, SMOLLM2_GGUF, SMOLLM2_INSTALL, smollm2_cache_dir, smollm2_gguf_path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -36,6 +36,41 @@ def _sha256(path: Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def export_weights(source: str | Path, destination: str | Path | None = None, *, dtype: str = "float16") -> dict[str, Any]:
+    """Copy a trained ``save_pretrained`` folder (``train align``'s ``run_dir/model``) into ``destination``
+    (default: the package's ``model/weights/mini``) with floating tensors cast to ``dtype``.
+
+    Why fp16: the shipped weights must stay small (issue 6: 60 MB at most); loading casts them back
+    to the model dtype. The folder is replaced atomically, and only a model marked ``trained`` is
+    exported, so an unfinished run can never become the default. Returns ``{file: (bytes, sha256)}``
+    for the model card.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from biomedgpt.model.atomic import atomic_dir
+
+    source = Path(source)
+    destination = Path(destination) if destination is not None else mini_weights_dir()
+    if dtype not in ("float16", "bfloat16", "float32"):
+        raise CheckpointError(f"export dtype {dtype!r} is not float16, bfloat16 or float32")
+    try:
+        manifest = json.loads((source / "config.json").read_text())
+        state = load_file(str(source / "model.safetensors"))
+    except (OSError, json.JSONDecodeError, ValueError) as error:
+        raise CheckpointError(f"{source} is not a saved BioMedGPT folder (config.json + model.safetensors): {error}") from None
+    if manifest.get("lm") != "source":
+        raise CheckpointError(f"{source} bundles its LM; export ships encoders and adaptors only")
+    if not manifest.get("config", {}).get("trained", False):
+        raise CheckpointError(f"{source} is not marked trained; refusing to ship it")
+    cast = getattr(torch, dtype)
+    state = {k: (v.to(cast) if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    with atomic_dir(destination) as tmp:
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "biomedgpt", "stored_dtype": dtype})
+        (tmp / "config.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return {p.name: (p.stat().st_size, _sha256(p)) for p in sorted(destination.iterdir())}
 
 
 def weights_report(with_hashes: bool = True) -> list[dict[str, Any]]:

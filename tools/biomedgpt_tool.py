@@ -139,11 +139,15 @@ def _ask(model: Any, question: str, generation: AnswerGeneration, *, smiles: str
         return model.ask(question, smiles=smiles, sequence=sequence, context=context, **generation.kwargs())
 
 
-def _prompt(question: str, *, molecules: int = 0, proteins: int = 0, context: str | None = None) -> str:
-    """The exact text prompt, with placeholders, that ``BioMedGPT.ask`` builds (the same ``chat_prompt`` call)."""
-    from biomedgpt.model.conversation import chat_prompt
+def _prompt(model: Any, question: str, *, molecules: int = 0, proteins: int = 0, context: str | None = None) -> str:
+    """The exact text prompt, with placeholders, that ``BioMedGPT.ask`` builds (the model's own
+    ``build_prompt``: the released chat format or ChatML, per ``config.prompt_format``)."""
+    return model.build_prompt(question, molecules=molecules, proteins=proteins, context=context)
 
-    return chat_prompt(question, molecules=molecules, proteins=proteins, context=context)
+
+def _retrieval_k(model: Any) -> int:
+    """Neighbours put into the prompt: as many as the model was trained with (``config.retrieval_k``)."""
+    return int(getattr(model.config, "retrieval_k", RETRIEVAL_K) or RETRIEVAL_K)
 
 
 # ----------------------------------------------------------------------------------------- molecules
@@ -227,10 +231,10 @@ def describe_molecule(query: str, question: str = DEFAULT_MOLECULE_QUESTION, *, 
         from biomedgpt.model.retrieval import default_molecule_index, format_context
 
         exclude = [str(resolved.compound.cid)] if resolved.compound is not None else []
-        hits = default_molecule_index().search(resolved.smiles, RETRIEVAL_K, exclude_ids=exclude)
+        hits = default_molecule_index().search(resolved.smiles, _retrieval_k(model), exclude_ids=exclude)
         context = format_context(hits, "molecule") or None
         inputs["retrieved"] = [hit.id for hit in hits]
-    prompt = _prompt(question, molecules=1, context=context)
+    prompt = _prompt(model, question, molecules=1, context=context)
     inputs["generation"] = settings.kwargs()
     text = _ask(model, question, settings, smiles=resolved.smiles, context=context)
     return _finish(model, text, question, inputs, prompt)
@@ -339,10 +343,10 @@ def describe_protein(query: str, question: str = DEFAULT_PROTEIN_QUESTION, *, mo
         from biomedgpt.model.retrieval import default_protein_index, format_context
 
         exclude = [resolved.entry.accession] if resolved.entry is not None else []
-        hits = default_protein_index().search(sequence, RETRIEVAL_K, exclude_ids=exclude)
+        hits = default_protein_index().search(sequence, _retrieval_k(model), exclude_ids=exclude)
         context = format_context(hits, "protein") or None
         inputs["retrieved"] = [hit.id for hit in hits]
-    prompt = _prompt(question, proteins=1, context=context)
+    prompt = _prompt(model, question, proteins=1, context=context)
     inputs["generation"] = settings.kwargs()
     text = _ask(model, question, settings, sequence=sequence[:max_residues], context=context)
     answer = _finish(model, text, question, inputs, prompt)

@@ -2,14 +2,17 @@
 
 Stage 2 of the paper: the LM is frozen; the adaptors (``proj_mol``, ``proj_prot``) are trained, and
 each structure encoder (GIN, ESM-2) is trained or frozen by ``train_molecule_encoder`` /
-``train_protein_encoder``. Every sample is one Table 1 template (``model/conversation.training_prompt``)
-and the loss covers the answer tokens plus EOS only (``BioMedGPT.forward`` with ``answers``).
+``train_protein_encoder``. Every sample is one prompt of ``model/conversation.task_prompt`` in the
+model's prompt format (the paper's Table 1 template, or ChatML for a frozen instruction-tuned LM such
+as the mini model's SmolLM2; ``prompt_format`` overrides it and the saved model records it), and the
+loss covers the answer tokens plus EOS only (``BioMedGPT.forward`` with ``answers``).
 Molecule samples (ChEBI-20: caption = the description) and protein samples (UniProtQA pairs, either
 layout) are mixed in one shuffled run.
 
 Splits (all deterministic):
-- molecules: ``data.molecule_dev_holdout`` CIDs (``random.Random(split_seed)`` over the sorted CIDs)
-  are kept out as a dev set; the rest train;
+- molecules: rows sharing a CID or an InChIKey with ``data.molecule_exclude_path`` (the ChEBI-20 test
+  split) are dropped first; then ``data.molecule_dev_holdout`` CIDs (``random.Random(split_seed)``
+  over the sorted CIDs) are kept out as a dev set; the rest train;
 - proteins: ``model/retrieval.split_accessions(..., test_fraction=1 - protein_train_fraction,
   seed=split_seed)`` — with 0.8 / seed 0 exactly the split whose train part the shipped protein index
   holds, so training and evaluation see the same held-out accessions.
@@ -72,10 +75,22 @@ def _molecule_split(config: AlignConfig) -> tuple[list[Any], list[Any]]:
     if path is None:
         return [], []
     records = list(take(read_chebi20(path, stats=ReadStats()), config.data.limit_molecules))
+    if config.data.molecule_exclude_path is not None:
+        records = _without_test_molecules(records, config.data.molecule_exclude_path)
     cids = sorted({r.cid for r in records})
     random.Random(config.data.split_seed).shuffle(cids)
     dev_cids = set(cids[: min(config.data.molecule_dev_holdout, max(len(cids) - 1, 0))])
     return [r for r in records if r.cid not in dev_cids], [r for r in records if r.cid in dev_cids]
+
+
+def _without_test_molecules(records: list[Any], test_path: Path) -> list[Any]:
+    """``records`` minus the rows that are a test molecule under another row (same CID or InChIKey)."""
+    from biomedgpt.model.retrieval import MoleculeRecord, leaking_rows
+    from biomedgpt.training.data import ReadStats, read_chebi20
+
+    test = [MoleculeRecord(r.cid, r.smiles, r.description) for r in read_chebi20(test_path, stats=ReadStats())]
+    leaking = set(leaking_rows([MoleculeRecord(r.cid, r.smiles, r.description) for r in records], test))
+    return [r for r in records if r.cid not in leaking]
 
 
 def _protein_split(config: AlignConfig) -> tuple[list[Any], list[Any]]:
@@ -126,9 +141,9 @@ def _protein_references(records: Sequence[Any], source: str) -> list[Any]:
     return shipped
 
 
-def build_align_data(config: AlignConfig) -> AlignData:
-    """Read, split, (optionally) retrieve and template every sample."""
-    from biomedgpt.model.conversation import training_prompt
+def build_align_data(config: AlignConfig, prompt_format: str = "biomedgpt", tokenizer: Any = None) -> AlignData:
+    """Read, split, (optionally) retrieve and template every sample in ``prompt_format``."""
+    from biomedgpt.model.conversation import task_prompt
 
     mol_train, mol_dev = _molecule_split(config)
     prot_train, prot_dev = _protein_split(config)
@@ -156,13 +171,13 @@ def build_align_data(config: AlignConfig) -> AlignData:
             context = mol_context(r) if mol_context else None
         except InputError:  # RDKit cannot parse this SMILES: the model could not encode it either
             return None
-        prompt, answer = training_prompt("molecule", CAPTION_QUESTION, r.description, context=context)
-        return AlignExample("molecule", r.cid, prompt, answer, smiles=r.smiles)
+        prompt = task_prompt(prompt_format, "molecule", CAPTION_QUESTION, context=context, tokenizer=tokenizer)
+        return AlignExample("molecule", r.cid, prompt, r.description.strip(), smiles=r.smiles)
 
     def protein_example(r: Any) -> AlignExample:
         context = prot_context(r) if prot_context else None
-        prompt, answer = training_prompt("protein", r.question, r.answer, context=context)
-        return AlignExample("protein", r.accession, prompt, answer, sequence=r.sequence)
+        prompt = task_prompt(prompt_format, "protein", r.question, context=context, tokenizer=tokenizer)
+        return AlignExample("protein", r.accession, prompt, r.answer.strip(), sequence=r.sequence)
 
     def valid_smiles(r: Any) -> bool:
         from rdkit import Chem, RDLogger
@@ -226,6 +241,10 @@ def load_align_model(config: AlignConfig) -> Any:
     from biomedgpt.model import load_model
 
     model = load_model(config.model, dtype=torch.float32)  # fp32 master weights; bf16 via autocast/FSDP
+    if config.prompt_format is not None:
+        model.config.prompt_format = config.prompt_format
+    if config.retrieval.enabled:
+        model.config.retrieval_k = config.retrieval.k
     if config.gradient_checkpointing:
         model.llm.activation_checkpointing_enable({"use_reentrant": False})
         model.llm.config.use_cache = False
@@ -242,7 +261,7 @@ def setup_align(
     seed_everything(config.seed)
     model = load_align_model(config)
     trainable = freeze_for_alignment(model, config)
-    data = build_align_data(config)
+    data = build_align_data(config, model.config.prompt_format, model.tokenizer)
     trainer = Trainer(config, model, data.train, collate_align, align_loss, env=env, on_step=on_step)
     return trainer, data, trainable
 
@@ -276,6 +295,9 @@ def save_aligned_model(trainer: Trainer, config: AlignConfig, folder: Path) -> P
         model.config.trained = True
         if hasattr(model.config, "retrieval"):
             model.config.retrieval = config.retrieval.enabled
+            model.config.retrieval_k = config.retrieval.k
+        if config.prompt_format is not None:
+            model.config.prompt_format = config.prompt_format
         save_pretrained(model, folder)  # writes a temporary folder and renames it
     return folder
 

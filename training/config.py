@@ -105,6 +105,11 @@ class AlignDataConfig(_Strict):
     limit_molecules: int | None = Field(None, ge=1)
     limit_proteins: int | None = Field(None, ge=1)
     max_protein_length: int = Field(1022, ge=8, description="residues kept (ESM-2 context)")
+    molecule_exclude_path: Path | None = Field(
+        None,
+        description="a ChEBI-20 TSV (the test split) whose molecules never train: rows sharing a CID or an "
+        "InChIKey with it are dropped",
+    )
     dev_loss_samples: int | None = Field(
         64, ge=1, description="dev examples (a fixed random sample) scored before/after training; null: all"
     )
@@ -130,6 +135,11 @@ class AlignConfig(TrainConfig):
     train_protein_encoder: bool = False
     data: AlignDataConfig = Field(default_factory=AlignDataConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    prompt_format: Literal["biomedgpt", "chatml"] | None = Field(
+        None,
+        description="prompt format to train in (model/conversation.py); null: the model's own "
+        "(BioMedGPTConfig.prompt_format). The saved model records the one used.",
+    )
 
 
 class QADataConfig(_Strict):

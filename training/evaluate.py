@@ -208,9 +208,14 @@ def _check_retrieval(retrieval: str | None, model: Any) -> str:
 
 
 def _generate(model: Any, prompts: list[str], *, molecules: list[str] | None = None,
-              proteins: list[str] | None = None, max_new_tokens: int) -> list[str]:
-    """One batched call of ``BioMedGPT.generate``; a batch answer count mismatch is a bug, reported."""
+              proteins: list[str] | None = None, max_new_tokens: int, one_paragraph: bool = False) -> list[str]:
+    """One batched call of ``BioMedGPT.generate``; a batch answer count mismatch is a bug, reported.
+
+    ``one_paragraph`` stops a row at its first line break: a ChEBI-20 description and a Swiss-Prot
+    answer are one paragraph, so anything after a line break is the model starting something else."""
     kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens}
+    if one_paragraph:
+        kwargs["stop_strings"] = ["\n"]
     if molecules is not None:
         kwargs["molecules"] = molecules
     if proteins is not None:
@@ -299,9 +304,9 @@ def _structure_batch(model: Any, kind: str, structures: list[str], ids: list[str
     if mode == "on":
         from biomedgpt.model.retrieval import format_context
 
-        contexts = [format_context(_nearest(index, query, ident, RETRIEVAL_K), kind)
-                    for query, ident in zip(structures, ids)]
-    prompts = [structure_prompt(kind, q, c) for q, c in zip(questions, contexts)]
+        k = retrieval_k(model)
+        contexts = [format_context(_nearest(index, query, ident, k), kind) for query, ident in zip(structures, ids)]
+    prompts = [structure_prompt(kind, q, c, model=model) for q, c in zip(questions, contexts)]
     return _generate_rows(model, prompts, structures, f"{kind}s", ids, max_new_tokens)
 
 
@@ -316,25 +321,33 @@ def _generate_rows(model: Any, prompts: list[str], structures: list[str], kind: 
     SMILES, a letter is not an amino acid), the rows are redone one by one and the bad row gets an
     empty prediction — it still counts in the scores, it does not stop the run."""
     try:
-        return _generate(model, prompts, **{kind: structures}, max_new_tokens=max_new_tokens)
+        return _generate(model, prompts, **{kind: structures}, max_new_tokens=max_new_tokens, one_paragraph=True)
     except InputError:
         pass
     outputs = []
     for prompt, structure, ident in zip(prompts, structures, ids):
         try:
-            outputs.extend(_generate(model, [prompt], **{kind: [structure]}, max_new_tokens=max_new_tokens))
+            outputs.extend(_generate(model, [prompt], **{kind: [structure]}, max_new_tokens=max_new_tokens,
+                                     one_paragraph=True))
         except InputError as error:
             log.warning("%s: cannot encode the input, empty prediction (%s)", ident, error)
             outputs.append("")
     return outputs
 
 
-def structure_prompt(kind: str, question: str, context: str = "") -> str:
-    """The paper's Table 1 template (``model/conversation.training_prompt``) without the answer: the
-    prompt the alignment trainer fits, so evaluation asks exactly what training taught."""
-    from biomedgpt.model.conversation import training_prompt
+def structure_prompt(kind: str, question: str, context: str = "", *, model: Any = None) -> str:
+    """The prompt the alignment trainer fits (``model/conversation.task_prompt``) in ``model``'s prompt
+    format (the paper's Table 1 template without a model), so evaluation asks exactly what training taught."""
+    from biomedgpt.model.conversation import task_prompt
 
-    return training_prompt(kind, question, "", context=context or None)[0]
+    config = getattr(model, "config", None)
+    prompt_format = getattr(config, "prompt_format", "biomedgpt")
+    return task_prompt(prompt_format, kind, question, context=context or None, tokenizer=getattr(model, "tokenizer", None))
+
+
+def retrieval_k(model: Any) -> int:
+    """Neighbours in the retrieval block: the model's ``config.retrieval_k`` (what it was trained with)."""
+    return int(getattr(getattr(model, "config", None), "retrieval_k", RETRIEVAL_K) or RETRIEVAL_K)
 
 
 def score_predictions(path: str | Path, *, vocab: str | Path | None = None, protocol: str = "molt5") -> dict[str, Any]:

@@ -51,6 +51,18 @@ def register(app: typer.Typer) -> None:
                                 title=f"{kind} question · model {model.config.name}"
                                       + ("" if model.config.trained else " · untrained encoders")))
 
+    @app.command("export-weights")
+    def export_weights_command(
+        source: str = typer.Argument(..., help="A trained model folder: train align's RUN_DIR/model."),
+        out: str = typer.Option(None, "--out", help="Destination folder (default: the package's model/weights/mini)."),
+        dtype: str = typer.Option("float16", help="float16 | bfloat16 | float32"),
+    ) -> None:
+        """Ship a trained model's encoders and adaptors as the mini default (atomic; prints sizes and sha256)."""
+        from biomedgpt.model.weights import export_weights
+
+        for name, (size, digest) in export_weights(source, out, dtype=dtype).items():
+            typer.echo(f"{name}\t{size}\t{digest}")
+
     @app.command()
     def generate(
         question: str = typer.Argument(..., help="The question to ask."),

@@ -140,17 +140,33 @@ def test_protein_save_load(proteins, tmp_path):
 
 
 def test_format_context_truncates_and_labels():
-    hits = [Hit(id="2244", description="word " * 100, similarity=0.8123, smiles="C")]
+    hits = [Hit(id="2244", description="word " * 100, similarity=0.8123, smiles="C"),
+            Hit(id="702", description="ethanol", similarity=0.5, smiles="CCO")]
     block = format_context(hits, "molecule", max_chars=50)
     assert block.splitlines()[0] == "Similar known molecules and their descriptions:"
-    assert "1. CID 2244 (Tanimoto 0.81):" in block
-    assert block.endswith("…") and len(block.splitlines()[1]) < 100
-    prot = format_context([Hit(id="P69905", description="Hemoglobin.", similarity=0.5, name="HBA", kind="protein")],
-                          "protein")
-    assert "P69905 HBA (3-mer cosine 0.50): Hemoglobin." in prot
+    assert "1. CID 2244 (Tanimoto 0.81):" in block and block.splitlines()[2] == "2. CID 702 (Tanimoto 0.50): ethanol"
+    assert block.splitlines()[1].endswith("…") and len(block.splitlines()[1]) < 100
+    protein_hits = [Hit(id="P69905", description="Hemoglobin.", similarity=0.5, name="HBA", kind="protein"),
+                    Hit(id="P68871", description="Hemoglobin beta.", similarity=0.4, name="HBB", kind="protein")]
+    prot = format_context(protein_hits, "protein")
+    assert "1. P69905 HBA (3-mer cosine 0.50): Hemoglobin." in prot
     assert format_context([], "protein") == ""
     with pytest.raises(InputError):
         format_context(hits, "rna")
+
+
+def test_format_context_describes_a_single_neighbour_in_full_without_list_layout():
+    long = "The molecule is a benzoic acid " + "word " * 100
+    block = format_context([Hit(id="2244", description=long, similarity=0.8123, smiles="C"),
+                            Hit(id="3", description="other", similarity=0.5, smiles="C")], "molecule", max_hits=1)
+    heading, body = block.split("\n")
+    assert heading == "The most similar known molecule (Tanimoto 0.81) is described as:"
+    assert body == " ".join(long.split())  # in full: no 200-character cut, no "1. CID" label to copy
+    short = format_context([Hit(id="1", description="x " * 1000, similarity=0.5, smiles="C")], "molecule",
+                           nearest_max_chars=100)
+    assert short.endswith("…") and len(short.splitlines()[1]) <= 101
+    prot = format_context([Hit(id="P69905", description="Hemoglobin.", similarity=0.5, kind="protein")], "protein")
+    assert prot == "The most similar known protein (3-mer cosine 0.50) is described as:\nHemoglobin."
 
 
 def test_split_accessions_is_deterministic_and_order_free():

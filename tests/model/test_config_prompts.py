@@ -78,3 +78,76 @@ def test_table1_training_templates():
     )
     with pytest.raises(ValueError, match="'dna'"):
         training_prompt("dna", "x", "y")
+
+
+# A real Jinja chat template rendered by transformers' ``apply_chat_template`` (ChatML, as SmolLM2's).
+CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@pytest.fixture()
+def chatml_tokenizer():
+    from biomedgpt.model import load_model
+
+    tokenizer = load_model("tiny").tokenizer
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+def test_chatml_prompt_puts_tags_context_and_question_on_their_own_lines(chatml_tokenizer):
+    from biomedgpt.model.conversation import CHATML_SYSTEM, chatml_prompt
+
+    prompt = chatml_prompt(chatml_tokenizer, "Please describe this molecule.", molecules=1,
+                           context="The most similar known molecule (Tanimoto 0.80) is described as:\nAn acid.")
+    assert prompt == (
+        f"<|im_start|>system\n{CHATML_SYSTEM}<|im_end|>\n"
+        "<|im_start|>user\n<molecule><moleculeHere></molecule>\n"
+        "The most similar known molecule (Tanimoto 0.80) is described as:\nAn acid.\n"
+        "Please describe this molecule.<|im_end|>\n<|im_start|>assistant\n"
+    )
+    follow_up = chatml_prompt(chatml_tokenizer, "And its charge?", proteins=1, history=[("What is it?", "A kinase. ")])
+    assert follow_up.count("<protein><proteinHere></protein>") == 1
+    assert "user\n<protein><proteinHere></protein>\nWhat is it?<|im_end|>" in follow_up  # tags in the first turn
+    assert "assistant\nA kinase.<|im_end|>\n<|im_start|>user\nAnd its charge?<|im_end|>" in follow_up
+
+
+def test_task_prompt_dispatches_on_the_format_and_refuses_unknown_ones(chatml_tokenizer):
+    from biomedgpt.model.conversation import task_prompt
+
+    assert task_prompt("biomedgpt", "molecule", "Describe it.", context="C.") == training_prompt(
+        "molecule", "Describe it.", "", context="C.")[0]
+    chat = task_prompt("chatml", "protein", "What does it do?", tokenizer=chatml_tokenizer)
+    assert "user\n<protein><proteinHere></protein>\nWhat does it do?<|im_end|>" in chat
+    with pytest.raises(ValueError, match="'markdown'"):
+        task_prompt("markdown", "molecule", "q")
+    chatml_tokenizer.chat_template = None
+    with pytest.raises(ValueError, match="no chat template"):
+        task_prompt("chatml", "molecule", "q", tokenizer=chatml_tokenizer)
+
+
+def test_prompt_format_and_retrieval_k_are_checked_and_preset():
+    assert get_preset("mini").prompt_format == "chatml" and get_preset("mini").retrieval_k == 1
+    assert get_preset("biomedgpt-10b").prompt_format == "biomedgpt"
+    base = get_preset("tiny").to_dict()
+    with pytest.raises(ConfigError, match="prompt_format"):
+        BioMedGPTConfig.from_dict({**base, "prompt_format": "alpaca"})
+    with pytest.raises(ConfigError, match="retrieval_k"):
+        BioMedGPTConfig.from_dict({**base, "retrieval_k": 0})
+
+
+def test_chatml_model_splices_one_bos_and_builds_its_own_prompt(chatml_tokenizer):
+    from biomedgpt.model import load_model
+
+    model = load_model("tiny")
+    model.tokenizer.chat_template = CHATML_TEMPLATE
+    model.config.prompt_format = "chatml"
+    prompt = model.build_prompt("What is it?", molecules=1)
+    assert prompt.startswith("<|im_start|>system") and "<molecule><moleculeHere></molecule>" in prompt
+    bos = model.tokenizer.bos_token
+    ids = model.tokenizer(f"{bos}text", add_special_tokens=False).input_ids
+    assert ids[0] == model.tokenizer.bos_token_id and ids[1] != ids[0]
+    spliced = model.splice([f"{bos}text"]).inputs_embeds
+    assert spliced.shape[1] == len(ids)  # a prompt that opens with BOS does not get a second one
+    assert model.splice(["text"]).inputs_embeds.shape[1] == 1 + len(model.tokenizer("text", add_special_tokens=False).input_ids)

@@ -111,3 +111,34 @@ def test_fair_esm_back_end_splices_the_same_way():
     batch = model.splice(chat_prompt("What is it?", proteins=1), None, ["MKTAYIAK"])
     (_, start, end), = batch.spans[0]
     assert end - start == 8 + 2
+
+
+def test_export_weights_ships_a_trained_folder_in_fp16_atomically(tiny_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from biomedgpt.cli import app
+    from biomedgpt.model import load_pretrained, save_pretrained
+    from biomedgpt.model.weights import export_weights
+
+    untrained = save_pretrained(tiny_model, tmp_path / "untrained", include_lm=False)
+    with pytest.raises(CheckpointError, match="not marked trained"):
+        export_weights(untrained, tmp_path / "shipped")
+    assert not (tmp_path / "shipped").exists()
+    tiny_model.config.trained = True
+    try:
+        run = save_pretrained(tiny_model, tmp_path / "run-model", include_lm=False)
+    finally:
+        tiny_model.config.trained = False
+    (tmp_path / "shipped").mkdir()
+    (tmp_path / "shipped" / "stale.bin").write_bytes(b"old")  # replaced as a whole, not merged
+    result = CliRunner().invoke(app, ["export-weights", str(run), "--out", str(tmp_path / "shipped")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "shipped").iterdir()) == ["config.json", "model.safetensors"]
+    assert "model.safetensors\t" in result.output and len(result.output.split("\t")[-1].strip()) == 64
+    shipped = load_pretrained(tmp_path / "shipped")
+    assert shipped.config.trained
+    for name, value in tiny_model.state_dict().items():
+        if name.startswith("proj_mol"):
+            assert torch.allclose(shipped.state_dict()[name], value, atol=1e-3)  # fp16 round trip
+    with pytest.raises(CheckpointError, match="not a saved BioMedGPT folder"):
+        export_weights(tmp_path / "nowhere", tmp_path / "other")

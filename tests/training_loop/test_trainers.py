@@ -159,7 +159,7 @@ def test_alignment_data_mixes_kinds_and_retrieves_leaving_self_out(tmp_path):
     train_keys = {e.key for e in data.train}
     assert not train_keys & {e.key for e in data.dev}  # no dev CID/accession is trained on
     for example in data.train:
-        assert "###Human:" in example.prompt and example.answer
+        assert "###Human:" in example.prompt and example.answer  # the tiny model keeps the Table 1 format
         neighbours = _neighbours(example.prompt)
         assert neighbours and example.key not in neighbours  # leave-self-out
         assert set(neighbours) <= train_keys  # the index holds training samples only, never dev ones
@@ -223,3 +223,20 @@ def test_gradient_checkpointing_and_bf16_autocast_keep_the_numbers(tmp_path):
     bf16 = _trainer("lm", tmp_path / "bf16", "max_steps=2", "precision=bf16")
     result = bf16.fit()
     assert result["bf16"] and result["loss_history"] == pytest.approx(plain, rel=2e-2)
+
+
+def test_test_split_molecules_never_train_even_as_another_validation_row(tmp_path):
+    from tests.training_loop.helpers import CHEBI
+
+    rows = CHEBI.read_text().splitlines()
+    header, first, second = rows[0], rows[1].split("\t"), rows[2].split("\t")
+    test_file = tmp_path / "test.txt"
+    # the first molecule under another CID (same InChIKey), and the second row's CID with another structure
+    test_file.write_text(f"{header}\n999999999\t{first[1]}\tsame molecule\n{second[0]}\tC\tmethane\n")
+    plain = build_align_data(align_config(tmp_path, "retrieval.enabled=false", "data.molecule_dev_holdout=0"))
+    excluded = build_align_data(align_config(tmp_path, "retrieval.enabled=false", "data.molecule_dev_holdout=0",
+                                             f"data.molecule_exclude_path={test_file}"))
+    plain_keys = {e.key for e in plain.train if e.kind == "molecule"}
+    kept = {e.key for e in excluded.train if e.kind == "molecule"}
+    assert {first[0], second[0]} <= plain_keys
+    assert plain_keys - kept == {first[0], second[0]}
