@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from biomedgpt.agent.entities import Entity, Match, classify_name, recognise
 from biomedgpt.model.errors import InputError
+from biomedgpt.tools.biomedgpt_tool import DEFAULT_MOLECULE_QUESTION as TOOL_MOLECULE_QUESTION
 
 Intent = Literal["describe", "properties", "function", "name", "family", "location", "literature", "similar",
                  "compare"]
@@ -41,7 +42,7 @@ SIMILAR_RECORDS = 10
 #: The most entities a follow-up about "them" expands to (keeps a plan short).
 MAX_ENTITIES = 5
 
-DEFAULT_MOLECULE_QUESTION = "Describe this molecule."
+DEFAULT_MOLECULE_QUESTION = TOOL_MOLECULE_QUESTION  # the question the mini model was trained on
 DEFAULT_PROTEIN_QUESTION = "What is the function of this protein?"
 
 
@@ -381,6 +382,9 @@ def _model_question(question: str, entity: Entity, spans: list[Match], intent: s
     return text or (DEFAULT_MOLECULE_QUESTION if noun == "this molecule" else DEFAULT_PROTEIN_QUESTION)
 
 
+_RULE_OF_FIVE = re.compile(r"lipinski|rule of (?:five|5)|drug-?like", re.IGNORECASE)
+
+
 def _molecule_calls(entity: Entity, intent: str, question: str, offline: bool) -> list[dict[str, Any]]:
     value = entity.value
     if entity.source == "smiles":
@@ -406,6 +410,9 @@ def _molecule_calls(entity: Entity, intent: str, question: str, offline: bool) -
                 calls.append(_call("pubchem_lookup", query=value))
         return calls
     # a name, CID or InChIKey: PubChem resolves it (from the cache when offline)
+    if intent == "properties" and _RULE_OF_FIVE.search(question):
+        # PubChem has no rule-of-five verdict: RDKit computes it from the structure PubChem resolves
+        return [_call("pubchem_lookup", query=value), _call("molecule_properties", smiles=value)]
     if intent in ("properties", "name", "compare"):
         return [_call("pubchem_lookup", query=value)]
     if intent == "similar":

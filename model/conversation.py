@@ -36,6 +36,9 @@ PROTEIN_PLACEHOLDER = "<proteinHere>"
 MOLECULE_TAG = f"<molecule>{MOLECULE_PLACEHOLDER}</molecule>"
 PROTEIN_TAG = f"<protein>{PROTEIN_PLACEHOLDER}</protein>"
 SEPARATOR = "###"
+#: The captioning question of ChEBI-20 alignment and evaluation, and the tool's default molecule question:
+#: a small model answers best the question it was trained on.
+CAPTION_QUESTION = "Please describe this molecule."
 ROLES = ("Human", "Assistant")
 
 # The paper's Table 1 (wording verbatim; the placeholder is where the aligned features go).

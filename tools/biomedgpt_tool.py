@@ -22,11 +22,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from biomedgpt.model.errors import BiomedGPTError, ConfigError, InputError, InvalidSequenceError
+from biomedgpt.model.conversation import CAPTION_QUESTION
 from biomedgpt.settings import get_settings
 from biomedgpt.tools.errors import NotFound
 from biomedgpt.tools.records import Compound, ModelAnswer, ProteinEntry
 
-DEFAULT_MOLECULE_QUESTION = "Describe this molecule."
+DEFAULT_MOLECULE_QUESTION = CAPTION_QUESTION  # what the mini model was trained to answer
 DEFAULT_PROTEIN_QUESTION = "What is the function of this protein?"
 UNTRAINED_NOTE = "encoders are untrained; this text is not evidence"
 #: Nearest known references put into the prompt of a model trained with retrieval.

@@ -23,6 +23,7 @@ from typing import Any
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field, model_validator
 
+from biomedgpt.model.conversation import CAPTION_QUESTION as DEFAULT_MOLECULE_QUESTION
 from biomedgpt.model.errors import InputError
 from biomedgpt.settings import get_settings
 
@@ -216,7 +217,8 @@ class PubMedFetchInput(BaseModel):
 
 
 class MoleculePropertiesInput(BaseModel):
-    smiles: str = Field(min_length=1, max_length=5000, description="The molecule as a SMILES string.")
+    smiles: str = Field(min_length=1, max_length=5000,
+                        description="The molecule as SMILES (a compound name or CID is resolved through PubChem first).")
 
 
 class SimilarKnownInput(BaseModel):
@@ -238,7 +240,7 @@ class SimilarKnownInput(BaseModel):
 class DescribeMoleculeInput(BaseModel):
     query: str = Field(min_length=1, max_length=5000,
                        description="The molecule: SMILES, PubChem CID or compound name.")
-    question: str = Field("Describe this molecule.", max_length=2000,
+    question: str = Field(DEFAULT_MOLECULE_QUESTION, max_length=2000,
                           description="The question for the model about this molecule.")
 
 
@@ -319,9 +321,10 @@ def _pubmed_fetch(query: str, n: int = DEFAULT_PUBMED_N) -> tuple[str, dict]:
 
 
 def _molecule_properties(smiles: str) -> tuple[str, dict]:
+    from biomedgpt.tools.biomedgpt_tool import resolve_molecule
     from biomedgpt.tools.properties import molecule_properties
 
-    props = molecule_properties(smiles.strip())
+    props = molecule_properties(resolve_molecule(smiles).smiles)
     return properties_text(props), _dump(props)
 
 
@@ -352,7 +355,7 @@ def _similar_known(smiles: str | None = None, sequence: str | None = None, k: in
     return "\n".join(lines), [_dump(h) for h in hits]
 
 
-def _describe_molecule(query: str, question: str = "Describe this molecule.") -> tuple[str, dict]:
+def _describe_molecule(query: str, question: str = DEFAULT_MOLECULE_QUESTION) -> tuple[str, dict]:
     from biomedgpt.tools.biomedgpt_tool import describe_molecule
 
     answer = describe_molecule(query, question)

@@ -39,12 +39,12 @@ from typing import Any
 
 import torch
 
+from biomedgpt.model.conversation import CAPTION_QUESTION  # the question ``eval captioning`` asks too
 from biomedgpt.model.errors import ConfigError, InputError
 from biomedgpt.training.config import AlignConfig
 from biomedgpt.training.distributed import DistEnv, init_distributed
 from biomedgpt.training.loop import StepInfo, Trainer, seed_everything
 
-CAPTION_QUESTION = "Please describe this molecule."  # the same question ``eval captioning`` asks
 
 
 @dataclass(frozen=True)

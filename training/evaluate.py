@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from biomedgpt.model.conversation import CAPTION_QUESTION
 from biomedgpt.model.errors import ConfigError, InputError
 from biomedgpt.training.data import (
     CaptionRecord, MCQARecord, ProteinQA, ReadStats, read_chebi20, read_mcqa, read_uniprotqa, split_by_key, take,
@@ -42,7 +43,6 @@ MCQA_METHODS = ("generate", "loglik")
 MCQA_CANDIDATES = ("letters", "texts")
 CAPTION_HEADER = ("SMILES", "ground truth", "output")
 PROTEIN_HEADER = ("accession", "question_type", "question", "ground truth", "output")
-CAPTION_QUESTION = "Please describe this molecule."
 RETRIEVAL_K = 3
 MAX_NEW_TOKENS = {"caption": 256, "protein": 128, "mcqa": 16}
 

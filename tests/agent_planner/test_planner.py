@@ -29,7 +29,7 @@ def C(name: str, **args):  # noqa: N802 - reads like a call in the table
 
 
 DESCRIBE_SMILES_OFFLINE = [C("molecule_properties", smiles=ASPIRIN),
-                           C("describe_molecule", query=ASPIRIN, question="Describe this molecule."),
+                           C("describe_molecule", query=ASPIRIN, question="Please describe this molecule."),
                            C("similar_known", smiles=ASPIRIN, k=5)]
 
 ROUTES = [
@@ -68,9 +68,10 @@ ROUTES = [
      [C("pubchem_lookup", query="aspirin"), C("describe_molecule", query="aspirin")]),
     ("Search UniProt for hemoglobin in human", [], False, "describe",
      [C("uniprot_lookup", query="hemoglobin", organism="Homo sapiens"), C("describe_protein", query="hemoglobin")]),
-    ("Does aspirin pass Lipinski's rule of five?", [], False, "properties", [C("pubchem_lookup", query="aspirin")]),
+    ("Does aspirin pass Lipinski's rule of five?", [], False, "properties",
+     [C("pubchem_lookup", query="aspirin"), C("molecule_properties", smiles="aspirin")]),
     ("Describe aspirin", [], False, "describe",
-     [C("pubchem_lookup", query="aspirin"), C("describe_molecule", query="aspirin", question="Describe this molecule.")]),
+     [C("pubchem_lookup", query="aspirin"), C("describe_molecule", query="aspirin", question="Please describe this molecule.")]),
     ("Tell me about caffeine.", [], True, "describe", [C("pubchem_lookup", query="caffeine"), C("describe_molecule", query="caffeine")]),
     ("What is ibuprofen?", [], False, "describe", [C("pubchem_lookup", query="ibuprofen"), C("describe_molecule", query="ibuprofen")]),
     ("Describe aspirin and give its molecular weight", [], False, "describe",

@@ -130,7 +130,7 @@ class TestSimilarKnownStandard(_Standard):
 
 
 class TestDescribeMoleculeStandard(_Standard):
-    name, example = "describe_molecule", {"query": ASPIRIN, "question": "Describe this molecule."}
+    name, example = "describe_molecule", {"query": ASPIRIN, "question": "Please describe this molecule."}
 
 
 class TestDescribeProteinStandard(_Standard):
@@ -190,6 +190,12 @@ def test_similar_known_tool_offline_molecule_and_protein(monkeypatch):
     message = _call("similar_known", sequence=HBA, k=2)
     assert [hit["kind"] for hit in message.artifact] == ["protein", "protein"]
     assert "UniProt" in message.content
+
+
+def test_molecule_properties_tool_resolves_a_name_through_pubchem(services):
+    message = _call("molecule_properties", smiles="aspirin")  # "Does aspirin pass Lipinski's rule?"
+    assert message.artifact["formula"] == "C9H8O4" and message.artifact["lipinski_pass"] is True
+    assert any("/compound/name/aspirin" in request.path for request, _ in services.log)
 
 
 def test_pubchem_lookup_tool_against_loopback(services):
