@@ -33,7 +33,7 @@ import io
 import json
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -486,27 +486,46 @@ def split_accessions(accessions: Iterable[str], test_fraction: float = 0.2, seed
     return [a for a in unique if a not in test], sorted(test)
 
 
-def read_chebi20(path: str | Path) -> list[MoleculeRecord]:
-    """Read a ChEBI-20 TSV (``CID\\tSMILES\\tdescription``, no quoting; ``.gz`` allowed).
+def iter_chebi20(path: str | Path, on_bad_row: Callable[[str], None] | None = None) -> Iterator[MoleculeRecord]:
+    """Stream a ChEBI-20 TSV (header naming ``CID``, ``SMILES``, ``description``; no quoting; ``.gz`` allowed).
 
-    The files escape backslashes in SMILES as ``\\\\``; they are un-escaped here (``C/C=C\\\\C`` →
-    ``C/C=C\\C``), the reading every other part of biomedgpt uses too.
+    The one ChEBI-20 reader of biomedgpt (``training/data.read_chebi20`` wraps it). A malformed row
+    (wrong column count, an empty cell) raises ``InputError`` naming the file and line, or, with
+    ``on_bad_row``, is reported there and skipped (long training/evaluation reads count them instead).
+    The files escape the backslash of a cis/trans bond as ``\\\\``; it is un-escaped (``C/C=C\\\\C`` →
+    ``C/C=C\\C``), the molecule ChEBI meant.
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8", newline="") as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None)
-        if header is None or [h.strip() for h in header[:3]] != ["CID", "SMILES", "description"]:
-            raise InputError(f"{path} is not a ChEBI-20 file: expected the header CID, SMILES, description")
-        rows = []
+        if header is None:
+            raise InputError(f"{path}: empty file, expected a ChEBI-20 TSV with header CID, SMILES, description")
+        columns = {name.strip(): i for i, name in enumerate(header)}
+        if not {"CID", "SMILES", "description"} <= set(columns):
+            raise InputError(f"{path}: header {header!r} lacks CID, SMILES, description (is this a ChEBI-20 TSV?)")
+        ic, ism, idesc = columns["CID"], columns["SMILES"], columns["description"]
         for line_no, row in enumerate(reader, 2):
-            if not row:
+            if not row or not any(cell.strip() for cell in row):
                 continue
-            if len(row) < 3:
-                raise InputError(f"{path} line {line_no}: expected 3 tab-separated columns, got {len(row)}")
-            rows.append(MoleculeRecord(row[0].strip(), row[1].strip().replace("\\\\", "\\"), row[2].strip()))
-    return rows
+            problem = None
+            if len(row) != len(header):
+                problem = f"{len(row)} columns instead of {len(header)}"
+            elif not (row[ic].strip() and row[ism].strip() and row[idesc].strip()):
+                problem = "empty CID, SMILES or description"
+            if problem is not None:
+                if on_bad_row is None:
+                    raise InputError(f"{path} line {line_no}: {problem}")
+                on_bad_row(problem)
+                continue
+            yield MoleculeRecord(row[ic].strip(), row[ism].strip().replace("\\\\", "\\"), row[idesc].strip())
+
+
+def read_chebi20(path: str | Path) -> list[MoleculeRecord]:
+    """All rows of a ChEBI-20 TSV, strictly (``iter_chebi20`` without skipping): a reference index
+    must be built from exactly the rows of its file."""
+    return list(iter_chebi20(path))
 
 
 def _list_cell(cell: str) -> list[str]:

@@ -214,34 +214,19 @@ def _is_record(data: dict) -> bool:
 
 # ----------------------------------------------------------------------------------------- ChEBI-20
 def read_chebi20(path: str | Path, stats: ReadStats | None = None) -> Iterator[CaptionRecord]:
-    """ChEBI-20 TSV (header ``CID SMILES description``, ``csv.QUOTE_NONE``).
+    """ChEBI-20 TSV (header ``CID SMILES description``, ``csv.QUOTE_NONE``; ``.gz`` too), streamed.
 
-    Some rows escape the backslash of a cis/trans bond as ``\\\\``; it is un-escaped to one ``\\``
-    so that the SMILES is the molecule ChEBI meant (RDKit reads both, but only the single one is right).
+    The parsing is ``model/retrieval.iter_chebi20`` (the one ChEBI-20 reader, which also un-escapes the
+    ``\\\\`` of cis/trans bonds); here malformed rows are skipped and counted in ``stats`` instead of
+    stopping a long run.
     """
+    from biomedgpt.model.retrieval import iter_chebi20
+
     path = _check_file(path)
     stats = _stats(stats, path)
-    with path.open("r", encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None:
-            raise InputError(f"{path}: empty file, expected a ChEBI-20 TSV with header CID, SMILES, description")
-        columns = {name.strip(): i for i, name in enumerate(header)}
-        if not {"CID", "SMILES", "description"} <= set(columns):
-            raise InputError(f"{path}: header {header!r} lacks CID, SMILES, description (is this a ChEBI-20 TSV?)")
-        ic, ism, idesc = columns["CID"], columns["SMILES"], columns["description"]
-        for row in reader:
-            if not row or not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                stats.skip(f"{len(row)} columns instead of {len(header)}")
-                continue
-            cid, smiles, text = row[ic].strip(), row[ism].strip(), row[idesc].strip()
-            if not cid or not smiles or not text:
-                stats.skip("empty CID, SMILES or description")
-                continue
-            stats.read += 1
-            yield CaptionRecord(cid=cid, smiles=smiles.replace("\\\\", "\\"), description=text)
+    for record in iter_chebi20(path, on_bad_row=stats.skip):
+        stats.read += 1
+        yield CaptionRecord(cid=record.id, smiles=record.smiles, description=record.description)
     stats.report()
 
 

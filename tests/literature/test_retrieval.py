@@ -224,5 +224,9 @@ def test_shipped_indexes_are_current_and_usable():
 def test_read_chebi20_rejects_other_files(tmp_path):
     path = tmp_path / "x.tsv.gz"
     path.write_bytes(gzip.compress(b"a\tb\n1\t2\n"))
-    with pytest.raises(InputError, match="not a ChEBI-20 file"):
+    with pytest.raises(InputError, match="lacks CID, SMILES, description"):
         read_chebi20(path)
+    bad_row = tmp_path / "bad.tsv"
+    bad_row.write_text("CID\tSMILES\tdescription\n1\tCCO\tethanol\n2\tCC\n")
+    with pytest.raises(InputError, match="line 3: 2 columns instead of 3"):
+        read_chebi20(bad_row)  # strict: a reference index holds exactly its file's rows
