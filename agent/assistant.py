@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from biomedgpt.model.errors import InputError
-from biomedgpt.settings import Settings, get_settings
+from biomedgpt.settings import Settings, get_settings, use_settings
 
 #: Plan rounds per question before the graceful end.
 DEFAULT_MAX_STEPS = 6
@@ -183,6 +183,10 @@ class Assistant:
 
     def stream(self, question: str, session: str | None = None) -> Iterator[Event]:
         """Answer ``question`` step by step: tool calls, progress messages, tokens, then the result."""
+        with use_settings(self.settings):  # the tools read this assistant's settings, not the global ones
+            yield from self._stream(question, session)
+
+    def _stream(self, question: str, session: str | None) -> Iterator[Event]:
         from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
         from langgraph.errors import GraphRecursionError
 

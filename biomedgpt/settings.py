@@ -10,11 +10,18 @@ This module is a leaf: it imports nothing from the rest of the package, so ``mod
 Precedence (highest first): keyword arguments, ``BIOMEDGPT_*`` environment variables, the TOML file
 (``BIOMEDGPT_CONFIG`` or ``~/.config/biomedgpt/config.toml``), the defaults below.
 Nested tables use ``__`` in variable names, e.g. ``BIOMEDGPT_HTTP__READ_TIMEOUT=2``.
+
+``use_settings(settings)`` scopes another object to a block (a ``ContextVar``, so it follows the
+threads LangGraph and LangChain start with a copied context): ``Assistant(settings=...)`` runs its
+graph inside it, so the tools it calls read that object, not the process-wide one.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -111,11 +118,28 @@ def _cached() -> Settings:
     return Settings()
 
 
+_ACTIVE: ContextVar[Settings | None] = ContextVar("biomedgpt_settings", default=None)
+
+
 def get_settings(**overrides: Any) -> Settings:
-    """The process-wide settings; with overrides, a fresh object (nothing cached)."""
+    """The settings in force: those of an enclosing ``use_settings`` block, else the process-wide
+    ones; with overrides, a fresh object (nothing cached)."""
     if overrides:
         return Settings(**overrides)
-    return _cached()
+    active = _ACTIVE.get()
+    return active if active is not None else _cached()
+
+
+@contextmanager
+def use_settings(settings: Settings) -> Iterator[Settings]:
+    """Make ``get_settings()`` return ``settings`` inside the block (and in work it hands to threads
+    with a copied context); the previous value comes back afterwards."""
+    previous = _ACTIVE.get()
+    _ACTIVE.set(settings)
+    try:
+        yield settings
+    finally:
+        _ACTIVE.set(previous)
 
 
 def reset_settings() -> None:

@@ -38,19 +38,24 @@ DEFAULT_SIMILAR_RECORDS = 10
 
 # ------------------------------------------------------------------------------------------ clients
 
-_CLIENTS: dict[str, tuple[Any, Any]] = {}
+_CLIENTS: dict[tuple[str, int], tuple[Any, Any]] = {}
 _CLIENTS_LOCK = threading.Lock()
+_MAX_CLIENTS = 32  # settings objects are few (the process-wide one, one per Assistant); this bounds it anyway
 
 
-def _shared(kind: str, factory: Callable[[], Any]) -> Any:
-    """One client per kind for the current settings object (rebuilt after ``reset_settings()``)."""
+def _shared(kind: str, factory: Callable[[Any], Any]) -> Any:
+    """One client per kind and settings object in force (``use_settings`` / ``Assistant(settings=)``;
+    the process-wide one is rebuilt after ``reset_settings()``)."""
     settings = get_settings()
+    key = (kind, id(settings))
     with _CLIENTS_LOCK:
-        held = _CLIENTS.get(kind)
-        if held is not None and held[0] is settings:
+        held = _CLIENTS.get(key)
+        if held is not None and held[0] is settings:  # the held reference keeps id() unique
             return held[1]
-        client = factory()
-        _CLIENTS[kind] = (settings, client)
+        client = factory(settings)
+        if len(_CLIENTS) >= _MAX_CLIENTS:
+            _CLIENTS.pop(next(iter(_CLIENTS)))
+        _CLIENTS[key] = (settings, client)
         return client
 
 

@@ -72,3 +72,16 @@ def test_offline_mode_says_what_needs_the_network(fake_services, monkeypatch):
     assert "needs the network (offline mode)" in failed[0]["error"]
     assert "Could not look up" in result.answer and "needs the network" in result.answer
     assert fake_services.count("/rest/pug/") == 0  # offline means no request at all
+
+
+def test_assistant_settings_reach_the_tools_it_calls(fake_services, monkeypatch):
+    from biomedgpt.settings import Settings, get_settings, reset_settings
+
+    scoped = Settings()  # points at the loopback server (the fixture's environment)
+    monkeypatch.setenv("BIOMEDGPT_PUBCHEM_URL", "http://127.0.0.1:9")  # the process-wide settings: nothing there
+    reset_settings()
+    result = Assistant(settings=scoped).ask("What is the molecular weight of aspirin?")
+    assert [(c["name"], c["ok"]) for c in result.tool_calls] == [("pubchem_lookup", True)]
+    assert "180.16 g/mol [PubChem CID 2244]" in result.answer
+    assert fake_services.count("/rest/pug/") >= 1
+    assert get_settings().pubchem_url == "http://127.0.0.1:9"  # the scope ended with the answer
