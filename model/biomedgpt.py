@@ -349,15 +349,37 @@ class BioMedGPT(nn.Module):
         history: Sequence[tuple[str, str]] | None = None,
         max_new_tokens: int = 128,
         context: str | None = None,
+        retrieval: bool | None = None,
         **generate_kwargs: Any,
     ) -> str:
-        """Answer one question about molecules (SMILES) and/or proteins in the released chat format."""
+        """Answer one question about molecules (SMILES) and/or proteins in the model's prompt format.
+
+        ``retrieval`` (default: ``config.retrieval``, how the model was trained) puts the nearest known
+        reference(s) of a single molecule or protein into the prompt, as training did; an explicit
+        ``context`` is used as given instead.
+        """
         if not isinstance(question, str) or not question.strip():
             raise InputError("the question is empty")
         mols = [] if smiles is None else [smiles] if isinstance(smiles, str) else list(smiles)
         prots = [] if sequence is None else [sequence] if isinstance(sequence, str) else list(sequence)
+        use_retrieval = self.config.retrieval if retrieval is None else retrieval
+        if context is None and use_retrieval and len(mols) + len(prots) == 1:
+            context = self.retrieval_context(smiles=mols[0] if mols else None, sequence=prots[0] if prots else None)
         prompt = self.build_prompt(question, molecules=len(mols), proteins=len(prots), history=history, context=context)
         return self.generate(prompt, mols, prots, max_new_tokens=max_new_tokens, **generate_kwargs)[0]
+
+
+    def retrieval_context(self, smiles: str | None = None, sequence: str | None = None) -> str | None:
+        """The context block of the ``config.retrieval_k`` nearest shipped references (ChEBI-20
+        validation molecules by Morgan/Tanimoto, Swiss-Prot train-split proteins by 3-mer cosine)."""
+        from biomedgpt.model.retrieval import default_molecule_index, default_protein_index, format_context
+
+        k = self.config.retrieval_k
+        if smiles is not None:
+            return format_context(default_molecule_index().search(smiles, k), "molecule") or None
+        if sequence is not None:
+            return format_context(default_protein_index().search(sequence, k), "protein") or None
+        return None
 
 
 def _stop_strings(extra: Sequence[str] | str | None, separator: bool) -> list[str]:

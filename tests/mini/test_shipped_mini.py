@@ -45,6 +45,7 @@ def test_weights_ship_as_trained_with_retrieval_and_stay_small():
     config = manifest["config"]
     assert manifest["lm"] == "source" and config["lm"]["source"] == "smollm2"  # the LM is referenced, not shipped
     assert config["trained"] is True and config["retrieval"] is True
+    assert config["prompt_format"] == "chatml" and config["retrieval_k"] == 1  # how it was trained (the card)
     data_dir = mini_weights_dir().parents[1] / "data"
     total = sum(p.stat().st_size for p in mini_weights_dir().iterdir()) + sum(p.stat().st_size for p in data_dir.iterdir())
     assert total <= 60 * 1024 * 1024
@@ -86,8 +87,19 @@ def test_fixed_molecule_and_protein_answers_are_nonempty_and_deterministic(mini)
     first = describe_molecule(CAFFEINE, model=mini, generation=greedy)
     again = describe_molecule(CAFFEINE, model=mini, generation=greedy)
     assert first.text.strip() and first.text == again.text
+    assert first.text.startswith("The molecule is")  # a trained model answers in ChEBI's style
     assert first.trained and "untrained" not in first.note
     assert len(first.inputs["retrieved"]) == mini.config.retrieval_k == 1  # trained with the nearest neighbour in the prompt
     protein = describe_protein(UBIQUITIN, model=mini, generation=greedy)
     assert protein.text.strip() and protein.text == describe_protein(UBIQUITIN, model=mini, generation=greedy).text
     assert protein.trained and protein.inputs["retrieved"]
+
+
+@pytest.mark.slow
+def test_ask_brings_the_nearest_reference_as_in_training(mini):
+    context = mini.retrieval_context(smiles=CAFFEINE)
+    assert context.startswith("The most similar known molecule (Tanimoto ") and context.count("\n") == 1
+    question = "Please describe this molecule."
+    answer = mini.ask(question, smiles=CAFFEINE, max_new_tokens=16)
+    assert answer == mini.ask(question, smiles=CAFFEINE, context=context, max_new_tokens=16)
+    assert answer != mini.ask(question, smiles=CAFFEINE, retrieval=False, max_new_tokens=16)
