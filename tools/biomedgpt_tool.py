@@ -7,8 +7,8 @@ and the full text prompt with the ``<moleculeHere>`` / ``<proteinHere>`` placeho
 structure features are spliced in.
 
 Why report the inputs: a scientist must be able to tell what was asked of the model (which
-structure a name resolved to, whether a long sequence was cut) before trusting the answer, and
-while the mini encoders are untrained the answer is flagged as not evidence.
+structure a name resolved to, whether a long sequence was cut) before trusting the answer; a model
+whose encoders are untrained (no shipped weights) has its answer flagged as not evidence.
 
 Names, CIDs and InChIKeys resolve through PubChem; accessions and protein names through UniProt; a
 SMILES or a sequence needs no network. The configured model (``BIOMEDGPT_MODEL``, default ``mini``)
