@@ -25,8 +25,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from biomedgpt.agent.entities import Entity, Match, classify_name, recognise
+from biomedgpt.model.conversation import CAPTION_QUESTION
 from biomedgpt.model.errors import InputError
-from biomedgpt.tools.biomedgpt_tool import DEFAULT_MOLECULE_QUESTION as TOOL_MOLECULE_QUESTION
 
 Intent = Literal["describe", "properties", "function", "name", "family", "location", "literature", "similar",
                  "compare"]
@@ -42,7 +42,7 @@ SIMILAR_RECORDS = 10
 #: The most entities a follow-up about "them" expands to (keeps a plan short).
 MAX_ENTITIES = 5
 
-DEFAULT_MOLECULE_QUESTION = TOOL_MOLECULE_QUESTION  # the question the mini model was trained on
+DEFAULT_MOLECULE_QUESTION = CAPTION_QUESTION  # the question the mini model was trained on
 DEFAULT_PROTEIN_QUESTION = "What is the function of this protein?"
 
 

@@ -30,8 +30,6 @@ from biomedgpt.tools.records import Compound, ModelAnswer, ProteinEntry
 DEFAULT_MOLECULE_QUESTION = CAPTION_QUESTION  # what the mini model was trained to answer
 DEFAULT_PROTEIN_QUESTION = "What is the function of this protein?"
 UNTRAINED_NOTE = "encoders are untrained; this text is not evidence"
-#: Nearest known references put into the prompt of a model trained with retrieval.
-RETRIEVAL_K = 3
 #: A sequence is a run of at least this many amino-acid letters (shorter strings are names: "EGFR").
 MIN_SEQUENCE_LENGTH = 20
 _AMINO = frozenset("ACDEFGHIKLMNPQRSTVWYXBZUO")
@@ -159,10 +157,6 @@ def _prompt(model: Any, question: str, *, molecules: int = 0, proteins: int = 0,
     return model.build_prompt(question, molecules=molecules, proteins=proteins, context=context)
 
 
-def _retrieval_k(model: Any) -> int:
-    """Neighbours put into the prompt: as many as the model was trained with (``config.retrieval_k``)."""
-    return int(getattr(model.config, "retrieval_k", RETRIEVAL_K) or RETRIEVAL_K)
-
 
 # ----------------------------------------------------------------------------------------- molecules
 
@@ -245,7 +239,7 @@ def describe_molecule(query: str, question: str = DEFAULT_MOLECULE_QUESTION, *, 
         from biomedgpt.model.retrieval import default_molecule_index, format_context
 
         exclude = [str(resolved.compound.cid)] if resolved.compound is not None else []
-        hits = default_molecule_index().search(resolved.smiles, _retrieval_k(model), exclude_ids=exclude)
+        hits = default_molecule_index().search(resolved.smiles, model.config.retrieval_k, exclude_ids=exclude)
         context = format_context(hits, "molecule") or None
         inputs["retrieved"] = [hit.id for hit in hits]
     prompt = _prompt(model, question, molecules=1, context=context)
@@ -357,7 +351,7 @@ def describe_protein(query: str, question: str = DEFAULT_PROTEIN_QUESTION, *, mo
         from biomedgpt.model.retrieval import default_protein_index, format_context
 
         exclude = [resolved.entry.accession] if resolved.entry is not None else []
-        hits = default_protein_index().search(sequence, _retrieval_k(model), exclude_ids=exclude)
+        hits = default_protein_index().search(sequence, model.config.retrieval_k, exclude_ids=exclude)
         context = format_context(hits, "protein") or None
         inputs["retrieved"] = [hit.id for hit in hits]
     prompt = _prompt(model, question, proteins=1, context=context)

@@ -296,8 +296,6 @@ def save_aligned_model(trainer: Trainer, config: AlignConfig, folder: Path) -> P
         if hasattr(model.config, "retrieval"):
             model.config.retrieval = config.retrieval.enabled
             model.config.retrieval_k = config.retrieval.k
-        if config.prompt_format is not None:
-            model.config.prompt_format = config.prompt_format
         save_pretrained(model, folder)  # writes a temporary folder and renames it
     return folder
 

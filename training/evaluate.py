@@ -43,7 +43,6 @@ MCQA_METHODS = ("generate", "loglik")
 MCQA_CANDIDATES = ("letters", "texts")
 CAPTION_HEADER = ("SMILES", "ground truth", "output")
 PROTEIN_HEADER = ("accession", "question_type", "question", "ground truth", "output")
-RETRIEVAL_K = 3
 MAX_NEW_TOKENS = {"caption": 256, "protein": 128, "mcqa": 16}
 
 
@@ -304,7 +303,7 @@ def _structure_batch(model: Any, kind: str, structures: list[str], ids: list[str
     if mode == "on":
         from biomedgpt.model.retrieval import format_context
 
-        k = retrieval_k(model)
+        k = model.config.retrieval_k  # as many neighbours as the model was trained with
         contexts = [format_context(_nearest(index, query, ident, k), kind) for query, ident in zip(structures, ids)]
     prompts = [structure_prompt(kind, q, c, model=model) for q, c in zip(questions, contexts)]
     return _generate_rows(model, prompts, structures, f"{kind}s", ids, max_new_tokens)
@@ -344,10 +343,6 @@ def structure_prompt(kind: str, question: str, context: str = "", *, model: Any 
     prompt_format = getattr(config, "prompt_format", "biomedgpt")
     return task_prompt(prompt_format, kind, question, context=context or None, tokenizer=getattr(model, "tokenizer", None))
 
-
-def retrieval_k(model: Any) -> int:
-    """Neighbours in the retrieval block: the model's ``config.retrieval_k`` (what it was trained with)."""
-    return int(getattr(getattr(model, "config", None), "retrieval_k", RETRIEVAL_K) or RETRIEVAL_K)
 
 
 def score_predictions(path: str | Path, *, vocab: str | Path | None = None, protocol: str = "molt5") -> dict[str, Any]:
