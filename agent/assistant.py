@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from biomedgpt.model.errors import InputError
-from biomedgpt.settings import Settings, get_settings, use_settings
+from biomedgpt.core.errors import InputError
+from biomedgpt.core.settings import Settings, get_settings, use_settings
 
 #: Plan rounds per question before the graceful end.
 DEFAULT_MAX_STEPS = 6

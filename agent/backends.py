@@ -34,8 +34,8 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, PrivateAttr
 
-from biomedgpt.model.errors import BiomedGPTError, ConfigError
-from biomedgpt.settings import Settings, get_settings
+from biomedgpt.core.errors import BiomedGPTError, ConfigError
+from biomedgpt.core.settings import Settings, get_settings
 
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 

@@ -18,6 +18,7 @@ import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
+from biomedgpt.core.chem import AMINO_ACIDS, MIN_DISTINCT_RESIDUES, MIN_SEQUENCE_LENGTH, try_parse_smiles
 
 EntityKind = Literal["molecule", "protein", "pmid", "cid", "inchikey", "text"]
 EntitySource = Literal["smiles", "name", "accession", "sequence", "pmid", "cid", "inchikey", "text"]
@@ -67,11 +68,6 @@ PMID_RE = re.compile(r"\b(?:PMID|PubMed(?:\s+ID)?)\s*[:#]?\s*(\d{1,9})\b", re.IG
 CID_RE = re.compile(r"\b(?:PubChem\s+)?CID\s*[:#]?\s*(\d{1,10})\b", re.IGNORECASE)
 INCHIKEY_RE = re.compile(r"(?<![A-Z0-9-])([A-Z]{14}-[A-Z]{10}-[A-Z])(?![A-Z0-9-])")
 
-#: The 20 standard amino acids plus X B Z U O, as the model's sequence validator accepts them.
-AMINO_ACIDS = frozenset("ACDEFGHIKLMNPQRSTVWYXBZUO")
-MIN_SEQUENCE_LENGTH = 20
-#: A real sequence uses many different residues; "CCCCCCCCCCCCCCCCCCCCO" (a SMILES) does not.
-MIN_DISTINCT_RESIDUES = 6
 _SEQ_RUN_RE = re.compile(r"(?<![A-Za-z])([ACDEFGHIKLMNPQRSTVWYXBZUO]{%d,})(?![A-Za-z])" % MIN_SEQUENCE_LENGTH)
 # Sequences printed in blocks of ten ("MVLSPADKTN VKAAWGKVGA ...") or wrapped over lines.
 _SEQ_BLOCKS_RE = re.compile(r"(?<![A-Za-z])((?:[ACDEFGHIKLMNPQRSTVWYXBZUO]{8,}[ \t]*\r?\n?[ \t]*){2,})")
@@ -86,23 +82,9 @@ _TRAILING_PUNCT = "?!,;:"
 _QUOTES = "\"'`“”‘’"
 
 
-def _rdkit_mol(smiles: str):
-    """RDKit molecule or None, without RDKit printing parse errors to stderr."""
-    from rdkit import Chem, rdBase
-
-    with rdBase.BlockLogs():
-        try:
-            mol = Chem.MolFromSmiles(smiles)
-        except Exception:  # noqa: BLE001 - RDKit raises on some pathological input
-            return None
-    if mol is None or mol.GetNumAtoms() == 0:
-        return None
-    return mol
-
-
 def is_valid_smiles(smiles: str) -> bool:
     """True when RDKit parses ``smiles`` into at least one atom."""
-    return bool(smiles) and _rdkit_mol(smiles) is not None
+    return bool(smiles) and try_parse_smiles(smiles) is not None
 
 
 def looks_like_smiles(token: str) -> bool:

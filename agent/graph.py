@@ -41,7 +41,7 @@ from biomedgpt.agent.answer import (
 from biomedgpt.agent.backends import BackendError
 from biomedgpt.agent.context import Context
 from biomedgpt.agent.state import ARTIFACT_KINDS, InputState, State, empty_artifacts
-from biomedgpt.model.errors import BiomedGPTError
+from biomedgpt.core.errors import BiomedGPTError
 
 #: ``name`` of the AIMessage that holds a final answer (history and results look for it).
 ANSWER_NAME = "biomedgpt-answer"

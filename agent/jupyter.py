@@ -18,6 +18,7 @@ import uuid
 from typing import Any
 
 from biomedgpt.agent.answer import LABEL_PATTERN
+from biomedgpt.core.chem import try_parse_smiles
 
 _STATE: dict[str, Any] = {"assistant": None, "session": None}
 
@@ -35,11 +36,9 @@ _CSS = """<style>
 
 def depict_svg(smiles: str, size: tuple[int, int] = (260, 200)) -> str | None:
     """An SVG depiction of ``smiles`` drawn with RDKit's ``rdMolDraw2D``; None when it does not parse."""
-    from rdkit import Chem, RDLogger
     from rdkit.Chem.Draw import rdMolDraw2D
 
-    RDLogger.DisableLog("rdApp.*")
-    mol = Chem.MolFromSmiles(smiles or "")
+    mol = try_parse_smiles(smiles)
     if mol is None:
         return None
     drawer = rdMolDraw2D.MolDraw2DSVG(*size)
@@ -176,7 +175,7 @@ def biomed(line: str, cell: str | None = None):
     """``%biomed QUESTION`` / ``%%biomed`` cell: ask in this notebook's session and show the result."""
     from IPython.display import HTML, display
 
-    from biomedgpt.model.errors import BiomedGPTError
+    from biomedgpt.core.errors import BiomedGPTError
 
     session, question = _split_options(line)
     assistant = _assistant()

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from biomedgpt.agent.entities import Entity, Match, classify_name, recognise
 from biomedgpt.model.conversation import CAPTION_QUESTION
-from biomedgpt.model.errors import InputError
+from biomedgpt.core.errors import InputError
 
 Intent = Literal["describe", "properties", "function", "name", "family", "location", "literature", "similar",
                  "compare"]
@@ -65,7 +65,7 @@ class PlanContext(BaseModel):
     def is_offline(self) -> bool:
         if self.offline is not None:
             return self.offline
-        from biomedgpt.settings import get_settings
+        from biomedgpt.core.settings import get_settings
 
         return get_settings().offline
 

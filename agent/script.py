@@ -30,8 +30,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from biomedgpt.model.atomic import atomic_write_text as atomic_write
-from biomedgpt.model.errors import BiomedGPTError, InputError
+from biomedgpt.core.files import atomic_write_text as atomic_write
+from biomedgpt.core.errors import BiomedGPTError, InputError
 
 REPORT_FORMATS = (".md", ".jsonl")
 

@@ -17,8 +17,8 @@ from typing import Any
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from biomedgpt.model.errors import InputError
-from biomedgpt.settings import Settings, get_settings
+from biomedgpt.core.errors import InputError
+from biomedgpt.core.settings import Settings, get_settings
 
 SESSIONS_FILE = "sessions.sqlite"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")

@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     import torch
 
-    from biomedgpt.settings import Settings
+    from biomedgpt.core.settings import Settings
     from biomedgpt.tools.embeddings import resolve_device, resolve_model_path
 
     sizes = [2_000, 10_000] if args.quick else [10_000, 100_000]

@@ -11,9 +11,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Settings": ("biomedgpt.settings", "Settings"),
-    "get_settings": ("biomedgpt.settings", "get_settings"),
-    "BiomedGPTError": ("biomedgpt.model.errors", "BiomedGPTError"),
+    "Settings": ("biomedgpt.core.settings", "Settings"),
+    "get_settings": ("biomedgpt.core.settings", "get_settings"),
+    "BiomedGPTError": ("biomedgpt.core.errors", "BiomedGPTError"),
     "load_model": ("biomedgpt.model", "load_model"),
     "load_official": ("biomedgpt.model", "load_official"),
     "featurize_smiles": ("biomedgpt.model", "featurize_smiles"),

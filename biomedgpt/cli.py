@@ -24,7 +24,7 @@ _STATE = {"debug": os.environ.get("BIOMEDGPT_DEBUG", "") not in ("", "0", "false
 
 
 def _describe(error: BaseException) -> str:
-    from biomedgpt.model.errors import BiomedGPTError
+    from biomedgpt.core.errors import BiomedGPTError
 
     if isinstance(error, BiomedGPTError):
         return f"error: {error}"

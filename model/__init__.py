@@ -54,7 +54,7 @@ def load_model(name_or_path: str = "mini", *, device: str = "cpu", dtype: Any = 
     """
     from biomedgpt.model.checkpoint import load_pretrained
     from biomedgpt.model.config import PRESETS, get_preset
-    from biomedgpt.model.errors import ConfigError
+    from biomedgpt.core.errors import ConfigError
     from biomedgpt.model.lm import load_lm, resolve_dtype
     from biomedgpt.model.weights import mini_weights_dir, shipped_mini_available
 

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from biomedgpt.model.config import BioMedGPTConfig, MoleculeEncoderConfig, ProteinEncoderConfig
 from biomedgpt.model.conversation import MOLECULE_PLACEHOLDER, PROTEIN_PLACEHOLDER, SEPARATOR, conversation_prompt
-from biomedgpt.model.errors import ConfigError, InputError
+from biomedgpt.core.errors import ConfigError, InputError
 from biomedgpt.model.lm import ensure_pad_token
 
 IGNORE_INDEX = -100

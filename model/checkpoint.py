@@ -25,11 +25,11 @@ from typing import Any
 
 import torch
 
-from biomedgpt.model.atomic import atomic_dir
+from biomedgpt.core.files import atomic_dir
 from torch import nn
 
 from biomedgpt.model.config import BioMedGPTConfig, get_preset
-from biomedgpt.model.errors import CheckpointError
+from biomedgpt.core.errors import CheckpointError
 from biomedgpt.model.lm import ensure_pad_token, load_lm, resolve_dtype
 
 FORMAT_NAME = "biomedgpt"

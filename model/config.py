@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from biomedgpt.model.errors import ConfigError
+from biomedgpt.core.errors import ConfigError
 
 DTYPES = ("float32", "float16", "bfloat16")
 

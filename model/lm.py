@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from biomedgpt.model.config import LMConfig
-from biomedgpt.model.errors import CheckpointError, ConfigError
-from biomedgpt.settings import get_settings
+from biomedgpt.core.errors import CheckpointError, ConfigError
+from biomedgpt.core.settings import get_settings
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerBase

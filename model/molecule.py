@@ -29,7 +29,8 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import add_self_loops
 
-from biomedgpt.model.errors import CheckpointError, ConfigError, InputError, InvalidSmilesError
+from biomedgpt.core.errors import CheckpointError, ConfigError, InputError
+from biomedgpt.core.chem import parse_smiles
 
 if TYPE_CHECKING:  # RDKit is imported lazily at first use; only the type names are needed here.
     from rdkit import Chem
@@ -97,36 +98,6 @@ class _Tables:
         return cls._built
 
 
-def _parse(smiles: object, where: str) -> Chem.Mol:
-    """Parse one SMILES with RDKit (sanitized, no AddHs); a failure names the SMILES and the reason."""
-    from rdkit import Chem
-
-    if not isinstance(smiles, str):
-        raise InvalidSmilesError(f"SMILES{where} must be a string, got {type(smiles).__name__}: {smiles!r}")
-    text = smiles.strip()
-    if not text:
-        raise InvalidSmilesError(f"empty SMILES{where}")
-    mol = Chem.MolFromSmiles(text)
-    if mol is None or mol.GetNumAtoms() == 0:
-        raise InvalidSmilesError(f"invalid SMILES {smiles!r}{where}: {_diagnose(text)}")
-    return mol
-
-
-def _diagnose(text: str) -> str:
-    """Say why RDKit rejected a SMILES (syntax vs chemistry), without RDKit's stderr output."""
-    from rdkit import Chem
-
-    raw = Chem.MolFromSmiles(text, sanitize=False)
-    if raw is None:
-        return "RDKit cannot parse it (syntax error)"
-    if raw.GetNumAtoms() == 0:
-        return "it has no atoms"
-    problems = Chem.DetectChemistryProblems(raw)
-    if problems:
-        return "; ".join(p.Message() for p in problems)
-    return "RDKit cannot sanitize it"
-
-
 def _mol_to_data(mol: Chem.Mol, smiles: str, where: str) -> Data:
     # Index-based access (GetAtomWithIdx), one list comprehension per property, numpy assembly:
     # RDKit's GetAtoms() wrapper and row-by-row tensors cost more than the SMILES parse itself.
@@ -188,7 +159,7 @@ def featurize_smiles(smiles: str | Sequence[str]) -> Data | Batch:
 
     if isinstance(smiles, str):
         with BlockLogs():  # our error names the SMILES; RDKit's own stderr lines would only be noise
-            return _mol_to_data(_parse(smiles, ""), smiles, "")
+            return _mol_to_data(parse_smiles(smiles), smiles, "")
     if not isinstance(smiles, Sequence):
         raise InputError(f"featurize_smiles takes a SMILES string or a list of them, got {type(smiles).__name__}")
     if len(smiles) == 0:
@@ -197,7 +168,7 @@ def featurize_smiles(smiles: str | Sequence[str]) -> Data | Batch:
     with BlockLogs():
         for index, item in enumerate(smiles):
             where = f" (item {index + 1} of {len(smiles)})" if len(smiles) > 1 else ""
-            graphs.append(_mol_to_data(_parse(item, where), item, where))
+            graphs.append(_mol_to_data(parse_smiles(item, where), item, where))
     return Batch.from_data_list(graphs)
 
 

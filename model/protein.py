@@ -22,9 +22,7 @@ tests against transformers' ``get_default_vocab_list``), so one tokenization fee
 from __future__ import annotations
 
 import argparse
-import io
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,7 +34,14 @@ from esm.model.esm2 import ESM2
 from torch import Tensor
 from transformers import EsmConfig, EsmModel
 
-from biomedgpt.model.errors import CheckpointError, ConfigError, InvalidSequenceError
+from biomedgpt.core import chem
+from biomedgpt.core.chem import (  # noqa: F401  (re-exported: the model's public sequence API)
+    EXTRA_AMINO_ACIDS,
+    STANDARD_AMINO_ACIDS,
+    TOO_LONG_POLICIES,
+    SequenceTruncatedWarning,
+)
+from biomedgpt.core.errors import CheckpointError, ConfigError, InvalidSequenceError
 
 if TYPE_CHECKING:
     import esm
@@ -64,93 +69,16 @@ __all__ = [
     "load_hf_esm",
 ]
 
-#: The 20 standard amino-acid letters.
-STANDARD_AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
-#: Letters ESM-2 has tokens for beyond the standard 20: unknown X, ambiguous B (D/N) and Z (E/Q),
-#: selenocysteine U, pyrrolysine O.
-EXTRA_AMINO_ACIDS = "XBZUO"
 #: ESM-2 was trained on at most 1024 tokens, BOS and EOS included.
 MAX_TOKENS = 1024
 #: So at most 1022 residues per sequence.
 MAX_RESIDUES = MAX_TOKENS - 2
-#: What ``validate_sequence`` does with an over-long sequence: keep the first residues (with a
-#: ``SequenceTruncatedWarning``), or raise ``InvalidSequenceError``.
-TOO_LONG_POLICIES = ("truncate", "error")
-
-_ALLOWED = frozenset(STANDARD_AMINO_ACIDS + EXTRA_AMINO_ACIDS)
-_BAD_LETTER = re.compile(f"[^{STANDARD_AMINO_ACIDS}{EXTRA_AMINO_ACIDS}]")
 
 
-class SequenceTruncatedWarning(UserWarning):
-    """A protein was longer than ESM-2's window and only its first residues were encoded."""
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-def _from_fasta(text: str, label: str) -> tuple[str, str]:
-    """(record id, sequence) of a one-record FASTA string, parsed with Biopython."""
-    from Bio import SeqIO
-
-    try:
-        records = list(SeqIO.parse(io.StringIO(text), "fasta"))
-    except ValueError as error:
-        raise InvalidSequenceError(f"{label} is not valid FASTA: {error}") from error
-    if len(records) != 1:
-        raise InvalidSequenceError(f"{label} is FASTA with {len(records)} records; give exactly one protein")
-    return records[0].id, str(records[0].seq)
-
-
-def validate_sequence(
-    sequence: str,
-    *,
-    max_residues: int = MAX_RESIDUES,
-    on_too_long: str = "truncate",
-    name: str | None = None,
-) -> str:
-    """Clean and check a protein sequence (plain or one-record FASTA); return the upper-case residues.
-
-    Whitespace and newlines are removed and letters upper-cased. The 20 standard letters plus
-    X B Z U O pass; any other character raises ``InvalidSequenceError`` naming it and its 1-based
-    residue position. A sequence longer than ``max_residues`` is cut to its first ``max_residues``
-    with a ``SequenceTruncatedWarning`` (``on_too_long="truncate"``), or raises (``"error"``).
-    """
-    if on_too_long not in TOO_LONG_POLICIES:
-        raise ConfigError(f"on_too_long={on_too_long!r} is not one of {', '.join(TOO_LONG_POLICIES)}")
-    label = f"protein sequence {name!r}" if name else "protein sequence"
-    if not isinstance(sequence, str):
-        raise InvalidSequenceError(f"{label} must be a string, got {type(sequence).__name__}")
-    text = sequence.strip()
-    if text.startswith(">"):
-        record_id, text = _from_fasta(text, label)
-        if not name and record_id:
-            label = f"protein sequence {record_id!r}"
-    residues = "".join(text.split()).upper()
-    if not residues:
-        raise InvalidSequenceError(f"{label} is empty")
-    bad = _BAD_LETTER.search(residues)
-    if bad:
-        others = sum(1 for c in residues if c not in _ALLOWED) - 1
-        more = f" (and {others} more invalid character{'s' if others != 1 else ''})" if others else ""
-        hint = " ('*' is a stop codon: remove it)" if bad.group() == "*" else ""
-        raise InvalidSequenceError(
-            f"{label} has {bad.group()!r} at position {bad.start() + 1}{more}: not an amino-acid letter; "
-            f"allowed are {STANDARD_AMINO_ACIDS} and {EXTRA_AMINO_ACIDS}{hint}"
-        )
-    if len(residues) > max_residues:
-        policy = (
-            f"ESM-2 reads at most {max_residues} residues ({max_residues + 2} tokens with BOS and EOS)"
-        )
-        if on_too_long == "error":
-            raise InvalidSequenceError(f"{label} has {len(residues)} residues; {policy}")
-        warnings.warn(
-            f"{label} has {len(residues)} residues; {policy}, so only the first {max_residues} are encoded "
-            "(pass on_too_long='error' to fail instead)",
-            SequenceTruncatedWarning,
-            stacklevel=2,
-        )
-        residues = residues[:max_residues]
-    return residues
+def validate_sequence(sequence: str, *, max_residues: int = MAX_RESIDUES, on_too_long: str = "truncate",
+                      name: str | None = None) -> str:
+    """``core.chem.validate_sequence`` with ESM-2's window (1022 residues) as the default limit."""
+    return chem.validate_sequence(sequence, max_residues=max_residues, on_too_long=on_too_long, name=name)
 
 
 # ----------------------------------------------------------------------------- tokenization

@@ -41,8 +41,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from biomedgpt.model.atomic import atomic_write_bytes
-from biomedgpt.model.errors import InputError, InvalidSequenceError, InvalidSmilesError
+from biomedgpt.core.files import atomic_write_bytes
+from biomedgpt.core.chem import AMINO_ACIDS as ALL_AMINO_ACIDS
+from biomedgpt.core.chem import FP_BITS, FP_RADIUS, STANDARD_AMINO_ACIDS, morgan_generator, parse_smiles
+from biomedgpt.core.errors import InputError, InvalidSequenceError, InvalidSmilesError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 MOLECULE_RECORDS = DATA_DIR / "chebi20_validation.tsv.gz"
@@ -50,11 +52,11 @@ PROTEIN_RECORDS = DATA_DIR / "swissprot_pair.csv.gz"
 MOLECULE_INDEX = DATA_DIR / "chebi20_validation.index.npz"
 PROTEIN_INDEX = DATA_DIR / "swissprot_train.index.npz"
 
-FP_RADIUS = 2
-FP_BITS = 2048
 KMER = 3
-# The 20 standard amino acids plus the IUPAC ambiguity / rare letters UniProt uses (B, Z, X, U, O).
-AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWYBZXUO"
+#: The column order of the 3-mer profile in the shipped protein index files: ``core.chem``'s letters
+#: (the 20 standard amino acids, then B Z X U O). Changing the order invalidates every index file.
+AMINO_ACIDS = STANDARD_AMINO_ACIDS + "BZXUO"
+assert frozenset(AMINO_ACIDS) == ALL_AMINO_ACIDS
 _AA_INDEX = {aa: i for i, aa in enumerate(AMINO_ACIDS)}
 MAX_SEQUENCE_LENGTH = 100_000
 _FORMAT_VERSION = 1
@@ -127,25 +129,6 @@ def _file_digest(path: Path) -> str:
 # --------------------------------------------------------------------------------------- molecules
 
 
-def _rdkit_quiet():
-    from rdkit import RDLogger
-
-    RDLogger.DisableLog("rdApp.*")
-
-
-def parse_smiles(smiles: str):
-    """An RDKit molecule, or ``InvalidSmilesError`` naming the input (RDKit's own warnings are silenced)."""
-    from rdkit import Chem
-
-    if not isinstance(smiles, str) or not smiles.strip():
-        raise InvalidSmilesError(f"invalid SMILES {smiles!r}: empty")
-    _rdkit_quiet()
-    mol = Chem.MolFromSmiles(smiles.strip())
-    if mol is None or mol.GetNumAtoms() == 0:
-        raise InvalidSmilesError(f"invalid SMILES {smiles!r}: RDKit cannot parse it")
-    return mol
-
-
 def molecule_key(mol) -> str:
     """The identity used by leave-self-out: the standard InChIKey (canonical SMILES if InChI fails)."""
     from rdkit import Chem
@@ -177,9 +160,7 @@ class MoleculeIndex:
 
     @staticmethod
     def _generator():
-        from rdkit.Chem import rdFingerprintGenerator
-
-        return rdFingerprintGenerator.GetMorganGenerator(radius=FP_RADIUS, fpSize=FP_BITS)
+        return morgan_generator()
 
     @classmethod
     def build(cls, records: Iterable[Sequence[str]], *, strict: bool = False) -> MoleculeIndex:

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from biomedgpt.model.errors import BiomedGPTError, CheckpointError
+from biomedgpt.core.errors import BiomedGPTError, CheckpointError
 from biomedgpt.model.lm import CONVERSION_MARKER, SMOLLM2_GGUF, SMOLLM2_INSTALL, smollm2_cache_dir, smollm2_gguf_path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -50,7 +50,7 @@ def export_weights(source: str | Path, destination: str | Path | None = None, *,
     import torch
     from safetensors.torch import load_file, save_file
 
-    from biomedgpt.model.atomic import atomic_dir
+    from biomedgpt.core.files import atomic_dir
 
     source = Path(source)
     destination = Path(destination) if destination is not None else mini_weights_dir()

@@ -43,7 +43,7 @@ def biomedgpt_home() -> Path:
 @pytest.fixture(autouse=True)
 def _fresh_settings():
     """Each test sees settings rebuilt from its own environment."""
-    from biomedgpt.settings import reset_settings
+    from biomedgpt.core.settings import reset_settings
 
     reset_settings()
     yield

@@ -21,11 +21,12 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from biomedgpt.model.errors import BiomedGPTError, ConfigError, InputError, InvalidSequenceError
+from biomedgpt.core.errors import BiomedGPTError, ConfigError, InputError, InvalidSequenceError
 from biomedgpt.model.conversation import CAPTION_QUESTION
-from biomedgpt.settings import get_settings
+from biomedgpt.core.settings import get_settings
 from biomedgpt.tools.errors import NotFound
 from biomedgpt.tools.records import Compound, ModelAnswer, ProteinEntry
+from biomedgpt.core.chem import looks_like_sequence, try_parse_smiles
 
 DEFAULT_MOLECULE_QUESTION = CAPTION_QUESTION  # what the mini model was trained to answer
 DEFAULT_PROTEIN_QUESTION = "What is the function of this protein?"
@@ -170,14 +171,6 @@ class ResolvedMolecule:
     compound: Compound | None = None
 
 
-def _rdkit_mol(smiles: str):
-    from rdkit import Chem, rdBase
-
-    with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(smiles)
-    return mol if mol is not None and mol.GetNumAtoms() > 0 else None
-
-
 def resolve_molecule(query: str) -> ResolvedMolecule:
     """SMILES as given (no network); a CID, InChIKey or name through PubChem.
 
@@ -186,7 +179,7 @@ def resolve_molecule(query: str) -> ResolvedMolecule:
     if not isinstance(query, str) or not query.strip():
         raise InputError(f"molecule query {query!r} is empty: give a SMILES, a PubChem CID or a compound name")
     text = query.strip()
-    if not text.isdigit() and _rdkit_mol(text) is not None:
+    if not text.isdigit() and try_parse_smiles(text) is not None:
         return ResolvedMolecule(query=text, smiles=text)
     from biomedgpt.tools.pubchem import PubChemClient
 
@@ -208,9 +201,9 @@ def molecule_inputs(resolved: ResolvedMolecule) -> dict:
     """What the model sees of a molecule: the SMILES, its canonical form and one soft token per heavy atom."""
     from rdkit import Chem
 
-    mol = _rdkit_mol(resolved.smiles)
+    mol = try_parse_smiles(resolved.smiles)
     if mol is None:
-        from biomedgpt.model.errors import InvalidSmilesError
+        from biomedgpt.core.errors import InvalidSmilesError
 
         raise InvalidSmilesError(f"invalid SMILES {resolved.smiles!r}: RDKit cannot parse it")
     atoms = mol.GetNumAtoms()  # heavy atoms: the featurizer adds no hydrogens
@@ -258,26 +251,6 @@ class ResolvedProtein:
     query: str
     sequence: str
     entry: ProteinEntry | None = None
-
-
-def looks_like_sequence(text: str) -> bool:
-    """A FASTA record, or one run of >= 20 letters (whitespace allowed only as line/block breaks).
-
-    A single long token is taken as a sequence even with a wrong letter, so the user hears which
-    letter is wrong (``validate_sequence``) instead of a failed UniProt name search.
-    """
-    text = text.strip()
-    if text.startswith(">"):
-        return True
-    compact = "".join(text.split())
-    if len(compact) < MIN_SEQUENCE_LENGTH or not compact.isalpha():
-        return False
-    blocks = text.split()
-    if len(blocks) == 1:
-        return True  # no protein name is one 20-letter word
-    if min(len(b) for b in blocks[:-1]) < 8:
-        return False  # "amyloid beta precursor protein": words, not sequence blocks
-    return set(compact.upper()) <= _AMINO and len(set(compact.upper())) >= 6
 
 
 def resolve_protein(query: str, *, organism: str | None = None) -> ResolvedProtein:

@@ -14,8 +14,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from biomedgpt.model.errors import ConfigError
-from biomedgpt.settings import Settings, get_settings
+from biomedgpt.core.errors import ConfigError
+from biomedgpt.core.settings import Settings, get_settings
 
 # Chroma reads this when a client is created; telemetry is off everywhere in biomedgpt.
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from biomedgpt.model.errors import BiomedGPTError, InputError
+from biomedgpt.core.errors import BiomedGPTError, InputError
 
 
 class ServiceError(BiomedGPTError):

@@ -15,8 +15,8 @@ from __future__ import annotations
 import io
 import re
 
-from biomedgpt.model.errors import InputError
-from biomedgpt.settings import Settings, get_settings
+from biomedgpt.core.errors import InputError
+from biomedgpt.core.settings import Settings, get_settings
 from biomedgpt.tools.errors import ServiceError
 from biomedgpt.tools.http import ServiceClient
 

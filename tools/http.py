@@ -46,7 +46,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
-from biomedgpt.settings import Settings, get_settings
+from biomedgpt.core.settings import Settings, get_settings
 from biomedgpt.tools.errors import OfflineMiss, ServiceError, StoreError, Throttled
 from biomedgpt.tools.progress import report
 

@@ -24,8 +24,8 @@ from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field, model_validator
 
 from biomedgpt.model.conversation import CAPTION_QUESTION as DEFAULT_MOLECULE_QUESTION
-from biomedgpt.model.errors import InputError
-from biomedgpt.settings import get_settings
+from biomedgpt.core.errors import InputError
+from biomedgpt.core.settings import get_settings
 
 #: How much of a long text field (function, description, passage) goes into the LLM-facing content.
 CONTENT_CHARS = 400
@@ -266,10 +266,10 @@ def _pubchem_lookup(query: str) -> tuple[str, dict]:
 
 def _resolve_cid_or_smiles(query: str) -> str:
     """PubChem's similarity search takes a SMILES or CID; a name is resolved to its CID first."""
-    from biomedgpt.tools.pubchem import parse_smiles
+    from biomedgpt.core.chem import try_parse_smiles
 
     text = query.strip()
-    if text.isdigit() or parse_smiles(text) is not None:
+    if text.isdigit() or try_parse_smiles(text) is not None:
         return text
     return str(_pubchem().compound(text, details=False).cid)
 

@@ -32,8 +32,8 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, Field
 
-from biomedgpt.model.errors import BiomedGPTError, InputError
-from biomedgpt.settings import Settings, get_settings
+from biomedgpt.core.errors import BiomedGPTError, InputError
+from biomedgpt.core.settings import Settings, get_settings
 from biomedgpt.tools.errors import StoreError
 from biomedgpt.tools.records import Passage
 
@@ -670,8 +670,8 @@ def build_bundled_embeddings(out: Path = BUNDLED_EMBEDDINGS) -> dict:
     """Embed the bundled corpus with the default model (default chunking) and write ``out`` atomically."""
     import numpy as np
 
-    from biomedgpt.model.atomic import atomic_write_bytes
-    from biomedgpt.settings import Settings
+    from biomedgpt.core.files import atomic_write_bytes
+    from biomedgpt.core.settings import Settings
     from biomedgpt.tools.embeddings import embedding_function
 
     report = IngestReport()

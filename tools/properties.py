@@ -6,8 +6,8 @@ values were computed, not looked up, so answers cite them as ``[RDKit]``.
 
 from __future__ import annotations
 
-from biomedgpt.model.errors import InvalidSmilesError
 from biomedgpt.tools.records import MoleculeProperties
+from biomedgpt.core.chem import parse_smiles
 
 # Lipinski's rule of five (Lipinski et al., 1997): at most one violation passes.
 LIPINSKI_MAX_MASS = 500.0
@@ -20,15 +20,10 @@ LIPINSKI_ALLOWED_VIOLATIONS = 1
 def molecule_properties(smiles: str) -> MoleculeProperties:
     """Formula, masses, Crippen logP, TPSA, H-bond donors/acceptors (Lipinski's NH+OH and N+O counts), rotatable bonds,
     rings, aromatic rings, heavy atoms and the rule-of-five verdict; ``InvalidSmilesError`` names bad input."""
-    from rdkit import Chem, RDLogger
+    from rdkit import Chem
     from rdkit.Chem import Crippen, Descriptors, Lipinski, rdMolDescriptors
 
-    if not isinstance(smiles, str) or not smiles.strip():
-        raise InvalidSmilesError(f"invalid SMILES {smiles!r}: empty")
-    RDLogger.DisableLog("rdApp.*")
-    mol = Chem.MolFromSmiles(smiles.strip())
-    if mol is None or mol.GetNumAtoms() == 0:
-        raise InvalidSmilesError(f"invalid SMILES {smiles!r}: RDKit cannot parse it")
+    mol = parse_smiles(smiles)
 
     average_mass = Descriptors.MolWt(mol)
     logp = Crippen.MolLogP(mol)

@@ -19,8 +19,9 @@ from urllib.parse import quote
 
 import requests
 
-from biomedgpt.model.errors import InputError, InvalidSmilesError
-from biomedgpt.settings import Settings
+from biomedgpt.core.chem import try_parse_smiles
+from biomedgpt.core.errors import InputError, InvalidSmilesError
+from biomedgpt.core.settings import Settings
 from biomedgpt.tools.errors import NotFound, OfflineMiss, ServiceError
 from biomedgpt.tools.http import ServiceClient, body_summary
 from biomedgpt.tools.progress import report
@@ -33,14 +34,6 @@ PROPERTY_BATCH = 500  # CIDs per POST; PubChem accepts long lists in a POST body
 INCHIKEY_RE = re.compile(r"^[A-Z]{14}-[A-Z]{10}-[A-Z]$")
 _SMILES_ONLY_CHARS = set("=#@[]()\\/+%")  # characters a compound name practically never has without spaces
 _COMPOUND_PAGE = "https://pubchem.ncbi.nlm.nih.gov/compound/{cid}"
-
-
-def parse_smiles(smiles: str):
-    """RDKit's molecule for ``smiles`` or ``None`` (RDKit's own error chatter is silenced)."""
-    from rdkit import Chem, rdBase
-
-    with rdBase.BlockLogs():
-        return Chem.MolFromSmiles(smiles) if smiles else None
 
 
 def classify_query(query: str | int) -> tuple[str, str | int]:
@@ -65,7 +58,7 @@ def classify_query(query: str | int) -> tuple[str, str | int]:
     if INCHIKEY_RE.match(text):
         return "inchikey", text
     if not any(ch.isspace() for ch in text):
-        if parse_smiles(text) is not None:
+        if try_parse_smiles(text) is not None:
             return "smiles", text
         if _SMILES_ONLY_CHARS & set(text) and not re.search(r"[a-z]{4,}", text):
             raise InvalidSmilesError(f"{text!r} looks like a SMILES but RDKit cannot parse it")
@@ -214,7 +207,7 @@ class PubChemClient:
     @staticmethod
     def _valid_smiles(smiles: str) -> str:
         smiles = (smiles or "").strip()
-        if parse_smiles(smiles) is None:
+        if try_parse_smiles(smiles) is None:
             raise InvalidSmilesError(f"SMILES {smiles!r} is not valid: RDKit cannot parse it")
         return smiles
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from biomedgpt.model.errors import BiomedGPTError, InputError
+from biomedgpt.core.errors import BiomedGPTError, InputError
 from biomedgpt.model.retrieval import (
     Hit,
     parse_smiles,
@@ -20,9 +20,10 @@ from biomedgpt.model.retrieval import (
     default_protein_index,
     molecule_key,
 )
-from biomedgpt.settings import get_settings
+from biomedgpt.core.settings import get_settings
 from biomedgpt.tools.errors import NotFound
 from biomedgpt.tools.records import Compound, SimilarHit
+from biomedgpt.core.chem import morgan_generator
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +59,13 @@ def _from_hit(hit: Hit) -> SimilarHit:
 def _pubchem_hits(smiles: str, k: int, exclude: set[str], leave_self_out: bool) -> list[SimilarHit]:
     """PubChem neighbours, scored with the same Morgan/Tanimoto measure as the local reference."""
     from rdkit import DataStructs
-    from rdkit.Chem import rdFingerprintGenerator
 
     from biomedgpt.tools.pubchem import PubChemClient
 
     compounds: list[Compound] = PubChemClient().similar(smiles, threshold=PUBCHEM_THRESHOLD, max_records=k + 1)
     query = parse_smiles(smiles)
     query_key = molecule_key(query)
-    generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+    generator = morgan_generator()
     query_fp = generator.GetFingerprint(query)
     hits = []
     for compound in compounds:

@@ -16,8 +16,8 @@ from typing import Any
 
 import requests
 
-from biomedgpt.model.errors import InputError
-from biomedgpt.settings import Settings
+from biomedgpt.core.errors import InputError
+from biomedgpt.core.settings import Settings
 from biomedgpt.tools.errors import InactiveEntry, NotFound, ServiceError
 from biomedgpt.tools.http import ServiceClient, body_summary
 from biomedgpt.tools.progress import report

@@ -40,10 +40,11 @@ from typing import Any
 import torch
 
 from biomedgpt.model.conversation import CAPTION_QUESTION  # the question ``eval captioning`` asks too
-from biomedgpt.model.errors import ConfigError, InputError
+from biomedgpt.core.errors import ConfigError, InputError
 from biomedgpt.training.config import AlignConfig
 from biomedgpt.training.distributed import DistEnv, init_distributed
 from biomedgpt.training.loop import StepInfo, Trainer, seed_everything
+from biomedgpt.core.chem import try_parse_smiles
 
 
 
@@ -180,10 +181,7 @@ def build_align_data(config: AlignConfig, prompt_format: str = "biomedgpt", toke
         return AlignExample("protein", r.accession, prompt, r.answer.strip(), sequence=r.sequence)
 
     def valid_smiles(r: Any) -> bool:
-        from rdkit import Chem, RDLogger
-
-        RDLogger.DisableLog("rdApp.*")
-        return Chem.MolFromSmiles(r.smiles) is not None
+        return try_parse_smiles(r.smiles) is not None
 
     mol_train = [r for r in mol_train if valid_smiles(r)]
     mol_dev = [r for r in mol_dev if valid_smiles(r)]

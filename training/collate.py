@@ -74,7 +74,7 @@ def pack_sentences(documents: Iterable[list[list[int]]], context_length: int, eo
 def pack_corpus(texts: Iterable[str], tokenizer: Any, context_length: int) -> list[torch.Tensor]:
     """Raw documents → packed token sequences (``LongTensor``), ready for ``PadCollator``."""
     if tokenizer.eos_token_id is None:
-        from biomedgpt.model.errors import ConfigError
+        from biomedgpt.core.errors import ConfigError
 
         raise ConfigError("the tokenizer has no EOS token; documents cannot be separated when packing")
     splitter = _punkt()

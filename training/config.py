@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from biomedgpt.model.errors import ConfigError
+from biomedgpt.core.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 KINDS = ("lm", "align", "qa")

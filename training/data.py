@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from biomedgpt.model.errors import InputError
+from biomedgpt.core.errors import InputError
+from biomedgpt.core.chem import is_sequence
 
 log = logging.getLogger(__name__)
 
@@ -334,14 +335,8 @@ def read_uniprotqa(path: str | Path, sequences: str | Path | None = None,
     stats.report()
 
 
-_AMINO = set("ACDEFGHIKLMNPQRSTVWYBXZUO")
-
-
 def _sequence(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return None
-    seq = "".join(value.split()).upper()
-    return seq if seq and set(seq) <= _AMINO else None
+    return "".join(value.split()).upper() if is_sequence(value) else None
 
 
 def _load_sequences(split: Path, sequences: str | Path | None) -> dict[str, str]:

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from biomedgpt.model.errors import ConfigError
+from biomedgpt.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

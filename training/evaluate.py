@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from biomedgpt.model.conversation import CAPTION_QUESTION
-from biomedgpt.model.errors import ConfigError, InputError
+from biomedgpt.core.errors import ConfigError, InputError
 from biomedgpt.training.data import (
     CaptionRecord, MCQARecord, ProteinQA, ReadStats, read_chebi20, read_mcqa, read_uniprotqa, split_by_key, take,
 )
@@ -283,7 +283,7 @@ def _protein_index():
 def _nearest(index, query: str, exclude: str, k: int) -> list:
     """Leave-self-out hits; an input the index cannot parse gets no hits (and is logged) instead of
     killing a long run — its prediction is then empty (retrieval only) or context-free."""
-    from biomedgpt.model.errors import InputError as _InputError
+    from biomedgpt.core.errors import InputError as _InputError
 
     try:
         return index.search(query, k=k, exclude_ids=[exclude], leave_self_out=True)

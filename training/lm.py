@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from biomedgpt.model.errors import ConfigError, InputError
+from biomedgpt.core.errors import ConfigError, InputError
 from biomedgpt.training.collate import PadCollator, causal_lm_loss, pack_corpus
 from biomedgpt.training.config import LMConfig
 from biomedgpt.training.distributed import DistEnv, barrier, init_distributed

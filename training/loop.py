@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from biomedgpt.model.atomic import atomic_dir, atomic_torch_save, atomic_write_text  # noqa: F401 - re-exported
-from biomedgpt.model.errors import BiomedGPTError, CheckpointError, ConfigError
+from biomedgpt.core.files import atomic_dir, atomic_torch_save, atomic_write_text  # noqa: F401 - re-exported
+from biomedgpt.core.errors import BiomedGPTError, CheckpointError, ConfigError
 from biomedgpt.training.config import TrainConfig, dump_config
 from biomedgpt.training.distributed import (
     DistEnv,

@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from biomedgpt.model.errors import ConfigError, InputError
+from biomedgpt.core.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 

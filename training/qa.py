@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from biomedgpt.model.errors import ConfigError, InputError
+from biomedgpt.core.errors import ConfigError, InputError
 from biomedgpt.training.collate import PadCollator, causal_lm_loss, encode_prompt_answer
 from biomedgpt.training.config import QAConfig
 from biomedgpt.training.distributed import DistEnv, init_distributed

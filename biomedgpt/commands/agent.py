@@ -47,7 +47,7 @@ def chat(
 
     from biomedgpt.agent.assistant import Assistant
     from biomedgpt.agent.render import show_stream
-    from biomedgpt.model.errors import BiomedGPTError
+    from biomedgpt.core.errors import BiomedGPTError
 
     console = Console()
     assistant = Assistant()

@@ -50,7 +50,7 @@ def probe_services(settings) -> dict[str, str]:
 
 
 def collect() -> dict:
-    from biomedgpt.settings import config_file_path, get_settings
+    from biomedgpt.core.settings import config_file_path, get_settings
 
     settings = get_settings()
     try:

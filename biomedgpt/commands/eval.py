@@ -75,7 +75,7 @@ def captioning(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Score --predictions, or caption --data with --model (or --retrieval only) and score."""
-    from biomedgpt.model.errors import InputError
+    from biomedgpt.core.errors import InputError
     from biomedgpt.training import evaluate
 
     if predictions is not None:

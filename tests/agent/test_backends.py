@@ -15,7 +15,7 @@ from werkzeug import Request, Response
 
 from biomedgpt.agent.assistant import Assistant
 from biomedgpt.agent.backends import BackendError, make_chat_model, parse_spec, parse_tool_calls
-from biomedgpt.model.errors import ConfigError
+from biomedgpt.core.errors import ConfigError
 from tests.agent.helpers import TEST_TOOLS
 
 SECRET = "sk-test-do-not-log-0123456789"

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from biomedgpt.agent.assistant import Assistant
 from biomedgpt.agent.script import expand, load_script
 from biomedgpt.cli import app
-from biomedgpt.model.errors import InputError
+from biomedgpt.core.errors import InputError
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 BIN = Path(sys.executable).with_name("biomedgpt")

@@ -62,7 +62,7 @@ def test_offline_planner_follow_up_uses_memory(fake_services):
 
 
 def test_offline_mode_says_what_needs_the_network(fake_services, monkeypatch):
-    from biomedgpt.settings import reset_settings
+    from biomedgpt.core.settings import reset_settings
 
     monkeypatch.setenv("BIOMEDGPT_OFFLINE", "1")  # with a cold cache every PubChem look-up is a miss
     reset_settings()
@@ -75,7 +75,7 @@ def test_offline_mode_says_what_needs_the_network(fake_services, monkeypatch):
 
 
 def test_assistant_settings_reach_the_tools_it_calls(fake_services, monkeypatch):
-    from biomedgpt.settings import Settings, get_settings, reset_settings
+    from biomedgpt.core.settings import Settings, get_settings, reset_settings
 
     scoped = Settings()  # points at the loopback server (the fixture's environment)
     monkeypatch.setenv("BIOMEDGPT_PUBCHEM_URL", "http://127.0.0.1:9")  # the process-wide settings: nothing there

@@ -12,7 +12,7 @@ import pytest
 
 from biomedgpt.agent.entities import Entity, classify_name, recognise
 from biomedgpt.agent.planner import Plan, PlanContext, plan
-from biomedgpt.model.errors import InputError
+from biomedgpt.core.errors import InputError
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 IBUPROFEN = "CC(C)Cc1ccc(cc1)C(C)C(=O)O"
@@ -316,7 +316,7 @@ def test_context_from_state_orders_the_current_entity_last():
 
 
 def test_offline_flag_defaults_to_settings(monkeypatch):
-    from biomedgpt.settings import reset_settings
+    from biomedgpt.core.settings import reset_settings
 
     monkeypatch.setenv("BIOMEDGPT_OFFLINE", "1")
     reset_settings()

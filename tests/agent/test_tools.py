@@ -16,8 +16,8 @@ from langchain_core.messages import ToolMessage
 from langchain_tests.unit_tests import ToolsUnitTests
 from pytest_httpserver import HTTPServer
 
-from biomedgpt.model.errors import InputError, InvalidSequenceError
-from biomedgpt.settings import reset_settings
+from biomedgpt.core.errors import InputError, InvalidSequenceError
+from biomedgpt.core.settings import reset_settings
 from biomedgpt.tools import langchain_tools as lt
 from biomedgpt.tools.biomedgpt_tool import (
     GENERATION_PRESETS,
@@ -369,7 +369,7 @@ def test_model_is_loaded_once_and_shared_by_threads(monkeypatch):
 
 
 def test_generation_presets_are_recorded_and_checked(tiny_model, monkeypatch):
-    from biomedgpt.model.errors import ConfigError
+    from biomedgpt.core.errors import ConfigError
 
     monkeypatch.setenv("BIOMEDGPT_OFFLINE", "1")
     reset_settings()

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from biomedgpt import __version__
 from biomedgpt.cli import app
-from biomedgpt.settings import Settings, get_settings, reset_settings
+from biomedgpt.core.settings import Settings, get_settings, reset_settings
 
 runner = CliRunner()
 

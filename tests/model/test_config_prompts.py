@@ -6,7 +6,7 @@ import pytest
 
 from biomedgpt.model.config import PRESETS, BioMedGPTConfig, get_preset
 from biomedgpt.model.conversation import SYSTEM_PROMPT, chat_prompt, training_prompt
-from biomedgpt.model.errors import ConfigError
+from biomedgpt.core.errors import ConfigError
 
 
 def test_presets_have_the_released_shapes():

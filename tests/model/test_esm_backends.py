@@ -18,7 +18,7 @@ import pytest
 import torch
 from transformers import EsmForMaskedLM
 
-from biomedgpt.model.errors import CheckpointError
+from biomedgpt.core.errors import CheckpointError
 from biomedgpt.model.protein import (
     FairEsmEncoder,
     HFEsmEncoder,

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
-from biomedgpt.model.errors import InputError, InvalidSmilesError
+from biomedgpt.core.errors import InputError, InvalidSmilesError
 from biomedgpt.model.molecule import FeaturizationWarning, featurize_smiles
 
 C, N, O, F, NA, CL, CU, PT = 5, 6, 7, 8, 10, 16, 28, 77  # atomic number − 1

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from biomedgpt.model.errors import CheckpointError, ConfigError
+from biomedgpt.core.errors import CheckpointError, ConfigError
 from biomedgpt.model.molecule import SELF_LOOP_BOND_TYPE, GINConv, GINEncoder, featurize_smiles, load_graphmvp
 
 EXPECTED = Path(__file__).resolve().parents[1] / "data" / "gin_graphmvp_state_dict.json"

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from biomedgpt.model.conversation import chat_prompt
-from biomedgpt.model.errors import CheckpointError
+from biomedgpt.core.errors import CheckpointError
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 PEPTIDE = "MKTAYIAKQR"

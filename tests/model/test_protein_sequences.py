@@ -10,7 +10,7 @@ import warnings
 import pytest
 import torch
 
-from biomedgpt.model.errors import ConfigError, InvalidSequenceError
+from biomedgpt.core.errors import ConfigError, InvalidSequenceError
 from biomedgpt.model.protein import (
     ESM_PRESETS,
     HFEsmEncoder,

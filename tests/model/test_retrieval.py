@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from biomedgpt.core.chem import parse_smiles
+
 import gzip
 
 import pytest
 
 from biomedgpt.model import retrieval
-from biomedgpt.model.errors import InputError, InvalidSequenceError, InvalidSmilesError
+from biomedgpt.core.errors import InputError, InvalidSequenceError, InvalidSmilesError
 from biomedgpt.model.retrieval import (
     Hit,
     MoleculeIndex,
@@ -187,7 +189,7 @@ def test_shipped_molecule_reference_has_no_chebi20_test_molecule():
     test_keys = set()
     for row in test_rows:
         try:
-            test_keys.add(retrieval.molecule_key(retrieval.parse_smiles(row.smiles)))
+            test_keys.add(retrieval.molecule_key(parse_smiles(row.smiles)))
         except InvalidSmilesError:
             pass
     assert len(test_keys) > 2500

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from biomedgpt.model.conversation import chat_prompt
-from biomedgpt.model.errors import CheckpointError, ConfigError
+from biomedgpt.core.errors import CheckpointError, ConfigError
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from biomedgpt.model.errors import ConfigError
+from biomedgpt.core.errors import ConfigError
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from rdkit import Chem
 
 from biomedgpt.model.biomedgpt import IGNORE_INDEX
 from biomedgpt.model.conversation import chat_prompt
-from biomedgpt.model.errors import InputError, InvalidSequenceError, InvalidSmilesError
+from biomedgpt.core.errors import InputError, InvalidSequenceError, InvalidSmilesError
 from biomedgpt.model.molecule import featurize_smiles
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"

@@ -30,7 +30,7 @@ def progress():
 @pytest.fixture
 def http_env(monkeypatch, fake_services):
     """Set ``BIOMEDGPT_HTTP__*`` knobs for one test and start from fresh sessions."""
-    from biomedgpt.settings import reset_settings
+    from biomedgpt.core.settings import reset_settings
     from biomedgpt.tools.http import reset_sessions
 
     def apply(**knobs):

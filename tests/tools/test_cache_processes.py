@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from biomedgpt.settings import get_settings, reset_settings
+from biomedgpt.core.settings import get_settings, reset_settings
 from biomedgpt.tools.http import cache_path, reset_sessions
 from biomedgpt.tools.pubchem import PubChemClient
 

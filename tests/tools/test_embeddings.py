@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from biomedgpt.model.errors import ConfigError
-from biomedgpt.settings import get_settings
+from biomedgpt.core.errors import ConfigError
+from biomedgpt.core.settings import get_settings
 from biomedgpt.tools.embeddings import default_model_path, embedding_function, resolve_model_path
 
 
@@ -31,7 +31,7 @@ def test_bad_model_settings_are_config_errors(tmp_path, monkeypatch):
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("BIOMEDGPT_EMBEDDING_MODEL", str(empty))
-    from biomedgpt.settings import reset_settings
+    from biomedgpt.core.settings import reset_settings
 
     reset_settings()
     with pytest.raises(ConfigError, match="not a sentence-transformers model folder"):

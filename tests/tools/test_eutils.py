@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from biomedgpt.model.errors import InputError
-from biomedgpt.settings import get_settings, reset_settings
+from biomedgpt.core.errors import InputError
+from biomedgpt.core.settings import get_settings, reset_settings
 from biomedgpt.tools.errors import ServiceError
 from biomedgpt.tools.eutils import fetch_pubmed
 from biomedgpt.tools.http import cache_path, reset_sessions

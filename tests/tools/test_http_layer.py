@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from biomedgpt.settings import reset_settings
+from biomedgpt.core.settings import reset_settings
 from biomedgpt.tools.errors import OfflineMiss, ServiceError, StoreError, Throttled
 from biomedgpt.tools.http import RateLimiter, parse_throttling, reset_sessions
 from biomedgpt.tools.pubchem import PubChemClient

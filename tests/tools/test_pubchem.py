@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from biomedgpt.model.errors import InputError, InvalidSmilesError
+from biomedgpt.core.errors import InputError, InvalidSmilesError
 from biomedgpt.tools.errors import NotFound, ServiceError
 from biomedgpt.tools.pubchem import PROPERTIES, PubChemClient, classify_query, compound_from_row
 from biomedgpt.tools.records import Compound

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from biomedgpt.model.errors import InputError, InvalidSequenceError, InvalidSmilesError
+from biomedgpt.core.errors import InputError, InvalidSequenceError, InvalidSmilesError
 from biomedgpt.model.retrieval import default_protein_index
 from biomedgpt.tools.properties import molecule_properties
 from biomedgpt.tools.similarity import similar_known

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from biomedgpt.model.errors import InputError
+from biomedgpt.core.errors import InputError
 from biomedgpt.tools.errors import StoreError
 from biomedgpt.tools.literature import (
     ChunkConfig,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from biomedgpt.model.errors import InputError
+from biomedgpt.core.errors import InputError
 from biomedgpt.tools.errors import InactiveEntry, NotFound, ServiceError
 from biomedgpt.tools.uniprot import SearchResult, UniProtClient, check_accession
 

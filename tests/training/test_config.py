@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from biomedgpt.model.errors import ConfigError
+from biomedgpt.core.errors import ConfigError
 from biomedgpt.training.config import (
     KINDS,
     PRESETS,

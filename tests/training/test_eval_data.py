@@ -10,7 +10,7 @@ import logging
 
 import pytest
 
-from biomedgpt.model.errors import InputError
+from biomedgpt.core.errors import InputError
 from biomedgpt.training import data as D
 
 

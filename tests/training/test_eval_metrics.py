@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from biomedgpt.model.errors import InputError
+from biomedgpt.core.errors import InputError
 from biomedgpt.training import metrics
 from biomedgpt.training.evaluate import caption_metrics, exact_match, protein_qa_metrics
 

@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from biomedgpt.model.errors import CheckpointError
+from biomedgpt.core.errors import CheckpointError
 from biomedgpt.training.align import build_align_data, setup_align
 from biomedgpt.training.lm import setup_lm
 from biomedgpt.training.loop import Trainer, latest_checkpoint

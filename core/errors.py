@@ -1,7 +1,7 @@
 """The error types of biomedgpt: ``except BiomedGPTError`` catches every expected failure.
 
-Why here: ``model/`` is the bottom of the import graph, so every room (tools, training, agent, CLI)
-can subclass these without breaking the one-way import rule. The CLI prints ``str(error)`` of a
+Why here: ``core/`` is the ground floor of the import graph, so every room (model, tools, training,
+agent, CLI) can subclass these without breaking the one-way import rule. The CLI prints ``str(error)`` of a
 ``BiomedGPTError`` as one line; anything else is a bug and is reported as one.
 """
 

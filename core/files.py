@@ -1,8 +1,8 @@
-"""Atomic file and folder writes: ``from biomedgpt.model.atomic import atomic_write_text, atomic_dir``.
+"""Atomic file and folder writes: ``from biomedgpt.core.files import atomic_write_text, atomic_dir``.
 
 Why one module: caches, indexes, checkpoints, reports and converted weights must never be seen half
-written (a killed process leaves the old version or the new one, nothing in between). ``model/`` is
-the bottom of the import graph, so tools, training and the agent all use these.
+written (a killed process leaves the old version or the new one, nothing in between). ``core/`` is
+the ground floor of the import graph, so every room uses these.
 """
 
 from __future__ import annotations

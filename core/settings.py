@@ -1,4 +1,4 @@
-"""Typed settings for every part of biomedgpt: ``from biomedgpt.settings import get_settings``.
+"""Typed settings for every part of biomedgpt: ``from biomedgpt.core.settings import get_settings``.
 
 Why one object: users configure base URLs, timeouts, rate limits and cache TTLs in one place
 (``BIOMEDGPT_*`` variables or a TOML file), and tests point everything at loopback servers and a
