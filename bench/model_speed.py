@@ -10,13 +10,12 @@ What it measures, all in one run so the ratios compare like with like:
 - mini-model (SmolLM2-135M) greedy generation tokens/s with a molecule prompt vs the same LM on a text-only
   prompt of the same number of positions: the ratio is the cost of splicing the structure in.
 
-ChEBI-20 rows sometimes escape backslashes as ``\\\\``; they are un-escaped (``\\\\`` → ``\\``) as elsewhere.
+ChEBI-20 rows are read by ``core/datasets.read_chebi20`` (which un-escapes the ``\\\\`` of cis/trans bonds).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import platform
 import sys
@@ -27,17 +26,18 @@ from pathlib import Path
 
 import torch
 
+from biomedgpt.core.datasets import read_chebi20
+
 
 def read_chebi_smiles(shared: Path) -> list[str]:
+    """The SMILES of ChEBI-20 validation + test (``core/datasets.read_chebi20``)."""
     folder = shared / "datasets" / "chebi20"
     smiles: list[str] = []
     for name in ("validation.txt", "test.txt"):
         path = folder / name
         if not path.is_file():
             sys.exit(f"error: {path} not found (pass --shared pointing at the shared folder)")
-        with path.open(newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
-                smiles.append(row["SMILES"].replace("\\\\", "\\"))
+        smiles.extend(record.smiles for record in read_chebi20(path))
     return smiles
 
 

@@ -25,15 +25,12 @@ Rebuild the shipped files from the shared data sets with::
 from __future__ import annotations
 
 import argparse
-import ast
-import csv
 import gzip
 import hashlib
 import io
 import json
-import random
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -41,10 +38,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from biomedgpt.core.files import atomic_write_bytes
 from biomedgpt.core.chem import AMINO_ACIDS as ALL_AMINO_ACIDS
 from biomedgpt.core.chem import FP_BITS, FP_RADIUS, STANDARD_AMINO_ACIDS, morgan_generator, parse_smiles
+from biomedgpt.core.datasets import CaptionRecord, ProteinRecord, read_chebi20, read_swissprot_pair, split_accessions
 from biomedgpt.core.errors import InputError, InvalidSequenceError, InvalidSmilesError
+from biomedgpt.core.files import atomic_write_bytes
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 MOLECULE_RECORDS = DATA_DIR / "chebi20_validation.tsv.gz"
@@ -67,15 +65,6 @@ class MoleculeRecord(NamedTuple):
 
     id: str
     smiles: str
-    description: str
-    name: str | None = None
-
-
-class ProteinRecord(NamedTuple):
-    """One reference protein: ``(accession, sequence, description[, name])``."""
-
-    accession: str
-    sequence: str
     description: str
     name: str | None = None
 
@@ -451,121 +440,18 @@ def format_context(hits: Sequence[Hit], kind: str, *, max_chars: int = 200, max_
 # ------------------------------------------------------------------------------------ shipped data
 
 
-def split_accessions(accessions: Iterable[str], test_fraction: float = 0.2, seed: int = 0) -> tuple[list[str], list[str]]:
-    """Deterministic train/test split by accession: ``(train, test)``, each sorted.
-
-    Unique accessions are sorted, shuffled with ``random.Random(seed)`` and the first
-    ``round(n * test_fraction)`` go to test, so the split does not depend on input order.
-    """
-    if not 0.0 <= test_fraction <= 1.0:
-        raise InputError(f"test_fraction must be within [0, 1], got {test_fraction}")
-    unique = sorted({str(a) for a in accessions})
-    shuffled = list(unique)
-    random.Random(seed).shuffle(shuffled)
-    n_test = int(round(len(unique) * test_fraction))
-    test = set(shuffled[:n_test])
-    return [a for a in unique if a not in test], sorted(test)
-
-
-def iter_chebi20(path: str | Path, on_bad_row: Callable[[str], None] | None = None) -> Iterator[MoleculeRecord]:
-    """Stream a ChEBI-20 TSV (header naming ``CID``, ``SMILES``, ``description``; no quoting; ``.gz`` allowed).
-
-    The one ChEBI-20 reader of biomedgpt (``training/data.read_chebi20`` wraps it). A malformed row
-    (wrong column count, an empty cell) raises ``InputError`` naming the file and line, or, with
-    ``on_bad_row``, is reported there and skipped (long training/evaluation reads count them instead).
-    The files escape the backslash of a cis/trans bond as ``\\\\``; it is un-escaped (``C/C=C\\\\C`` →
-    ``C/C=C\\C``), the molecule ChEBI meant.
-    """
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None:
-            raise InputError(f"{path}: empty file, expected a ChEBI-20 TSV with header CID, SMILES, description")
-        columns = {name.strip(): i for i, name in enumerate(header)}
-        if not {"CID", "SMILES", "description"} <= set(columns):
-            raise InputError(f"{path}: header {header!r} lacks CID, SMILES, description (is this a ChEBI-20 TSV?)")
-        ic, ism, idesc = columns["CID"], columns["SMILES"], columns["description"]
-        for line_no, row in enumerate(reader, 2):
-            if not row or not any(cell.strip() for cell in row):
-                continue
-            problem = None
-            if len(row) != len(header):
-                problem = f"{len(row)} columns instead of {len(header)}"
-            elif not (row[ic].strip() and row[ism].strip() and row[idesc].strip()):
-                problem = "empty CID, SMILES or description"
-            if problem is not None:
-                if on_bad_row is None:
-                    raise InputError(f"{path} line {line_no}: {problem}")
-                on_bad_row(problem)
-                continue
-            yield MoleculeRecord(row[ic].strip(), row[ism].strip().replace("\\\\", "\\"), row[idesc].strip())
-
-
-def read_chebi20(path: str | Path) -> list[MoleculeRecord]:
-    """All rows of a ChEBI-20 TSV, strictly (``iter_chebi20`` without skipping): a reference index
-    must be built from exactly the rows of its file."""
-    return list(iter_chebi20(path))
-
-
-def _list_cell(cell: str) -> list[str]:
-    cell = (cell or "").strip()
-    if not cell:
-        return []
-    value = ast.literal_eval(cell)
-    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
-
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith(".") else text + "."
-
-
-def read_swissprot_pair(path: str | Path) -> list[ProteinRecord]:
-    """Read the PAIR Swiss-Prot CSV (``.gz`` allowed) into records with a readable description built from
-    the recommended name, family, Pfam domains and EC numbers (UniProt content, CC BY 4.0)."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    records = []
-    with opener(path, "rt", encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        for line_no, row in enumerate(reader, 2):
-            try:
-                accession = row["pid"].strip()
-                sequence = _list_cell(row["seq"])[0]
-                names = _list_cell(row.get("names", ""))
-                family = _list_cell(row.get("family", ""))
-                domains = _list_cell(row.get("pfam_domain", ""))
-                ec = _list_cell(row.get("EC", ""))
-            except (KeyError, IndexError, ValueError, SyntaxError) as error:
-                raise InputError(f"{path} line {line_no}: not a PAIR Swiss-Prot row ({error})") from error
-            name = None
-            parts = []
-            if names:
-                name = names[0].split("Recommended name:", 1)[-1].strip().split(";")[0].strip() or None
-                parts.append(f"{name}." if name else _sentence(names[0]))
-            parts.extend(_sentence(f) for f in family)
-            if domains:
-                parts.append(f"Pfam domains: {'; '.join(domains)}.")
-            if ec:
-                parts.append(f"EC {', '.join(ec)}.")
-            records.append(ProteinRecord(accession, sequence, " ".join(parts), name))
-    return records
-
-
 def reference_molecules() -> list[MoleculeRecord]:
     """The shipped molecule reference: ChEBI-20 validation less the 5 rows that are the same molecule as a
-    ChEBI-20 test row (3,296 rows; see ``model/data/README.md``)."""
-    return read_chebi20(MOLECULE_RECORDS)
+    ChEBI-20 test row (3,296 rows; see ``model/data/README.md``), read strictly: the index holds exactly
+    the rows of its file."""
+    return [MoleculeRecord(r.cid, r.smiles, r.description) for r in read_chebi20(MOLECULE_RECORDS, strict=True)]
 
 
 def reference_proteins(split: str = "all") -> list[ProteinRecord]:
     """The shipped Swiss-Prot PAIR proteins; ``split`` is ``"all"``, ``"train"`` (80 %) or ``"test"`` (20 %)
     of ``split_accessions(accessions, 0.2, seed=0)``. ``"train"`` also leaves out any entry whose sequence
     is identical to a test entry's. The shipped index holds ``"train"`` only."""
-    records = read_swissprot_pair(PROTEIN_RECORDS)
+    records = list(read_swissprot_pair(PROTEIN_RECORDS, strict=True))
     if split == "all":
         return records
     if split not in ("train", "test"):
@@ -602,9 +488,9 @@ def default_protein_index() -> ProteinIndex:
     return ProteinIndex.build(reference_proteins("train"))
 
 
-def leaking_rows(reference: Sequence[MoleculeRecord], test: Sequence[MoleculeRecord]) -> list[str]:
-    """Ids of reference rows that share a CID or an InChIKey with a test row (same molecule, other row)."""
-    test_ids = {r.id for r in test}
+def leaking_rows(reference: Sequence[CaptionRecord], test: Sequence[CaptionRecord]) -> list[str]:
+    """CIDs of reference rows that share a CID or an InChIKey with a test row (same molecule, other row)."""
+    test_ids = {r.cid for r in test}
     test_keys = set()
     for row in test:
         try:
@@ -617,8 +503,8 @@ def leaking_rows(reference: Sequence[MoleculeRecord], test: Sequence[MoleculeRec
             key = molecule_key(parse_smiles(row.smiles))
         except InvalidSmilesError:
             key = None
-        if row.id in test_ids or key in test_keys:
-            leaking.append(row.id)
+        if row.cid in test_ids or key in test_keys:
+            leaking.append(row.cid)
     return leaking
 
 
@@ -632,22 +518,22 @@ def build_shipped(chebi: str | Path | None, swissprot: str | Path | None, out_di
     summary = {}
     out_dir = Path(out_dir)
     if chebi:
-        records = read_chebi20(chebi)  # validates the header before anything is written
+        records = list(read_chebi20(chebi, strict=True))  # validates every row before anything is written
         excluded: list[str] = []
         if chebi_test:
-            excluded = leaking_rows(records, read_chebi20(chebi_test))
+            excluded = leaking_rows(records, list(read_chebi20(chebi_test, strict=True)))
         lines = Path(chebi).read_text(encoding="utf-8").splitlines(keepends=True)
         drop = set(excluded)
         kept_lines = [lines[0]] + [line for line in lines[1:] if line.split("\t", 1)[0].strip() not in drop]
         payload = "".join(kept_lines).encode("utf-8")
         atomic_write_bytes(out_dir / MOLECULE_RECORDS.name, gzip.compress(payload, mtime=0))
-        index = MoleculeIndex.build([r for r in records if r.id not in drop])
+        index = MoleculeIndex.build([(r.cid, r.smiles, r.description) for r in records if r.cid not in drop])
         index.save(out_dir / MOLECULE_INDEX.name, source_digest=_file_digest(out_dir / MOLECULE_RECORDS.name),
                    excluded_as_test_duplicates=sorted(excluded, key=int))
         summary["molecules"] = {"rows": len(records), "excluded_same_as_test": len(excluded),
                                 "indexed": len(index), "skipped": index.skipped}
     if swissprot:
-        records = read_swissprot_pair(swissprot)
+        records = list(read_swissprot_pair(swissprot, strict=True))
         atomic_write_bytes(out_dir / PROTEIN_RECORDS.name, gzip.compress(Path(swissprot).read_bytes(), mtime=0))
         train, test = split_accessions([r.accession for r in records])
         test_sequences = {r.sequence for r in records if r.accession in set(test)}

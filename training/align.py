@@ -9,13 +9,9 @@ loss covers the answer tokens plus EOS only (``BioMedGPT.forward`` with ``answer
 Molecule samples (ChEBI-20: caption = the description) and protein samples (UniProtQA pairs, either
 layout) are mixed in one shuffled run.
 
-Splits (all deterministic):
-- molecules: rows sharing a CID or an InChIKey with ``data.molecule_exclude_path`` (the ChEBI-20 test
-  split) are dropped first; then ``data.molecule_dev_holdout`` CIDs (``random.Random(split_seed)``
-  over the sorted CIDs) are kept out as a dev set; the rest train;
-- proteins: ``model/retrieval.split_accessions(..., test_fraction=1 - protein_train_fraction,
-  seed=split_seed)`` — with 0.8 / seed 0 exactly the split whose train part the shipped protein index
-  holds, so training and evaluation see the same held-out accessions.
+Splits (all deterministic; ``training/data.py``): molecules less the ChEBI-20 test molecules
+(``data.molecule_exclude_path``) and less a dev hold-out of CIDs; proteins by the 80/20 accession split
+(``core/datasets.split_accessions``) whose train part the shipped protein index holds.
 
 Retrieval context (``retrieval.enabled``): an index is built from the *training* samples only (never
 dev/test; proteins described by their joined training answers, or by the shipped Swiss-Prot PAIR
@@ -42,6 +38,7 @@ import torch
 from biomedgpt.model.conversation import CAPTION_QUESTION  # the question ``eval captioning`` asks too
 from biomedgpt.core.errors import ConfigError, InputError
 from biomedgpt.training.config import AlignConfig
+from biomedgpt.training.data import molecule_split, protein_references, protein_split
 from biomedgpt.training.distributed import DistEnv, init_distributed
 from biomedgpt.training.loop import StepInfo, Trainer, seed_everything
 from biomedgpt.core.chem import try_parse_smiles
@@ -69,85 +66,12 @@ class AlignData:
     counts: dict[str, int]
 
 
-def _molecule_split(config: AlignConfig) -> tuple[list[Any], list[Any]]:
-    from biomedgpt.training.data import ReadStats, read_chebi20, take
-
-    path = config.data.molecule_path
-    if path is None:
-        return [], []
-    records = list(take(read_chebi20(path, stats=ReadStats()), config.data.limit_molecules))
-    if config.data.molecule_exclude_path is not None:
-        records = _without_test_molecules(records, config.data.molecule_exclude_path)
-    cids = sorted({r.cid for r in records})
-    random.Random(config.data.split_seed).shuffle(cids)
-    dev_cids = set(cids[: min(config.data.molecule_dev_holdout, max(len(cids) - 1, 0))])
-    return [r for r in records if r.cid not in dev_cids], [r for r in records if r.cid in dev_cids]
-
-
-def _without_test_molecules(records: list[Any], test_path: Path) -> list[Any]:
-    """``records`` minus the rows that are a test molecule under another row (same CID or InChIKey)."""
-    from biomedgpt.model.retrieval import MoleculeRecord, leaking_rows
-    from biomedgpt.training.data import ReadStats, read_chebi20
-
-    test = [MoleculeRecord(r.cid, r.smiles, r.description) for r in read_chebi20(test_path, stats=ReadStats())]
-    leaking = set(leaking_rows([MoleculeRecord(r.cid, r.smiles, r.description) for r in records], test))
-    return [r for r in records if r.cid not in leaking]
-
-
-def _protein_split(config: AlignConfig) -> tuple[list[Any], list[Any]]:
-    from biomedgpt.model.retrieval import split_accessions
-    from biomedgpt.training.data import ReadStats, read_uniprotqa, take
-
-    path = config.data.protein_path
-    if path is None:
-        return [], []
-    records = list(take(read_uniprotqa(path, config.data.protein_sequences, stats=ReadStats()), config.data.limit_proteins))
-    limit = config.data.max_protein_length
-    records = [_truncated(r, limit) if len(r.sequence) > limit else r for r in records]
-    train_ids, _ = split_accessions([r.accession for r in records], 1.0 - config.data.protein_train_fraction, config.data.split_seed)
-    keep = set(train_ids)
-    return [r for r in records if r.accession in keep], [r for r in records if r.accession not in keep]
-
-
-def _truncated(record: Any, length: int) -> Any:
-    from dataclasses import replace
-
-    return replace(record, sequence=record.sequence[:length])
-
-
-def _protein_descriptions(records: Sequence[Any]) -> list[tuple[str, str, str]]:
-    """One reference per accession: its sequence and its answers joined (what is known about it)."""
-    by_accession: dict[str, tuple[str, list[str]]] = {}
-    for r in records:
-        seq, answers = by_accession.setdefault(r.accession, (r.sequence, []))
-        if r.answer not in answers:
-            answers.append(r.answer)
-    return [(acc, seq, " ".join(a if a.endswith(".") else f"{a}." for a in answers)) for acc, (seq, answers) in by_accession.items()]
-
-
-def _protein_references(records: Sequence[Any], source: str) -> list[Any]:
-    """The protein reference rows: from the training answers, or the shipped PAIR records of the
-    training accessions (never a dev/test protein either way)."""
-    if source == "answers":
-        return _protein_descriptions(records)
-    from biomedgpt.model.retrieval import reference_proteins
-
-    train_accessions = {r.accession for r in records}
-    shipped = [r for r in reference_proteins("all") if r.accession in train_accessions]
-    if not shipped:
-        raise ConfigError(
-            "align: retrieval.protein_reference=shipped, but no training accession is in the shipped "
-            "Swiss-Prot set; use retrieval.protein_reference=answers for this protein data"
-        )
-    return shipped
-
-
 def build_align_data(config: AlignConfig, prompt_format: str = "biomedgpt", tokenizer: Any = None) -> AlignData:
     """Read, split, (optionally) retrieve and template every sample in ``prompt_format``."""
     from biomedgpt.model.conversation import task_prompt
 
-    mol_train, mol_dev = _molecule_split(config)
-    prot_train, prot_dev = _protein_split(config)
+    mol_train, mol_dev = molecule_split(config)
+    prot_train, prot_dev = protein_split(config)
     if not mol_train and not prot_train:
         raise ConfigError("align: no training data; set data.molecule_path and/or data.protein_path")
     mol_context = prot_context = None
@@ -162,7 +86,7 @@ def build_align_data(config: AlignConfig, prompt_format: str = "biomedgpt", toke
                 return format_context(index.search(r.smiles, k, exclude_ids=[r.cid], leave_self_out=True), "molecule")
 
         if prot_train:
-            pindex = ProteinIndex.build(_protein_references(prot_train, config.retrieval.protein_reference))
+            pindex = ProteinIndex.build(protein_references(prot_train, config.retrieval.protein_reference))
 
             def prot_context(r: Any) -> str:
                 return format_context(pindex.search(r.sequence, k, exclude_ids=[r.accession], leave_self_out=True), "protein")

@@ -1,558 +1,86 @@
-"""Streaming dataset readers: ``for rec in read_chebi20("test.txt", stats=s): ...`` (one typed record per row).
+"""Training data assembly for alignment: ``molecule_split(config)``, ``protein_split(config)``, ``protein_references(...)``.
 
-Why: trainers and the evaluation harness read the same public files (ChEBI-20, PubChemQA, UniProtQA,
-MedMCQA, PubMedQA, MedQA-USMLE, raw text) and must agree on how each is parsed. Every reader is a
-generator (a 100k-row file never sits in memory twice), skips a malformed row instead of dying on it,
-counts the skipped rows in a ``ReadStats`` the caller may pass in, and logs one warning line at the end
-naming the file and how many rows were skipped and why. A file that cannot be opened at all, or that
-is not the format asked for, is an ``InputError`` naming the file.
+Why here: the data-set readers are the ground floor's (``core/datasets.py``, shared with evaluation,
+the reference indexes and the benchmarks); what is specific to training is how the rows read are
+split and which of them may serve as retrieval references. All splits are deterministic:
+
+- molecules: rows sharing a CID or an InChIKey with ``data.molecule_exclude_path`` (the ChEBI-20 test
+  split) are dropped first; then ``data.molecule_dev_holdout`` CIDs (``random.Random(split_seed)``
+  over the sorted CIDs) are kept out as a dev set; the rest train;
+- proteins: ``core/datasets.split_accessions(..., test_fraction=1 - protein_train_fraction,
+  seed=split_seed)`` — with 0.8 / seed 0 exactly the split whose train part the shipped protein index
+  holds, so training and evaluation see the same held-out accessions.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import logging
-import sys
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+import random
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
 
-from biomedgpt.core.errors import InputError
-from biomedgpt.core.chem import is_sequence
-
-log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-_NOTHING = object()
-
-# ChEBI-20 SMILES fields can be longer than csv's default 128 kB field limit in other copies of the set.
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-
-MCQA_FORMATS = ("medmcqa", "pubmedqa", "medqa")
-PUBMEDQA_LABELS = ("yes", "no", "maybe")
-
-
-# --------------------------------------------------------------------------------------------- records
-@dataclass(frozen=True)
-class CaptionRecord:
-    """One ChEBI-20 row: PubChem CID, SMILES (backslashes un-escaped), ChEBI description."""
-
-    cid: str
-    smiles: str
-    description: str
-
-
-@dataclass(frozen=True)
-class MoleculeQA:
-    """One PubChemQA pair. Several SMILES in one record are joined with '.' (a multi-component SMILES)."""
-
-    smiles: str
-    question: str
-    answer: str
-    cid: str | None = None
-
-
-@dataclass(frozen=True)
-class ProteinQA:
-    """One UniProtQA pair; ``question_type`` is one of QUESTION_TYPES' keys or 'other'."""
-
-    accession: str
-    sequence: str
-    question: str
-    answer: str
-    question_type: str
-
-
-@dataclass(frozen=True)
-class MCQARecord:
-    """One multiple-choice question.
-
-    ``options`` is a letter→text dict (MedMCQA, MedQA: ``answer`` is the letter) or a list of labels
-    (PubMedQA: ``["yes", "no", "maybe"]``, ``answer`` is the label). ``context`` holds PubMedQA's abstract.
-    """
-
-    id: str
-    question: str
-    options: dict[str, str] | list[str]
-    answer: str
-    dataset: str
-    context: str | None = None
-
-
-@dataclass(frozen=True)
-class TextRecord:
-    """One document of a raw text corpus (LM training)."""
-
-    text: str
-    id: str | None = None
-
-
-# ------------------------------------------------------------------------------------------- counting
-@dataclass
-class ReadStats:
-    """How many rows a reader yielded and skipped, with a count per reason; readable after the loop."""
-
-    source: str = ""
-    read: int = 0
-    skipped: int = 0
-    reasons: Counter = field(default_factory=Counter)
-
-    def skip(self, reason: str) -> None:
-        self.skipped += 1
-        self.reasons[reason] += 1
-
-    def summary(self) -> str:
-        why = ", ".join(f"{reason}: {count}" for reason, count in self.reasons.most_common())
-        return f"{self.source}: {self.read} records read, {self.skipped} malformed rows skipped" + (f" ({why})" if why else "")
-
-    def report(self) -> None:
-        """The end-of-file log line: a warning when rows were skipped, debug otherwise."""
-        (log.warning if self.skipped else log.debug)(self.summary())
-
-
-def _stats(stats: ReadStats | None, path: Path) -> ReadStats:
-    stats = stats if stats is not None else ReadStats()
-    stats.source = str(path)
-    return stats
-
-
-def _check_file(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    return path
-
-
-def _text(value: Any) -> str | None:
-    """A non-empty stripped string, or None for anything else (missing, empty, not a string)."""
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def _json_rows(path: Path, stats: ReadStats) -> Iterator[Any]:
-    """Rows of a JSON file (a list, or a dict of parallel lists, or a dict keyed by id) or of JSON Lines.
-
-    A JSONL line that is not valid JSON is skipped and counted; a whole-file JSON syntax error is an
-    InputError (nothing can be recovered from it).
-    """
-    with path.open("r", encoding="utf-8") as handle:
-        head = handle.read(1)
-        while head and head.isspace():
-            head = handle.read(1)
-        handle.seek(0)
-        if head == "[" or (head == "{" and not _looks_like_jsonl(path)):
-            try:
-                data = json.load(handle)
-            except json.JSONDecodeError as error:
-                raise InputError(f"{path}: not valid JSON ({error})") from None
-            yield from _rows_of(data, path)
-            return
-        first: Any = _NOTHING
-        lines = 0
-        for line in handle:
-            if not line.strip():
-                continue
-            lines += 1
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                stats.skip("line is not JSON")
-                continue
-            if lines == 1:
-                first = row  # held back: a one-line file may be a whole JSON document, not JSONL
-                continue
-            if first is not _NOTHING:
-                yield first
-                first = _NOTHING
-            yield row
-        if first is not _NOTHING:
-            yield from (_rows_of(first, path) if lines == 1 else [first])
-
-
-def _looks_like_jsonl(path: Path) -> bool:
-    """True when the first non-empty line is a complete JSON object on its own (JSON Lines)."""
-    with path.open("r", encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                try:
-                    json.loads(line)
-                    return True
-                except json.JSONDecodeError:
-                    return False
-    return False
-
-
-def _rows_of(data: Any, path: Path) -> Iterator[Any]:
-    if isinstance(data, list):
-        yield from data
-        return
-    if isinstance(data, dict):
-        lists = [v for v in data.values() if isinstance(v, list)]
-        if data and len(lists) == len(data) and len({len(v) for v in lists}) == 1 and not _is_record(data):
-            # Columnar layout {"field": [v0, v1, ...], ...}: zip the parallel lists into rows.
-            keys = list(data)
-            for values in zip(*(data[k] for k in keys)):
-                yield dict(zip(keys, values))
-            return
-        if _is_record(data):
-            yield data
-            return
-        for key, value in data.items():
-            yield {"__key__": key, **value} if isinstance(value, dict) else {"__key__": key, "__value__": value}
-        return
-    raise InputError(f"{path}: expected a JSON list or object at the top level, got {type(data).__name__}")
-
-
-def _is_record(data: dict) -> bool:
-    return "question" in data and not isinstance(data.get("question"), list)
-
-
-# ----------------------------------------------------------------------------------------- ChEBI-20
-def read_chebi20(path: str | Path, stats: ReadStats | None = None) -> Iterator[CaptionRecord]:
-    """ChEBI-20 TSV (header ``CID SMILES description``, ``csv.QUOTE_NONE``; ``.gz`` too), streamed.
-
-    The parsing is ``model/retrieval.iter_chebi20`` (the one ChEBI-20 reader, which also un-escapes the
-    ``\\\\`` of cis/trans bonds); here malformed rows are skipped and counted in ``stats`` instead of
-    stopping a long run.
-    """
-    from biomedgpt.model.retrieval import iter_chebi20
-
-    path = _check_file(path)
-    stats = _stats(stats, path)
-    for record in iter_chebi20(path, on_bad_row=stats.skip):
-        stats.read += 1
-        yield CaptionRecord(cid=record.id, smiles=record.smiles, description=record.description)
-    stats.report()
-
-
-# ---------------------------------------------------------------------------------------- PubChemQA
-def read_pubchemqa(path: str | Path, stats: ReadStats | None = None) -> Iterator[MoleculeQA]:
-    """PubChemQA JSON/JSONL records ``{"smiles": [...], "question", "answer"}`` (optionally ``cid``).
-
-    Also reads the columnar layout (parallel lists under the same keys). ``smiles`` may be a string.
-    """
-    path = _check_file(path)
-    stats = _stats(stats, path)
-    for row in _json_rows(path, stats):
-        if not isinstance(row, dict):
-            stats.skip("row is not an object")
-            continue
-        smiles = row.get("smiles")
-        if isinstance(smiles, list):
-            parts = [s.strip() for s in smiles if isinstance(s, str) and s.strip()]
-            smiles = ".".join(parts) if parts and len(parts) == len(smiles) else None
-        else:
-            smiles = _text(smiles)
-        question, answer = _text(row.get("question")), _text(row.get("answer"))
-        if not smiles or not question or not answer:
-            stats.skip("missing smiles, question or answer")
-            continue
-        cid = row.get("cid")
-        if isinstance(cid, list):
-            cid = ",".join(str(c) for c in cid)
-        stats.read += 1
-        yield MoleculeQA(smiles=smiles.replace("\\\\", "\\"), question=question, answer=answer,
-                         cid=None if cid is None else str(cid))
-    stats.report()
-
-
-# ---------------------------------------------------------------------------------------- UniProtQA
-QUESTION_TYPES: dict[str, tuple[str, ...]] = {
-    # UniProtQA's four templates, keyed by the words that tell them apart.
-    "name": ("official name", "names of this protein", "name of this protein"),
-    "function": ("function",),
-    "location": ("subcellular location", "location"),
-    "family": ("family",),
-}
-
-
-def question_type(question: str) -> str:
-    """The UniProtQA question type of ``question`` ('name', 'function', 'location', 'family' or 'other')."""
-    lowered = question.lower()
-    for kind, needles in QUESTION_TYPES.items():
-        if any(needle in lowered for needle in needles):
-            return kind
-    return "other"
-
-
-def read_uniprotqa(path: str | Path, sequences: str | Path | None = None,
-                   stats: ReadStats | None = None) -> Iterator[ProteinQA]:
-    """UniProtQA in either layout.
-
-    * ``{accession: {"sequence": str, "data": [[question, answer], ...]}}`` (``sequences`` not needed);
-    * a split file of records ``{"protein_accession": ..., "question", "answer"}`` (JSON list, JSONL or
-      parallel lists) plus ``sequences`` = ``sequences.json`` (accession → sequence). When ``sequences``
-      is None, a ``sequences.json`` next to the split file is used.
-
-    A pair whose accession has no sequence, or whose sequence is not amino-acid letters, is skipped.
-    """
-    path = _check_file(path)
-    stats = _stats(stats, path)
-    seqs: dict[str, str] | None = None
-    rows = _json_rows(path, stats)
-    for row in rows:
-        if not isinstance(row, dict):
-            stats.skip("row is not an object")
-            continue
-        if "__key__" in row:  # accession-keyed layout
-            accession, sequence, data = str(row["__key__"]).strip(), _sequence(row.get("sequence")), row.get("data")
-            if not sequence:
-                stats.skip("missing or invalid sequence")
-                continue
-            if not isinstance(data, list):
-                stats.skip("missing data list")
-                continue
-            for pair in data:
-                if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and _text(pair[0]) and _text(pair[1])):
-                    stats.skip("data item is not a [question, answer] pair")
-                    continue
-                q, a = _text(pair[0]), _text(pair[1])
-                stats.read += 1
-                yield ProteinQA(accession, sequence, q, a, question_type(q))
-            continue
-        if seqs is None:
-            seqs = _load_sequences(path, sequences)
-        accession = row.get("protein_accession", row.get("accession"))
-        if isinstance(accession, list):
-            accession = accession[0] if len(accession) == 1 else None
-        accession = _text(accession)
-        q, a = _text(row.get("question")), _text(row.get("answer"))
-        if not accession or not q or not a:
-            stats.skip("missing protein_accession, question or answer")
-            continue
-        sequence = _sequence(seqs.get(accession))
-        if not sequence:
-            stats.skip("accession not in sequences.json")
-            continue
-        stats.read += 1
-        yield ProteinQA(accession, sequence, q, a, question_type(q))
-    stats.report()
-
-
-def _sequence(value: Any) -> str | None:
-    return "".join(value.split()).upper() if is_sequence(value) else None
-
-
-def _load_sequences(split: Path, sequences: str | Path | None) -> dict[str, str]:
-    seq_path = Path(sequences) if sequences is not None else split.with_name("sequences.json")
-    if not seq_path.is_file():
-        raise InputError(f"{split}: split-file layout needs sequences.json (accession → sequence); not found at {seq_path}")
-    try:
-        data = json.loads(seq_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise InputError(f"{seq_path}: not valid JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{seq_path}: expected an object accession → sequence")
-    return {str(k).strip(): v for k, v in data.items()}
-
-
-# --------------------------------------------------------------------------------------------- MCQA
-def read_medmcqa(path: str | Path, stats: ReadStats | None = None) -> Iterator[MCQARecord]:
-    """MedMCQA, JSON or JSONL, in both public layouts.
-
-    * official release: ``question, opa, opb, opc, opd, cop`` (1-4, or 0-3 in the HF copy), ``id``;
-    * MedAgentsBench copy: ``question, options {"A".."D"}, answer_idx, realidx``.
-    Multi-answer rows (``choice_type == "multi"``) are kept; the key is still the single ``cop``.
-    """
-    path = _check_file(path)
-    stats = _stats(stats, path)
-    for number, row in enumerate(_json_rows(path, stats)):
-        record = _medmcqa_record(row, number)
-        if record is None:
-            stats.skip("missing question, options or a valid answer")
-            continue
-        stats.read += 1
-        yield record
-    stats.report()
-
-
-def _medmcqa_record(row: Any, number: int) -> MCQARecord | None:
-    if not isinstance(row, dict) or not _text(row.get("question")):
-        return None
-    if "options" in row:
-        options, answer = _letter_options(row.get("options")), _text(row.get("answer_idx"))
-    else:
-        texts = [_text(row.get(k)) for k in ("opa", "opb", "opc", "opd")]
-        if any(t is None for t in texts):
-            return None
-        options = dict(zip("ABCD", texts))
-        cop = row.get("cop")
-        if isinstance(cop, str) and cop.strip().isdigit():
-            cop = int(cop)
-        # The official JSON uses 1-4; the Hugging Face copy 0-3. 0 only occurs in the latter.
-        answer = None
-        if isinstance(cop, int) and not isinstance(cop, bool):
-            answer = "ABCD"[cop - 1] if 1 <= cop <= 4 else ("A" if cop == 0 else None)
-    if not options or answer not in options:
-        return None
-    rid = _text(row.get("id")) or _text(row.get("realidx")) or str(number)
-    return MCQARecord(id=rid, question=_text(row["question"]), options=options, answer=answer, dataset="medmcqa")
-
-
-def _letter_options(value: Any) -> dict[str, str] | None:
-    if isinstance(value, dict):
-        options = {str(k).strip().upper(): _text(v) for k, v in value.items()}
-    elif isinstance(value, list):
-        options = {chr(ord("A") + i): _text(v) for i, v in enumerate(value)}
-    else:
-        return None
-    if not options or any(v is None for v in options.values()):
-        return None
-    return options
-
-
-def read_medqa(path: str | Path, stats: ReadStats | None = None) -> Iterator[MCQARecord]:
-    """MedQA-USMLE JSONL: ``question``, ``options`` {"A".."D"/"E"}, ``answer_idx`` (else the answer text)."""
-    path = _check_file(path)
-    stats = _stats(stats, path)
-    for number, row in enumerate(_json_rows(path, stats)):
-        if not isinstance(row, dict) or not _text(row.get("question")):
-            stats.skip("missing question")
-            continue
-        options = _letter_options(row.get("options"))
-        answer = _text(row.get("answer_idx"))
-        if options and answer is None and _text(row.get("answer")):
-            answer = next((k for k, v in options.items() if v == _text(row.get("answer"))), None)
-        if not options or answer not in options:
-            stats.skip("missing options or answer not among them")
-            continue
-        stats.read += 1
-        rid = _text(row.get("realidx")) or _text(row.get("id")) or str(number)
-        yield MCQARecord(id=rid, question=_text(row["question"]), options=options, answer=answer, dataset="medqa")
-    stats.report()
-
-
-def read_pubmedqa(path: str | Path, ground_truth: str | Path | None = None,
-                  stats: ReadStats | None = None) -> Iterator[MCQARecord]:
-    """PubMedQA ``ori_pqal.json`` ({PMID: {QUESTION, CONTEXTS, final_decision, ...}}).
-
-    With ``ground_truth`` (``test_ground_truth.json``, {PMID: label}) only those PMIDs are read and
-    their label is the answer (the official test split); without it every item is read with its
-    ``final_decision``. ``context`` is the abstract (CONTEXTS joined), the reasoning-required setting.
-    """
-    path = _check_file(path)
-    stats = _stats(stats, path)
-    truth: dict[str, str] | None = None
-    if ground_truth is not None:
-        gt_path = _check_file(ground_truth)
-        try:
-            truth = {str(k): str(v).strip().lower() for k, v in json.loads(gt_path.read_text(encoding="utf-8")).items()}
-        except (json.JSONDecodeError, AttributeError) as error:
-            raise InputError(f"{gt_path}: expected a JSON object PMID → yes/no/maybe ({error})") from None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected PubMedQA's object PMID → item, got {type(data).__name__}")
-    for pmid, item in data.items():
-        if truth is not None and pmid not in truth:
-            continue
-        if not isinstance(item, dict) or not _text(item.get("QUESTION")):
-            stats.skip("missing QUESTION")
-            continue
-        label = truth[pmid] if truth is not None else str(item.get("final_decision", "")).strip().lower()
-        if label not in PUBMEDQA_LABELS:
-            stats.skip("label is not yes/no/maybe")
-            continue
-        contexts = item.get("CONTEXTS")
-        context = " ".join(c.strip() for c in contexts if isinstance(c, str)) if isinstance(contexts, list) else None
-        stats.read += 1
-        yield MCQARecord(id=str(pmid), question=_text(item["QUESTION"]), options=list(PUBMEDQA_LABELS),
-                         answer=label, dataset="pubmedqa", context=context or None)
-    stats.report()
-
-
-def read_mcqa(path: str | Path, format: str, stats: ReadStats | None = None,
-              ground_truth: str | Path | None = None) -> Iterator[MCQARecord]:
-    """Dispatch on ``format`` ('medmcqa', 'pubmedqa', 'medqa'). For PubMedQA, a
-    ``test_ground_truth.json`` next to the file is used when ``ground_truth`` is None."""
-    if format == "medmcqa":
-        return read_medmcqa(path, stats=stats)
-    if format == "medqa":
-        return read_medqa(path, stats=stats)
-    if format == "pubmedqa":
-        if ground_truth is None:
-            candidate = Path(path).with_name("test_ground_truth.json")
-            ground_truth = candidate if candidate.is_file() else None
-        return read_pubmedqa(path, ground_truth=ground_truth, stats=stats)
-    raise InputError(f"MCQA format {format!r} is not one of {', '.join(MCQA_FORMATS)}")
-
-
-# --------------------------------------------------------------------------------------- raw text
-def read_text_corpus(path: str | Path, field: str = "text", stats: ReadStats | None = None) -> Iterator[TextRecord]:
-    """A raw text corpus for LM training.
-
-    ``.jsonl``/``.json`` files: one object per line with a ``field`` (default ``text``; when absent,
-    ``title`` and ``abstract`` are joined, the PubMed layout). Anything else: plain text, one document
-    per blank-line-separated paragraph block.
-    """
-    path = _check_file(path)
-    stats = _stats(stats, path)
-    if path.suffix.lower() in (".jsonl", ".json"):
-        for number, row in enumerate(_json_rows(path, stats)):
-            text = None
-            if isinstance(row, dict):
-                text = _text(row.get(field))
-                if text is None and (row.get("title") or row.get("abstract")):
-                    text = _text(" ".join(str(row.get(k) or "") for k in ("title", "abstract")))
-            elif isinstance(row, str):
-                text = _text(row)
-            if text is None:
-                stats.skip(f"no {field!r} text")
-                continue
-            stats.read += 1
-            rid = row.get("id", row.get("pmid")) if isinstance(row, dict) else None
-            yield TextRecord(text=text, id=None if rid is None else str(rid))
-    else:
-        block: list[str] = []
-        with path.open("r", encoding="utf-8", errors="replace") as handle:
-            for line in [*handle, "\n"]:
-                if line.strip():
-                    block.append(line.strip())
-                elif block:
-                    stats.read += 1
-                    yield TextRecord(text=" ".join(block))
-                    block = []
-    stats.report()
-
-
-# ------------------------------------------------------------------------------------------- splits
-def split_by_key(records: Iterable[T], key: Callable[[T], str] | str, test_fraction: float = 0.2,
-                 seed: int = 0) -> tuple[list[T], list[T]]:
-    """(train, test) with every record of one key on the same side (e.g. 80/20 by accession, seed 0).
-
-    The key split is ``model.retrieval.split_accessions`` (the one the shipped protein index was
-    built with), so a protein in the retrieval index is never in the evaluation side, and the split
-    depends only on the set of keys and the seed, not on file order.
-    """
-    from biomedgpt.model.retrieval import split_accessions
-
-    get = (lambda r: getattr(r, key)) if isinstance(key, str) else key
-    records = list(records)
-    _, test_keys = split_accessions([str(get(r)) for r in records], test_fraction=test_fraction, seed=seed)
-    test_set = set(test_keys)
-    train = [r for r in records if str(get(r)) not in test_set]
-    test = [r for r in records if str(get(r)) in test_set]
-    return train, test
-
-
-def take(records: Iterable[T], limit: int | None) -> Iterator[T]:
-    """The first ``limit`` records (all when None); stops the underlying reader early."""
-    for i, record in enumerate(records):
-        if limit is not None and i >= limit:
-            return
-        yield record
-
-
-__all__: Sequence[str] = (
-    "CaptionRecord", "MoleculeQA", "ProteinQA", "MCQARecord", "TextRecord", "ReadStats", "QUESTION_TYPES",
-    "question_type", "read_chebi20", "read_pubchemqa", "read_uniprotqa", "read_medmcqa", "read_medqa",
-    "read_pubmedqa", "read_mcqa", "read_text_corpus", "split_by_key", "take", "MCQA_FORMATS",
+from biomedgpt.core.datasets import (
+    CaptionRecord, ProteinQA, ProteinRecord, ReadStats, read_chebi20, read_uniprotqa, split_accessions, take,
 )
+from biomedgpt.core.errors import ConfigError
+from biomedgpt.model.retrieval import leaking_rows, reference_proteins
+from biomedgpt.training.config import AlignConfig
+
+
+def molecule_split(config: AlignConfig) -> tuple[list[CaptionRecord], list[CaptionRecord]]:
+    """(train, dev) ChEBI-20 rows of ``data.molecule_path`` (both empty when it is not set)."""
+    path = config.data.molecule_path
+    if path is None:
+        return [], []
+    records = list(take(read_chebi20(path, stats=ReadStats()), config.data.limit_molecules))
+    if config.data.molecule_exclude_path is not None:
+        records = without_test_molecules(records, config.data.molecule_exclude_path)
+    cids = sorted({r.cid for r in records})
+    random.Random(config.data.split_seed).shuffle(cids)
+    dev_cids = set(cids[: min(config.data.molecule_dev_holdout, max(len(cids) - 1, 0))])
+    return [r for r in records if r.cid not in dev_cids], [r for r in records if r.cid in dev_cids]
+
+
+def without_test_molecules(records: list[CaptionRecord], test_path: Path) -> list[CaptionRecord]:
+    """``records`` minus the rows that are a test molecule under another row (same CID or InChIKey)."""
+    leaking = set(leaking_rows(records, list(read_chebi20(test_path, stats=ReadStats()))))
+    return [r for r in records if r.cid not in leaking]
+
+
+def protein_split(config: AlignConfig) -> tuple[list[ProteinQA], list[ProteinQA]]:
+    """(train, dev) UniProtQA pairs of ``data.protein_path``, sequences cut to ``data.max_protein_length``."""
+    path = config.data.protein_path
+    if path is None:
+        return [], []
+    records = list(take(read_uniprotqa(path, config.data.protein_sequences, stats=ReadStats()), config.data.limit_proteins))
+    limit = config.data.max_protein_length
+    records = [replace(r, sequence=r.sequence[:limit]) if len(r.sequence) > limit else r for r in records]
+    train_ids, _ = split_accessions([r.accession for r in records], 1.0 - config.data.protein_train_fraction, config.data.split_seed)
+    keep = set(train_ids)
+    return [r for r in records if r.accession in keep], [r for r in records if r.accession not in keep]
+
+
+def protein_descriptions(records: Sequence[ProteinQA]) -> list[ProteinRecord]:
+    """One reference per accession: its sequence and its answers joined (what is known about it)."""
+    by_accession: dict[str, tuple[str, list[str]]] = {}
+    for r in records:
+        seq, answers = by_accession.setdefault(r.accession, (r.sequence, []))
+        if r.answer not in answers:
+            answers.append(r.answer)
+    return [ProteinRecord(acc, seq, " ".join(a if a.endswith(".") else f"{a}." for a in answers))
+            for acc, (seq, answers) in by_accession.items()]
+
+
+def protein_references(records: Sequence[ProteinQA], source: str) -> list[ProteinRecord]:
+    """The protein reference rows: from the training answers (``"answers"``), or the shipped PAIR records
+    of the training accessions (``"shipped"``); never a dev/test protein either way."""
+    if source == "answers":
+        return protein_descriptions(records)
+    train_accessions = {r.accession for r in records}
+    shipped = [r for r in reference_proteins("all") if r.accession in train_accessions]
+    if not shipped:
+        raise ConfigError(
+            "align: retrieval.protein_reference=shipped, but no training accession is in the shipped "
+            "Swiss-Prot set; use retrieval.protein_reference=answers for this protein data"
+        )
+    return shipped

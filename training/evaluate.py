@@ -26,7 +26,7 @@ from typing import Any
 
 from biomedgpt.model.conversation import CAPTION_QUESTION
 from biomedgpt.core.errors import ConfigError, InputError
-from biomedgpt.training.data import (
+from biomedgpt.core.datasets import (
     CaptionRecord, MCQARecord, ProteinQA, ReadStats, read_chebi20, read_mcqa, read_uniprotqa, split_by_key, take,
 )
 from biomedgpt.training.metrics import (  # noqa: F401 - re-exported: evaluate.py is the public face

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from biomedgpt.core.datasets import ReadStats, read_text_corpus
 from biomedgpt.core.errors import ConfigError, InputError
 from biomedgpt.training.collate import PadCollator, causal_lm_loss, pack_corpus
 from biomedgpt.training.config import LMConfig
@@ -42,9 +43,7 @@ def load_causal_lm(name: str, gradient_checkpointing: bool = False) -> tuple[Any
 
 
 def read_corpus_texts(config: LMConfig) -> list[str]:
-    """All documents of ``data.paths`` (up to ``data.limit``), via ``training/data.py``'s reader."""
-    from biomedgpt.training.data import ReadStats, read_text_corpus
-
+    """All documents of ``data.paths`` (up to ``data.limit``), via ``core/datasets.read_text_corpus``."""
     if not config.data.paths:
         raise ConfigError("lm: data.paths is empty; pass --set 'data.paths=[corpus.jsonl]'")
     texts: list[str] = []

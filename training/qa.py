@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from biomedgpt.core.datasets import ReadStats, read_mcqa, take
 from biomedgpt.core.errors import ConfigError, InputError
 from biomedgpt.training.collate import PadCollator, causal_lm_loss, encode_prompt_answer
 from biomedgpt.training.config import QAConfig
@@ -33,9 +34,7 @@ from biomedgpt.training.loop import StepInfo, Trainer, seed_everything
 
 
 def read_mcqa_records(path: Path | None, fmt: str, limit: int | None, role: str) -> list[Any]:
-    """All MCQA records of ``path`` (``training/data.read_mcqa``), at most ``limit``."""
-    from biomedgpt.training.data import ReadStats, read_mcqa, take
-
+    """All MCQA records of ``path`` (``core/datasets.read_mcqa``), at most ``limit``."""
     if path is None:
         raise ConfigError(f"qa: data.{role}_path is not set; pass --set data.{role}_path=FILE")
     records = list(take(read_mcqa(path, fmt, stats=ReadStats()), limit))

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from biomedgpt.core.chem import parse_smiles
-
-import gzip
-
 import pytest
 
+from biomedgpt.core.chem import parse_smiles
+from biomedgpt.core.datasets import read_chebi20, split_accessions
 from biomedgpt.model import retrieval
 from biomedgpt.core.errors import InputError, InvalidSequenceError, InvalidSmilesError
 from biomedgpt.model.retrieval import (
@@ -17,10 +15,8 @@ from biomedgpt.model.retrieval import (
     default_molecule_index,
     default_protein_index,
     format_context,
-    read_chebi20,
     reference_molecules,
     reference_proteins,
-    split_accessions,
 )
 
 SHARED = "/work/shared/datasets"
@@ -171,21 +167,13 @@ def test_format_context_describes_a_single_neighbour_in_full_without_list_layout
     assert prot == "The most similar known protein (3-mer cosine 0.50) is described as:\nHemoglobin."
 
 
-def test_split_accessions_is_deterministic_and_order_free():
-    accessions = [f"A{i:04d}" for i in range(100)]
-    train, test = split_accessions(accessions)
-    assert len(test) == 20 and len(train) == 80 and not set(train) & set(test)
-    assert split_accessions(list(reversed(accessions)) + accessions[:5]) == (train, test)
-    assert split_accessions(accessions, seed=1)[1] != test
-
-
 def test_shipped_molecule_reference_has_no_chebi20_test_molecule():
     reference = reference_molecules()
     assert len(reference) == 3296  # 3,301 validation rows less 5 test-split molecules
     index = default_molecule_index()
     assert len(index) == len(reference) and not index.skipped
-    test_rows = read_chebi20(f"{SHARED}/chebi20/test.txt")
-    assert not {r.id for r in test_rows} & {r.id for r in reference}
+    test_rows = list(read_chebi20(f"{SHARED}/chebi20/test.txt", strict=True))
+    assert not {r.cid for r in test_rows} & {r.id for r in reference}
     test_keys = set()
     for row in test_rows:
         try:
@@ -221,14 +209,3 @@ def test_shipped_indexes_are_current_and_usable():
     probe = proteins.records[0]
     hit = proteins.search(probe.sequence, k=1, leave_self_out=False)[0]
     assert hit.id == probe.accession and hit.name and hit.description
-
-
-def test_read_chebi20_rejects_other_files(tmp_path):
-    path = tmp_path / "x.tsv.gz"
-    path.write_bytes(gzip.compress(b"a\tb\n1\t2\n"))
-    with pytest.raises(InputError, match="lacks CID, SMILES, description"):
-        read_chebi20(path)
-    bad_row = tmp_path / "bad.tsv"
-    bad_row.write_text("CID\tSMILES\tdescription\n1\tCCO\tethanol\n2\tCC\n")
-    with pytest.raises(InputError, match="line 3: 2 columns instead of 3"):
-        read_chebi20(bad_row)  # strict: a reference index holds exactly its file's rows

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from biomedgpt.cli import app
 from biomedgpt.training import evaluate as E
-from biomedgpt.training.data import MCQARecord, read_chebi20
+from biomedgpt.core.datasets import MCQARecord, read_chebi20
 
 SAMPLE = Path("tests/data/eval/chebi20_sample.tsv")
 PROTEINS = Path("tests/data/eval/uniprotqa_sample.json")
@@ -110,8 +110,8 @@ def test_protein_qa_retrieval_only_json_keys(tmp_path):
     assert _rows(out)[0] == list(E.PROTEIN_HEADER)
     # --split test keeps the held-out side of the 80/20 accession split (seed 0): of the 3 sample
     # proteins, round(0.6) = 1 accession, with all of its question/answer pairs.
-    from biomedgpt.model.retrieval import split_accessions
-    from biomedgpt.training.data import read_uniprotqa
+    from biomedgpt.core.datasets import split_accessions
+    from biomedgpt.core.datasets import read_uniprotqa
 
     records = list(read_uniprotqa(PROTEINS))
     (held_out,) = split_accessions([r.accession for r in records], 0.2, 0)[1]

@@ -1,17 +1,19 @@
-"""Dataset readers: malformed rows are skipped and counted, escaped backslashes are un-escaped.
+"""Data-set readers (``core/datasets.py``): malformed rows are skipped and counted, or with ``strict``
+an error naming the file and line; escaped backslashes are un-escaped; the key split is deterministic.
 
-Run: ``.venv/bin/python -m pytest -q tests/training/test_eval_data.py``.
+Run: ``.venv/bin/python -m pytest -q tests/core/test_datasets.py``.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 
 import pytest
 
 from biomedgpt.core.errors import InputError
-from biomedgpt.training import data as D
+from biomedgpt.core import datasets as D
 
 
 def test_chebi20_unescapes_backslashes_and_skips_bad_rows(tmp_path, caplog):
@@ -26,7 +28,7 @@ def test_chebi20_unescapes_backslashes_and_skips_bad_rows(tmp_path, caplog):
         '5\tC"C\tThe molecule is "quoted".\n'                # quotes are literal (QUOTE_NONE)
     )
     stats = D.ReadStats()
-    with caplog.at_level(logging.WARNING, logger="biomedgpt.training.data"):
+    with caplog.at_level(logging.WARNING, logger="biomedgpt.core.datasets"):
         records = list(D.read_chebi20(path, stats=stats))
     assert [r.cid for r in records] == ["1", "5"]
     assert records[0].smiles == "C/C=C\\C"  # one backslash
@@ -43,6 +45,51 @@ def test_chebi20_wrong_file_is_an_input_error(tmp_path):
         list(D.read_chebi20(path))
     with pytest.raises(InputError, match="no such file"):
         list(D.read_chebi20(tmp_path / "missing.tsv"))
+
+
+def test_chebi20_strict_names_the_line_and_reads_gzip(tmp_path):
+    path = tmp_path / "x.tsv.gz"
+    path.write_bytes(gzip.compress(b"a\tb\n1\t2\n"))
+    with pytest.raises(InputError, match="lacks CID, SMILES, description"):
+        list(D.read_chebi20(path, strict=True))
+    good = tmp_path / "good.tsv.gz"
+    good.write_bytes(gzip.compress(b"CID\tSMILES\tdescription\n1\tCCO\tethanol\n"))
+    assert [r.cid for r in D.read_chebi20(good, strict=True)] == ["1"]
+    bad_row = tmp_path / "bad.tsv"
+    bad_row.write_text("CID\tSMILES\tdescription\n1\tCCO\tethanol\n2\tCC\n")
+    with pytest.raises(InputError, match="line 3: 2 columns instead of 3"):
+        list(D.read_chebi20(bad_row, strict=True))  # strict: a reference index holds exactly its file's rows
+    stats = D.ReadStats()
+    assert [r.cid for r in D.read_chebi20(bad_row, stats=stats)] == ["1"] and stats.skipped == 1
+
+
+def test_json_readers_are_strict_on_request(tmp_path):
+    path = tmp_path / "dev.jsonl"
+    path.write_text(json.dumps({"id": "u1", "question": "Q?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 1})
+                    + "\n" + json.dumps({"id": "u2", "question": "Q?"}) + "\n")
+    assert len(list(D.read_medmcqa(path))) == 1
+    with pytest.raises(InputError, match="missing question, options or a valid answer"):
+        list(D.read_mcqa(path, "medmcqa", strict=True))
+
+
+def test_swissprot_pair_rows_become_readable_descriptions(tmp_path):
+    path = tmp_path / "pair.csv"
+    path.write_text(
+        ",pid,seq,pfam_domain,family,EC,names\n"
+        "0,P1,['MKVL'],['kinase domain'],['belongs to the kinase family.'],['2.7.11.1'],"
+        "['Recommended name: Serine kinase 1; Short: SK1']\n"
+        "1,P2,not a list,,,,\n"
+        "2,P3,['MAA'],,,,\n"
+    )
+    stats = D.ReadStats()
+    records = list(D.read_swissprot_pair(path, stats=stats))
+    assert [r.accession for r in records] == ["P1", "P3"] and stats.skipped == 1
+    first = records[0]
+    assert (first.sequence, first.name) == ("MKVL", "Serine kinase 1")
+    assert first.description == ("Serine kinase 1. Belongs to the kinase family. Pfam domains: kinase domain. "
+                                 "EC 2.7.11.1.")
+    with pytest.raises(InputError, match="line 3: not a PAIR Swiss-Prot row"):
+        list(D.read_swissprot_pair(path, strict=True))
 
 
 def test_shipped_sample_keeps_rdkit_valid_smiles():
@@ -177,9 +224,18 @@ def test_text_corpus_jsonl_and_plain(tmp_path):
     assert [r.text for r in D.read_text_corpus(plain)] == ["Para one continues.", "Para two."]
 
 
-def test_split_by_key_is_the_retrieval_split():
-    from biomedgpt.model.retrieval import split_accessions
+def test_split_accessions_is_deterministic_and_order_free():
+    accessions = [f"A{i:04d}" for i in range(100)]
+    train, test = D.split_accessions(accessions)
+    assert len(test) == 20 and len(train) == 80 and not set(train) & set(test)
+    assert D.split_accessions(list(reversed(accessions)) + accessions[:5]) == (train, test)
+    assert D.split_accessions(accessions, seed=1)[1] != test
+    with pytest.raises(InputError, match="test_fraction"):
+        D.split_accessions(accessions, test_fraction=1.5)
 
+
+def test_split_by_key_is_the_retrieval_split():
+    split_accessions = D.split_accessions
     records = [D.ProteinQA(f"P{i % 10}", "MK", f"q{i}", "a", "other") for i in range(30)]
     train, test = split_by = D.split_by_key(records, "accession", test_fraction=0.2, seed=0)
     assert len(train) + len(test) == 30
