@@ -14,18 +14,14 @@ tool all use this module, so it is pure code: no network, no imports from ``tool
   always excluded. This keeps evaluation honest: an answer cannot be copied from the query itself.
 - Shipped data (``model/data/``, see its README): molecules = ChEBI-20 *validation* less any molecule
   that is also in the test split; proteins = the Swiss-Prot PAIR set, whose shipped index holds only the 80 % train split of
-  ``split_accessions(..., test_fraction=0.2, seed=0)``.
+  ``core/datasets.split_accessions(..., test_fraction=0.2, seed=0)``.
 
-Rebuild the shipped files from the shared data sets with::
-
-    python -m biomedgpt.model.retrieval build --chebi PATH/validation.txt --chebi-test PATH/test.txt \\
-        --swissprot PATH/test_set_sp202401.csv
+The shipped files are built by ``scripts/build_references.py`` (a maintainer's script that imports
+this library); this module only loads and searches them.
 """
 
 from __future__ import annotations
 
-import argparse
-import gzip
 import hashlib
 import io
 import json
@@ -111,7 +107,8 @@ def _load_npz(path: Path, kind: str) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """The sha256 of a file: an index stores its source file's, and is stale when they differ."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
@@ -469,7 +466,7 @@ def reference_proteins(split: str = "all") -> list[ProteinRecord]:
 @lru_cache(maxsize=1)
 def default_molecule_index() -> MoleculeIndex:
     """The shipped ChEBI-20 validation index (loaded once; rebuilt in memory if the file is stale)."""
-    digest = _file_digest(MOLECULE_RECORDS)
+    digest = file_digest(MOLECULE_RECORDS)
     if MOLECULE_INDEX.is_file():
         index = MoleculeIndex.load(MOLECULE_INDEX)
         if index.source_digest == digest:
@@ -480,7 +477,7 @@ def default_molecule_index() -> MoleculeIndex:
 @lru_cache(maxsize=1)
 def default_protein_index() -> ProteinIndex:
     """The shipped Swiss-Prot index of the 80 % train split (loaded once; rebuilt if stale)."""
-    digest = _file_digest(PROTEIN_RECORDS)
+    digest = file_digest(PROTEIN_RECORDS)
     if PROTEIN_INDEX.is_file():
         index = ProteinIndex.load(PROTEIN_INDEX)
         if index.source_digest == digest:
@@ -506,59 +503,3 @@ def leaking_rows(reference: Sequence[CaptionRecord], test: Sequence[CaptionRecor
         if row.cid in test_ids or key in test_keys:
             leaking.append(row.cid)
     return leaking
-
-
-def build_shipped(chebi: str | Path | None, swissprot: str | Path | None, out_dir: Path = DATA_DIR, *,
-                  chebi_test: str | Path | None = None) -> dict:
-    """Write the reference files (gzip) and both index files into ``out_dir``; returns a summary.
-
-    Validation rows that are the same molecule as a ChEBI-20 *test* row (same CID or InChIKey) are
-    left out when ``chebi_test`` is given, so retrieval can never hand a test molecule its own caption.
-    """
-    summary = {}
-    out_dir = Path(out_dir)
-    if chebi:
-        records = list(read_chebi20(chebi, strict=True))  # validates every row before anything is written
-        excluded: list[str] = []
-        if chebi_test:
-            excluded = leaking_rows(records, list(read_chebi20(chebi_test, strict=True)))
-        lines = Path(chebi).read_text(encoding="utf-8").splitlines(keepends=True)
-        drop = set(excluded)
-        kept_lines = [lines[0]] + [line for line in lines[1:] if line.split("\t", 1)[0].strip() not in drop]
-        payload = "".join(kept_lines).encode("utf-8")
-        atomic_write_bytes(out_dir / MOLECULE_RECORDS.name, gzip.compress(payload, mtime=0))
-        index = MoleculeIndex.build([(r.cid, r.smiles, r.description) for r in records if r.cid not in drop])
-        index.save(out_dir / MOLECULE_INDEX.name, source_digest=_file_digest(out_dir / MOLECULE_RECORDS.name),
-                   excluded_as_test_duplicates=sorted(excluded, key=int))
-        summary["molecules"] = {"rows": len(records), "excluded_same_as_test": len(excluded),
-                                "indexed": len(index), "skipped": index.skipped}
-    if swissprot:
-        records = list(read_swissprot_pair(swissprot, strict=True))
-        atomic_write_bytes(out_dir / PROTEIN_RECORDS.name, gzip.compress(Path(swissprot).read_bytes(), mtime=0))
-        train, test = split_accessions([r.accession for r in records])
-        test_sequences = {r.sequence for r in records if r.accession in set(test)}
-        keep = set(train)
-        index = ProteinIndex.build([r for r in records if r.accession in keep and r.sequence not in test_sequences])
-        index.save(out_dir / PROTEIN_INDEX.name, source_digest=_file_digest(out_dir / PROTEIN_RECORDS.name),
-                   split={"test_fraction": 0.2, "seed": 0, "part": "train"})
-        summary["proteins"] = {"rows": len(records), "indexed_train": len(index), "held_out_test": len(test)}
-    default_molecule_index.cache_clear()
-    default_protein_index.cache_clear()
-    return summary
-
-
-def _main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m biomedgpt.model.retrieval",
-                                     description="Rebuild the shipped reference data and indexes in model/data/.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    build = sub.add_parser("build", help="gzip the source files and build both indexes")
-    build.add_argument("--chebi", help="ChEBI-20 validation.txt (never the test split)")
-    build.add_argument("--chebi-test", help="ChEBI-20 test.txt: validation rows of the same molecules are left out")
-    build.add_argument("--swissprot", help="PAIR test_set_sp202401.csv")
-    build.add_argument("--out", default=str(DATA_DIR))
-    args = parser.parse_args(argv)
-    print(json.dumps(build_shipped(args.chebi, args.swissprot, Path(args.out), chebi_test=args.chebi_test), indent=2))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    _main()

@@ -201,11 +201,40 @@ def test_shipped_protein_index_holds_only_the_train_split():
 
 def test_shipped_indexes_are_current_and_usable():
     molecules = default_molecule_index()
-    assert molecules.source_digest == retrieval._file_digest(retrieval.MOLECULE_RECORDS)
+    assert molecules.source_digest == retrieval.file_digest(retrieval.MOLECULE_RECORDS)
     hits = molecules.search("CC(=O)Oc1ccccc1C(=O)O", k=3)
     assert len(hits) == 3 and all(h.description.startswith("The molecule is") for h in hits)
     proteins = default_protein_index()
-    assert proteins.source_digest == retrieval._file_digest(retrieval.PROTEIN_RECORDS)
+    assert proteins.source_digest == retrieval.file_digest(retrieval.PROTEIN_RECORDS)
     probe = proteins.records[0]
     hit = proteins.search(probe.sequence, k=1, leave_self_out=False)[0]
     assert hit.id == probe.accession and hit.name and hit.description
+
+
+def test_build_references_script_writes_indexes_the_library_loads(tmp_path):
+    """``scripts/build_references.py`` (the maintainer's build) drops test duplicates and holds out the
+    protein test split; ``MoleculeIndex.load`` / ``ProteinIndex.load`` read what it wrote."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "build_references.py"
+    spec = importlib.util.spec_from_file_location("build_references", script)
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    chebi = tmp_path / "validation.txt"
+    chebi.write_text("CID\tSMILES\tdescription\n" + "".join(f"{i}\t{s}\t{d}\n" for i, s, d in MOLECULES))
+    test = tmp_path / "test.txt"
+    test.write_text("CID\tSMILES\tdescription\n99\tOCC\tethanol again\n")  # the molecule of CID 1
+    pair = tmp_path / "pair.csv"
+    pair.write_text(",pid,seq,names\n" + "".join(
+        f"{i},P{i:03d},['{'MKV' * (i + 2)}A'],['Recommended name: Protein {i}']\n" for i in range(10)))
+    out = tmp_path / "out"
+    out.mkdir()
+    summary = build.main(["--chebi", str(chebi), "--chebi-test", str(test), "--swissprot", str(pair), "--out", str(out)])
+    assert summary["molecules"] == {"rows": 7, "excluded_same_as_test": 1, "indexed": 6, "skipped": []}
+    assert summary["proteins"] == {"rows": 10, "indexed_train": 8, "held_out_test": 2}
+    molecules = MoleculeIndex.load(out / retrieval.MOLECULE_INDEX.name)
+    assert [r.id for r in molecules.records] == ["2", "3", "4", "5", "6", "7"]
+    assert molecules.source_digest == retrieval.file_digest(out / retrieval.MOLECULE_RECORDS.name)
+    proteins = ProteinIndex.load(out / retrieval.PROTEIN_INDEX.name)
+    assert len(proteins) == 8 and proteins.records[0].name.startswith("Protein")
