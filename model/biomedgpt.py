@@ -354,7 +354,7 @@ class BioMedGPT(nn.Module):
     ) -> str:
         """Answer one question about molecules (SMILES) and/or proteins in the model's prompt format.
 
-        ``retrieval`` (default: ``config.retrieval``, how the model was trained) puts the nearest known
+        ``retrieval`` (default: ``config.retrieval.enabled``, how the model was trained) puts the nearest known
         reference(s) of a single molecule or protein into the prompt, as training did; an explicit
         ``context`` is used as given instead.
         """
@@ -362,7 +362,7 @@ class BioMedGPT(nn.Module):
             raise InputError("the question is empty")
         mols = [] if smiles is None else [smiles] if isinstance(smiles, str) else list(smiles)
         prots = [] if sequence is None else [sequence] if isinstance(sequence, str) else list(sequence)
-        use_retrieval = self.config.retrieval if retrieval is None else retrieval
+        use_retrieval = self.config.retrieval.enabled if retrieval is None else retrieval
         if context is None and use_retrieval and len(mols) + len(prots) == 1:
             context = self.retrieval_context(smiles=mols[0] if mols else None, sequence=prots[0] if prots else None)
         prompt = self.build_prompt(question, molecules=len(mols), proteins=len(prots), history=history, context=context)
@@ -370,11 +370,11 @@ class BioMedGPT(nn.Module):
 
 
     def retrieval_context(self, smiles: str | None = None, sequence: str | None = None) -> str | None:
-        """The context block of the ``config.retrieval_k`` nearest shipped references (ChEBI-20
+        """The context block of the ``config.retrieval.k`` nearest shipped references (ChEBI-20
         validation molecules by Morgan/Tanimoto, Swiss-Prot train-split proteins by 3-mer cosine)."""
         from biomedgpt.model.retrieval import default_molecule_index, default_protein_index, format_context
 
-        k = self.config.retrieval_k
+        k = self.config.retrieval.k
         if smiles is not None:
             return format_context(default_molecule_index().search(smiles, k), "molecule") or None
         if sequence is not None:

@@ -1,51 +1,98 @@
 """Typed model configurations and named presets: ``get_preset("mini")``, ``BioMedGPTConfig.from_json(text)``.
 
-Why dataclasses with presets: the three shapes we ship (the released ``biomedgpt-10b``, the CPU-sized
-``mini`` and the test-sized ``tiny``) differ only in sizes and the LM source, so one typed object
-describes each and round-trips through the JSON ``config.json`` of our own checkpoints. No size is a
-scattered constant: every module reads it from here.
+Why one typed object with presets: the three shapes we ship (the released ``biomedgpt-10b``, the
+CPU-sized ``mini`` and the test-sized ``tiny``) differ only in sizes and the LM source, so one typed
+object describes each and round-trips through the JSON ``config.json`` of our own checkpoints. No size
+is a scattered constant: every module reads it from here.
+
+This is also the project's one config system: ``StrictConfig`` (pydantic; unknown keys, wrong types and
+out-of-range values are errors, assignments are validated too) is the base of the model configs here
+and of the trainer configs in ``training/config.py``, and ``validate_config`` turns pydantic's errors
+into one ``ConfigError`` line naming each bad key. The retrieval fields are spelt the same in both:
+``retrieval.enabled`` and ``retrieval.k`` (``RetrievalConfig``); saved configs of earlier releases,
+which say ``retrieval: true`` and ``retrieval_k: 1``, are read into that form.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from biomedgpt.core.errors import ConfigError
 
-DTYPES = ("float32", "float16", "bfloat16")
+Dtype = Literal["float32", "float16", "bfloat16"]
+DTYPES = get_args(Dtype)
 
 
-@dataclass
-class MoleculeEncoderConfig:
+class StrictConfig(BaseModel):
+    """The base of every config: unknown keys are errors and assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _known_fields(cls: type[BaseModel], path: tuple[Any, ...]) -> list[str] | None:
+    """The field names of the config class found at ``path`` (nested configs), or None."""
+    for part in path:
+        field = cls.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        cls = annotation
+    return sorted(cls.model_fields)
+
+
+def describe_errors(error: ValidationError, cls: type[BaseModel] | None = None) -> str:
+    """Pydantic's errors as ``key.path: what is wrong`` clauses joined by ``; `` (an unknown key lists
+    the known ones when ``cls`` is given)."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            known = _known_fields(cls, item["loc"][:-1]) if cls is not None else None
+            parts.append(f"{where}: unknown field" + (f" (known: {', '.join(known)})" if known else ""))
+        else:
+            parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def validate_config(cls: type[BaseModel], data: Any, where: str = "config") -> Any:
+    """``cls.model_validate(data)``; anything wrong is a ``ConfigError`` naming ``where`` and each key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{where}: {describe_errors(error, cls)}") from None
+
+
+class MoleculeEncoderConfig(StrictConfig):
     """The GraphMVP / pretrain-gnns GIN: per-atom features of width ``emb_dim``."""
 
-    num_layer: int = 5
-    emb_dim: int = 300
-    drop_ratio: float = 0.0
-    JK: str = "last"
+    num_layer: int = Field(5, ge=2)
+    emb_dim: int = Field(300, ge=1)
+    drop_ratio: float = Field(0.0, ge=0, lt=1)
+    JK: Literal["last", "concat", "max", "sum"] = "last"
 
 
-@dataclass
-class ProteinEncoderConfig:
+class ProteinEncoderConfig(StrictConfig):
     """ESM-2 sizes and back end ("hf": transformers ``EsmModel``; "fair": fair-esm ``ESM2``)."""
 
     backend: Literal["hf", "fair"] = "hf"
-    num_layers: int = 6
-    hidden_size: int = 320
-    num_heads: int = 20
-    intermediate_size: int | None = None  # None: 4 x hidden_size, as in every ESM-2
+    num_layers: int = Field(6, ge=1)
+    hidden_size: int = Field(320, ge=1)
+    num_heads: int = Field(20, ge=1)
+    intermediate_size: int | None = Field(None, ge=1, description="None: 4 x hidden_size, as in every ESM-2")
 
     @property
     def ffn_size(self) -> int:
         return self.intermediate_size or 4 * self.hidden_size
 
 
-@dataclass
-class LMConfig:
+class LMConfig(StrictConfig):
     """The language model: ``source`` is "smollm2" (embedded), "tiny" (built for tests) or a folder path.
 
     The size fields describe the shape: they build the ``tiny`` LM and document the 10B one
@@ -53,55 +100,58 @@ class LMConfig:
     """
 
     source: str = "smollm2"
-    dtype: str | None = None  # None: float32 on CPU, bfloat16 on CUDA
+    dtype: Dtype | None = Field(
+        None, description="None: float32 on CPU, bfloat16 on CUDA")
     hidden_size: int | None = None
     num_layers: int | None = None
     num_heads: int | None = None
     num_kv_heads: int | None = None
     intermediate_size: int | None = None
     vocab_size: int | None = None
-    seed: int = 0  # initialisation of the tiny LM
+    seed: int = Field(0, description="initialisation of the tiny LM")
 
 
-@dataclass
-class BioMedGPTConfig:
+class RetrievalConfig(StrictConfig):
+    """The "similar known molecules/proteins" context block in the prompt: whether a model was trained
+    (and so is asked) with it, and how many nearest references it holds (1: the nearest one, in full)."""
+
+    enabled: bool = False
+    k: int = Field(3, ge=1)
+
+
+class BioMedGPTConfig(StrictConfig):
     """Everything needed to rebuild a BioMedGPT model; ``trained`` says whether encoders/adaptors are trained."""
 
     name: str = "mini"
-    molecule: MoleculeEncoderConfig = field(default_factory=MoleculeEncoderConfig)
-    protein: ProteinEncoderConfig = field(default_factory=ProteinEncoderConfig)
-    lm: LMConfig = field(default_factory=LMConfig)
-    max_protein_tokens: int = 1024  # ESM-2 positions incl. BOS and EOS: at most 1022 residues
+    molecule: MoleculeEncoderConfig = Field(default_factory=MoleculeEncoderConfig)
+    protein: ProteinEncoderConfig = Field(default_factory=ProteinEncoderConfig)
+    lm: LMConfig = Field(default_factory=LMConfig)
+    max_protein_tokens: int = Field(1024, ge=3, le=1024,
+                                    description="ESM-2 positions incl. BOS and EOS: at most 1022 residues")
     on_too_long: Literal["truncate", "error"] = "truncate"
-    pad_token: str = "[PAD]"  # added when the tokenizer has none (the 10B vocabulary is 32000 + [PAD])
+    pad_token: str = Field("[PAD]", description="added when the tokenizer has none (the 10B vocabulary is 32000 + [PAD])")
     trained: bool = False
-    retrieval: bool = False  # trained with the "similar known molecules/proteins" context block in the prompt
-    retrieval_k: int = 3  # neighbours in that block (1: the nearest one, described in full)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     # "biomedgpt": the released chat format and the paper's Table 1 templates (the 10B model was tuned on
     # them); "chatml": the LM tokenizer's own chat template. A frozen LM only follows the format it was
     # instruction-tuned on, so the mini model (frozen SmolLM2-Instruct) is trained and asked in ChatML.
     prompt_format: Literal["biomedgpt", "chatml"] = "biomedgpt"
-    seed: int = 0  # initialisation of untrained encoders and adaptors
+    seed: int = Field(0, description="initialisation of untrained encoders and adaptors")
 
-    def __post_init__(self) -> None:
-        if isinstance(self.molecule, dict):
-            self.molecule = _build(MoleculeEncoderConfig, self.molecule, "molecule")
-        if isinstance(self.protein, dict):
-            self.protein = _build(ProteinEncoderConfig, self.protein, "protein")
-        if isinstance(self.lm, dict):
-            self.lm = _build(LMConfig, self.lm, "lm")
-        if self.protein.backend not in ("hf", "fair"):
-            raise ConfigError(f"protein.backend {self.protein.backend!r} is not 'hf' or 'fair'")
-        if self.on_too_long not in ("truncate", "error"):
-            raise ConfigError(f"on_too_long {self.on_too_long!r} is not 'truncate' or 'error'")
-        if self.lm.dtype is not None and self.lm.dtype not in DTYPES:
-            raise ConfigError(f"lm.dtype {self.lm.dtype!r} is not one of {', '.join(DTYPES)}")
-        if self.prompt_format not in ("biomedgpt", "chatml"):
-            raise ConfigError(f"prompt_format {self.prompt_format!r} is not 'biomedgpt' or 'chatml'")
-        if self.retrieval_k < 1:
-            raise ConfigError(f"retrieval_k must be at least 1, got {self.retrieval_k}")
-        if not 3 <= self.max_protein_tokens <= 1024:
-            raise ConfigError(f"max_protein_tokens {self.max_protein_tokens} is outside 3..1024 (ESM-2's limit)")
+    @model_validator(mode="before")
+    @classmethod
+    def _read_old_retrieval_spelling(cls, data: Any) -> Any:
+        """Configs saved before the spelling was unified say ``retrieval: true`` and ``retrieval_k: 1``."""
+        if isinstance(data, dict) and not isinstance(data.get("retrieval", {}), (dict, BaseModel)):
+            data = dict(data)
+            retrieval = {"enabled": data.pop("retrieval")}
+            if "retrieval_k" in data:
+                retrieval["k"] = data.pop("retrieval_k")
+            data["retrieval"] = retrieval
+        elif isinstance(data, dict) and "retrieval_k" in data and "retrieval" not in data:
+            data = dict(data)
+            data["retrieval"] = {"k": data.pop("retrieval_k")}
+        return data
 
     @property
     def max_residues(self) -> int:
@@ -109,14 +159,14 @@ class BioMedGPTConfig:
         return self.max_protein_tokens - 2
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BioMedGPTConfig:
-        return _build(cls, data, "config")
+        return validate_config(cls, data, "model config")
 
     @classmethod
     def from_json(cls, text: str) -> BioMedGPTConfig:
@@ -134,24 +184,13 @@ class BioMedGPTConfig:
         return cls.from_json(path.read_text())
 
     def replace(self, **changes: Any) -> BioMedGPTConfig:
-        """A deep copy with top-level fields changed."""
-        new = copy.deepcopy(self)
-        for key, value in changes.items():
-            if not hasattr(new, key):
-                raise ConfigError(f"BioMedGPTConfig has no field {key!r}")
-            setattr(new, key, value)
-        new.__post_init__()
-        return new
-
-
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a JSON object, got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return cls(**data)
+        """A validated deep copy with top-level fields changed."""
+        unknown = sorted(set(changes) - set(type(self).model_fields))
+        if unknown:
+            raise ConfigError(f"BioMedGPTConfig has no field {', '.join(map(repr, unknown))}")
+        data = self.to_dict()
+        data.update({k: v.model_dump() if isinstance(v, BaseModel) else copy.deepcopy(v) for k, v in changes.items()})
+        return self.from_dict(data)
 
 
 PRESETS: dict[str, BioMedGPTConfig] = {
@@ -180,7 +219,7 @@ PRESETS: dict[str, BioMedGPTConfig] = {
         lm=LMConfig(source="smollm2", hidden_size=576, num_layers=30, num_heads=9, num_kv_heads=3,
                     intermediate_size=1536, vocab_size=49152),
         trained=False,
-        retrieval_k=1,
+        retrieval=RetrievalConfig(enabled=False, k=1),
         prompt_format="chatml",
     ),
     # Test-sized: every code path of the big ones, built in well under a second.
@@ -199,6 +238,6 @@ PRESETS: dict[str, BioMedGPTConfig] = {
 def get_preset(name: str) -> BioMedGPTConfig:
     """A fresh copy of a named preset; an unknown name is a ``ConfigError`` listing the known ones."""
     try:
-        return copy.deepcopy(PRESETS[name])
+        return PRESETS[name].model_copy(deep=True)
     except KeyError:
         raise ConfigError(f"unknown model preset {name!r}; known presets: {', '.join(PRESETS)}") from None

@@ -406,7 +406,7 @@ def format_context(hits: Sequence[Hit], kind: str, *, max_chars: int = 200, max_
         Similar known molecules and their descriptions:
         1. CID 2244 (Tanimoto 0.82): The molecule is a member of the class of benzoic acids…
 
-    One hit (``max_hits=1``, the mini model's ``retrieval_k``) is described in full (up to
+    One hit (``max_hits=1``, the mini model's ``retrieval.k``) is described in full (up to
     ``nearest_max_chars``) with no list layout, because a small LM copies a list's numbering and ids
     into its answer, while a single description is something to edit::
 

@@ -126,7 +126,7 @@ def _uses_retrieval(model: Any, retrieval: bool | None) -> bool:
     """Retrieval context goes into the prompt only when asked, or when the model was trained with it."""
     if retrieval is not None:
         return bool(retrieval)
-    return bool(getattr(model.config, "retrieval", False))
+    return bool(model.config.retrieval.enabled)
 
 
 def _model_label(model: Any) -> str:
@@ -220,7 +220,7 @@ def describe_molecule(query: str, question: str = DEFAULT_MOLECULE_QUESTION, *, 
 
     ``model`` is a loaded BioMedGPT, a preset name or path, or ``None`` for the configured one.
     ``retrieval`` puts the nearest known molecules (ChEBI-20 references) into the prompt; by default
-    only when the model was trained that way (``model.config.retrieval``).
+    only when the model was trained that way (``model.config.retrieval.enabled``).
     """
     question = (question or "").strip() or DEFAULT_MOLECULE_QUESTION
     settings = _generation(generation)
@@ -232,7 +232,7 @@ def describe_molecule(query: str, question: str = DEFAULT_MOLECULE_QUESTION, *, 
         from biomedgpt.model.retrieval import default_molecule_index, format_context
 
         exclude = [str(resolved.compound.cid)] if resolved.compound is not None else []
-        hits = default_molecule_index().search(resolved.smiles, model.config.retrieval_k, exclude_ids=exclude)
+        hits = default_molecule_index().search(resolved.smiles, model.config.retrieval.k, exclude_ids=exclude)
         context = format_context(hits, "molecule") or None
         inputs["retrieved"] = [hit.id for hit in hits]
     prompt = _prompt(model, question, molecules=1, context=context)
@@ -324,7 +324,7 @@ def describe_protein(query: str, question: str = DEFAULT_PROTEIN_QUESTION, *, mo
         from biomedgpt.model.retrieval import default_protein_index, format_context
 
         exclude = [resolved.entry.accession] if resolved.entry is not None else []
-        hits = default_protein_index().search(sequence, model.config.retrieval_k, exclude_ids=exclude)
+        hits = default_protein_index().search(sequence, model.config.retrieval.k, exclude_ids=exclude)
         context = format_context(hits, "protein") or None
         inputs["retrieved"] = [hit.id for hit in hits]
     prompt = _prompt(model, question, proteins=1, context=context)

@@ -166,7 +166,7 @@ def load_align_model(config: AlignConfig) -> Any:
     if config.prompt_format is not None:
         model.config.prompt_format = config.prompt_format
     if config.retrieval.enabled:
-        model.config.retrieval_k = config.retrieval.k
+        model.config.retrieval.k = config.retrieval.k
     if config.gradient_checkpointing:
         model.llm.activation_checkpointing_enable({"use_reentrant": False})
         model.llm.config.use_cache = False
@@ -215,9 +215,7 @@ def save_aligned_model(trainer: Trainer, config: AlignConfig, folder: Path) -> P
             model = load_align_model(config.model_copy(update={"gradient_checkpointing": False}))
             model.load_state_dict(state)
         model.config.trained = True
-        if hasattr(model.config, "retrieval"):
-            model.config.retrieval = config.retrieval.enabled
-            model.config.retrieval_k = config.retrieval.k
+        model.config.retrieval = config.retrieval.for_model()
         save_pretrained(model, folder)  # writes a temporary folder and renames it
     return folder
 

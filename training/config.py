@@ -2,7 +2,9 @@
 
 Why typed: a YAML typo (``lerning_rate``) or a wrong type must fail before hours of training, with a
 message naming the key. Every trainer reads one of ``LMConfig``, ``AlignConfig`` or ``QAConfig``; the
-shared knobs (batching, optimiser, checkpoints, precision, distribution) live in ``TrainConfig``.
+shared knobs (batching, optimiser, checkpoints, precision, distribution) live in ``TrainConfig``. They
+are the same kind of object as the model's config (``model/config.StrictConfig``, validated by
+``model/config.validate_config``), and ``retrieval.enabled`` / ``retrieval.k`` are spelt as there.
 
 Bundled presets are YAML files named ``<kind>-<name>.yaml`` in ``training/configs/`` (``lm-tiny.yaml``,
 ``align-mini-cpu.yaml``, ``qa-paper-10b.yaml`` ...). ``NAME_OR_PATH`` is either such a name or a path to
@@ -20,9 +22,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from biomedgpt.core.errors import ConfigError
+from biomedgpt.model.config import RetrievalConfig as ModelRetrievalConfig
+from biomedgpt.model.config import StrictConfig, validate_config
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 KINDS = ("lm", "align", "qa")
@@ -32,11 +36,7 @@ PRESETS = ("tiny", "mini-cpu", "paper-10b")
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class OptimConfig(_Strict):
+class OptimConfig(StrictConfig):
     """AdamW with linear warm-up and cosine decay (``transformers.get_cosine_schedule_with_warmup``)."""
 
     lr: float = Field(2e-5, gt=0)
@@ -47,7 +47,7 @@ class OptimConfig(_Strict):
     grad_clip: float | None = Field(1.0, description="max global grad norm; null disables clipping")
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictConfig):
     """Knobs shared by every trainer (see ``training/loop.py``)."""
 
     kind: Literal["lm", "align", "qa"]
@@ -80,7 +80,7 @@ class TrainConfig(_Strict):
         return self.global_batch_size // per_step
 
 
-class LMDataConfig(_Strict):
+class LMDataConfig(StrictConfig):
     paths: list[Path] = Field(default_factory=list, description="raw text corpora (.txt or .jsonl)")
     text_field: str = "text"
     context_length: int = Field(2048, ge=8)
@@ -95,7 +95,7 @@ class LMConfig(TrainConfig):
     data: LMDataConfig = Field(default_factory=LMDataConfig)
 
 
-class AlignDataConfig(_Strict):
+class AlignDataConfig(StrictConfig):
     molecule_path: Path | None = Field(None, description="ChEBI-20 TSV (CID, SMILES, description)")
     protein_path: Path | None = Field(None, description="UniProtQA JSON (either layout)")
     protein_sequences: Path | None = Field(None, description="sequences.json for the split layout")
@@ -115,15 +115,20 @@ class AlignDataConfig(_Strict):
     )
 
 
-class RetrievalConfig(_Strict):
-    enabled: bool = False
-    k: int = Field(3, ge=1)
+class RetrievalConfig(ModelRetrievalConfig):
+    """The model's ``retrieval`` block (``enabled``, ``k``: spelt as in ``BioMedGPTConfig``, where the
+    saved model records them) plus where training takes the reference proteins' descriptions from."""
+
     protein_reference: Literal["answers", "shipped"] = Field(
         "answers",
         description="descriptions of reference proteins: the training answers joined, or the shipped "
         "Swiss-Prot PAIR records (model/retrieval.reference_proteins) restricted to training accessions — "
         "the wording `eval protein-qa --retrieval on` shows",
     )
+
+    def for_model(self) -> ModelRetrievalConfig:
+        """The part the trained model keeps in its config (``BioMedGPTConfig.retrieval``)."""
+        return ModelRetrievalConfig(enabled=self.enabled, k=self.k)
 
 
 class AlignConfig(TrainConfig):
@@ -142,7 +147,7 @@ class AlignConfig(TrainConfig):
     )
 
 
-class QADataConfig(_Strict):
+class QADataConfig(StrictConfig):
     train_path: Path | None = None
     train_format: Literal["medmcqa", "pubmedqa", "medqa"] = "medmcqa"
     eval_path: Path | None = None
@@ -214,24 +219,13 @@ def resolve_config_path(kind: str, name_or_path: str | Path) -> Path:
     raise ConfigError(f"config {text!r} is neither a bundled {kind} preset ({', '.join(names)}) nor a YAML file")
 
 
-def _format_errors(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "(root)"
-        parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
-
-
 def build_config(kind: str, tree: dict[str, Any], source: str = "config") -> TrainConfig:
     """Validate a plain dict as the config of ``kind``; a wrong key or value is a ``ConfigError``."""
     tree = dict(tree)
     declared = tree.setdefault("kind", kind)
     if declared != kind:
         raise ConfigError(f"{source} is a {declared!r} config, not {kind!r}")
-    try:
-        return CONFIG_TYPES[kind].model_validate(tree)
-    except ValidationError as error:
-        raise ConfigError(f"{source}: {_format_errors(error)}") from None
+    return validate_config(CONFIG_TYPES[kind], tree, source)
 
 
 def load_config(kind: str, name_or_path: str | Path = "tiny", overrides: list[str] | None = None) -> TrainConfig:

@@ -7,7 +7,7 @@ killed run from what is already in the file, and scores with the exact published
 * captioning (ChEBI-20): ``--retrieval only`` copies the description of the nearest reference molecule
   (Morgan/Tanimoto over the shipped ChEBI-20 *validation* set, leave-self-out) — the baseline any
   model must beat; ``on`` puts the retrieval context block in the prompt; ``off`` does not; the default
-  is how the model was trained (``model.config.retrieval``, off when absent);
+  is how the model was trained (``model.config.retrieval.enabled``, off when absent);
 * protein QA (UniProtQA, either layout): the same, plus exact match overall and per question type;
 * MCQA (MedMCQA, PubMedQA, MedQA-USMLE): accuracy overall and per data set, by generation with answer
   extraction (``metrics.extract_choice``) or by option log-likelihood (``metrics.option_logprobs``).
@@ -186,12 +186,10 @@ def _is_hf_causal_lm(path: Path) -> bool:
 
 
 def default_retrieval(model: Any) -> str:
-    """'on' when the model was trained with retrieval context (``model.config.retrieval``), else 'off'."""
+    """'on' when the model was trained with retrieval context (``model.config.retrieval.enabled``), else 'off'."""
     config = getattr(model, "config", None)
-    flag = getattr(config, "retrieval", None)
-    if flag is None and isinstance(config, dict):
-        flag = config.get("retrieval")
-    return "on" if flag else "off"
+    retrieval = getattr(config, "retrieval", None)
+    return "on" if getattr(retrieval, "enabled", False) else "off"
 
 
 def _check_retrieval(retrieval: str | None, model: Any) -> str:
@@ -303,7 +301,7 @@ def _structure_batch(model: Any, kind: str, structures: list[str], ids: list[str
     if mode == "on":
         from biomedgpt.model.retrieval import format_context
 
-        k = model.config.retrieval_k  # as many neighbours as the model was trained with
+        k = model.config.retrieval.k  # as many neighbours as the model was trained with
         contexts = [format_context(_nearest(index, query, ident, k), kind) for query, ident in zip(structures, ids)]
     prompts = [structure_prompt(kind, q, c, model=model) for q, c in zip(questions, contexts)]
     return _generate_rows(model, prompts, structures, f"{kind}s", ids, max_new_tokens)

@@ -35,7 +35,7 @@ def test_config_json_round_trip_and_unknown_fields():
     assert again == config
     data = config.to_dict()
     data["protein"]["colour"] = "red"
-    with pytest.raises(ConfigError, match="protein: unknown field.*colour"):
+    with pytest.raises(ConfigError, match=r"protein\.colour: unknown field \(known: backend, hidden_size"):
         BioMedGPTConfig.from_dict(data)
     with pytest.raises(ConfigError, match="backend"):
         BioMedGPTConfig.from_dict({**config.to_dict(), "protein": {"backend": "jax"}})
@@ -127,14 +127,43 @@ def test_task_prompt_dispatches_on_the_format_and_refuses_unknown_ones(chatml_to
         task_prompt("chatml", "molecule", "q", tokenizer=chatml_tokenizer)
 
 
-def test_prompt_format_and_retrieval_k_are_checked_and_preset():
-    assert get_preset("mini").prompt_format == "chatml" and get_preset("mini").retrieval_k == 1
+def test_prompt_format_and_retrieval_are_checked_and_preset():
+    assert get_preset("mini").prompt_format == "chatml" and get_preset("mini").retrieval.k == 1
     assert get_preset("biomedgpt-10b").prompt_format == "biomedgpt"
     base = get_preset("tiny").to_dict()
     with pytest.raises(ConfigError, match="prompt_format"):
         BioMedGPTConfig.from_dict({**base, "prompt_format": "alpaca"})
-    with pytest.raises(ConfigError, match="retrieval_k"):
-        BioMedGPTConfig.from_dict({**base, "retrieval_k": 0})
+    with pytest.raises(ConfigError, match=r"retrieval\.k: Input should be greater than or equal to 1"):
+        BioMedGPTConfig.from_dict({**base, "retrieval": {"enabled": True, "k": 0}})
+    with pytest.raises(ConfigError, match="max_protein_tokens"):
+        BioMedGPTConfig.from_dict({**base, "max_protein_tokens": 2048})
+    with pytest.raises(ValueError):  # assignments are validated too
+        get_preset("tiny").on_too_long = "drop"
+
+
+def test_configs_saved_with_the_old_retrieval_spelling_still_load():
+    """Saved configs of the first release say ``retrieval: true, retrieval_k: 1``; they read as
+    ``retrieval.enabled`` / ``retrieval.k``, the spelling of model and training configs alike."""
+    from biomedgpt.training.config import load_config
+
+    old = {**get_preset("tiny").to_dict(), "retrieval": True, "retrieval_k": 1}
+    config = BioMedGPTConfig.from_dict(old)
+    assert (config.retrieval.enabled, config.retrieval.k) == (True, 1)
+    assert BioMedGPTConfig.from_json(config.to_json()) == config and "retrieval_k" not in config.to_json()
+    only_k = {k: v for k, v in old.items() if k != "retrieval"}
+    assert BioMedGPTConfig.from_dict(only_k).retrieval.model_dump() == {"enabled": False, "k": 1}
+    align = load_config("align", "mini-cpu")
+    assert set(align.retrieval.for_model().model_dump()) == set(config.retrieval.model_dump()) == {"enabled", "k"}
+
+
+def test_replace_validates_and_copies():
+    base = get_preset("tiny")
+    changed = base.replace(retrieval={"enabled": True, "k": 2}, trained=True)
+    assert changed.retrieval.k == 2 and base.retrieval.k == 3 and changed.trained and not base.trained
+    with pytest.raises(ConfigError, match="no field 'colour'"):
+        base.replace(colour="red")
+    with pytest.raises(ConfigError, match="on_too_long"):
+        base.replace(on_too_long="drop")
 
 
 def test_chatml_model_splices_one_bos_and_builds_its_own_prompt(chatml_tokenizer):

@@ -44,8 +44,8 @@ def test_weights_ship_as_trained_with_retrieval_and_stay_small():
     manifest = json.loads((mini_weights_dir() / "config.json").read_text())
     config = manifest["config"]
     assert manifest["lm"] == "source" and config["lm"]["source"] == "smollm2"  # the LM is referenced, not shipped
-    assert config["trained"] is True and config["retrieval"] is True
-    assert config["prompt_format"] == "chatml" and config["retrieval_k"] == 1  # how it was trained (the card)
+    assert config["trained"] is True and config["retrieval"] == {"enabled": True, "k": 1}  # how it was trained (the card)
+    assert config["prompt_format"] == "chatml"
     data_dir = mini_weights_dir().parents[1] / "data"
     total = sum(p.stat().st_size for p in mini_weights_dir().iterdir()) + sum(p.stat().st_size for p in data_dir.iterdir())
     assert total <= 60 * 1024 * 1024
@@ -71,7 +71,7 @@ def mini():
 def test_load_model_mini_uses_the_shipped_weights(mini):
     from safetensors.torch import load_file
 
-    assert mini.config.trained is True and mini.config.retrieval is True
+    assert mini.config.trained is True and mini.config.retrieval.enabled is True
     shipped = load_file(str(mini_weights_dir() / "model.safetensors"))
     state = mini.state_dict()
     for key in ("proj_mol.weight", "proj_prot.weight"):
@@ -89,7 +89,7 @@ def test_fixed_molecule_and_protein_answers_are_nonempty_and_deterministic(mini)
     assert first.text.strip() and first.text == again.text
     assert first.text.startswith("The molecule is")  # a trained model answers in ChEBI's style
     assert first.trained and "untrained" not in first.note
-    assert len(first.inputs["retrieved"]) == mini.config.retrieval_k == 1  # trained with the nearest neighbour in the prompt
+    assert len(first.inputs["retrieved"]) == mini.config.retrieval.k == 1  # trained with the nearest neighbour in the prompt
     protein = describe_protein(UBIQUITIN, model=mini, generation=greedy)
     assert protein.text.strip() and protein.text == describe_protein(UBIQUITIN, model=mini, generation=greedy).text
     assert protein.trained and protein.inputs["retrieved"]

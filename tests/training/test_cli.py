@@ -46,7 +46,7 @@ def test_train_tiny_end_to_end_then_rerun_is_idempotent(kind, tmp_path):
         from biomedgpt.model import load_model
 
         model = load_model(str(run_dir / "model"))
-        assert model.config.trained and model.config.retrieval  # eval defaults to how it was trained
+        assert model.config.trained and model.config.retrieval.enabled  # eval defaults to how it was trained
         assert metrics["trainable_parameters"]["llm"] == 0 and metrics["dev_loss"] is not None
     if kind == "lm":
         from biomedgpt.model.lm import load_lm
