@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from biomedgpt.agent.state import ARTIFACT_KINDS
+from biomedgpt.agent.understanding import PROTEIN_ATTRIBUTES
 from biomedgpt.tools.records import (
     Compound,
     ModelAnswer,
@@ -26,7 +27,8 @@ from biomedgpt.tools.records import (
 )
 
 #: The labels a citation may take (any other bracketed text is left alone).
-LABEL_PATTERN = re.compile(r"^(PubChem CID \d+|UniProt [A-Z0-9]{6,10}(?:-\d+)?|PMID \d+|RDKit|BioMedGPT)$")
+LABEL_PATTERN = re.compile(r"^(PubChem CID \d+|ChEBI-20 CID \d+|UniProt [A-Z0-9]{6,10}(?:-\d+)?|PMID \d+|RDKit|"
+                           r"BioMedGPT|Doc [^\[\];]{1,60})$")
 _BRACKETS = re.compile(r"\[([^\[\]\n]{1,80})\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
 
@@ -116,6 +118,8 @@ def _similar_label(hit: Mapping[str, Any]) -> str:
     ident = str(hit.get("id", ""))
     if hit.get("kind") == "protein":
         return f"UniProt {ident}"
+    if "chebi" in str(hit.get("source", "")).lower() and ident.isdigit():
+        return f"ChEBI-20 CID {ident}"  # its text comes from ChEBI-20, not from PubChem
     return f"PubChem CID {ident}" if ident.isdigit() else f"{hit.get('source', 'reference')} {ident}"
 
 
@@ -134,8 +138,8 @@ def sources_from_state(state: Mapping[str, Any]) -> dict[str, dict]:
         add(p.label, "UniProt", p.url, p.protein_name)
     for raw in state.get("passages") or []:
         passage = Passage.model_validate(raw)
-        if passage.pmid:
-            add(passage.label, "PubMed", passage.url, passage.title)
+        add(passage.label, "PubMed" if passage.pmid else "document", passage.url,
+            passage.title + (f" (chunk {passage.chunk})" if not passage.pmid else "") if passage.title else "")
     for raw in state.get("similar") or []:
         hit = SimilarHit.model_validate(raw)
         label = _similar_label(raw)
@@ -334,149 +338,351 @@ def _passage_lines(passages: list[dict]) -> list[str]:
     return lines
 
 
-_ORDER = {
-    "properties": ("properties", "compounds", "proteins", "model_answers", "similar", "passages"),
-    "literature": ("passages", "compounds", "proteins", "properties", "model_answers", "similar"),
-    "similar": ("similar", "compounds", "properties", "model_answers", "proteins", "passages"),
-    "function": ("proteins", "model_answers", "similar", "passages", "compounds", "properties"),
-    "location": ("proteins", "model_answers", "similar", "passages", "compounds", "properties"),
-    "family": ("proteins", "model_answers", "similar", "passages", "compounds", "properties"),
+#: What the assistant does, said when a question is off-domain, unclear, or asks for help.
+CAPABILITIES = ("I answer questions about molecules (a name, SMILES, PubChem CID or InChIKey: properties from "
+                "PubChem and RDKit, nearest known structures), proteins (a UniProt accession, name or sequence: "
+                "function, gene, organism, location, diseases, GO terms, structures) and the biomedical literature "
+                "in the local store, with every fact cited.")
+OUT_OF_DOMAIN = "That is outside what I can help with. " + CAPABILITIES
+UNCLEAR = ("I'm not sure what you are asking. " + CAPABILITIES +
+           " For example: \u201cWhat is the molecular weight of aspirin?\u201d, \u201cWhich diseases is P05067 "
+           "linked to?\u201d or \u201cpapers on BRCA1 and breast cancer\u201d.")
+
+#: Human names of the attributes (for sentences and table headers).
+ATTRIBUTE_NAMES = {
+    "molecular_weight": "molecular weight", "exact_mass": "exact (monoisotopic) mass", "formula": "molecular formula",
+    "smiles": "SMILES", "inchikey": "InChIKey", "inchi": "InChI", "iupac_name": "IUPAC name", "cid": "PubChem CID",
+    "synonyms": "synonyms", "logp": "logP", "tpsa": "TPSA", "hbond_donors": "number of H-bond donors",
+    "hbond_acceptors": "number of H-bond acceptors", "rotatable_bonds": "number of rotatable bonds",
+    "rings": "number of rings", "aromatic_rings": "number of aromatic rings", "heavy_atoms": "number of heavy atoms",
+    "rule_of_five": "Lipinski rule-of-five verdict", "description": "description", "charge": "formal charge",
+    "function": "function", "gene": "gene", "organism": "organism", "length": "length", "mass": "mass",
+    "subcellular_location": "subcellular location", "family": "family", "diseases": "associated diseases",
+    "go_terms": "GO terms", "pdb_structures": "PDB structures", "keywords": "UniProt keywords",
+    "sequence": "sequence", "reviewed": "review status", "accession": "UniProt accession",
 }
-_DEFAULT_ORDER = ("compounds", "proteins", "model_answers", "similar", "properties", "passages")
-#: Properties a question may ask for directly; the answer then opens with them, each with its source.
-_ASKED: tuple[tuple[str, re.Pattern], ...] = tuple((key, re.compile(pattern, re.I)) for key, pattern in (
-    ("weight", r"molecular\s+weight|mol(?:ecular)?\.?\s*wt|molar\s+mass|\bmass\b|\bMW\b|how heavy"),
-    ("formula", r"\bformula\b"),
-    ("logp", r"\blog\s?p\b|xlogp|lipophilicity"),
-    ("tpsa", r"\btpsa\b|polar surface"),
-    ("donors", r"\bdonors?\b"),
-    ("acceptors", r"\bacceptors?\b"),
-    ("rotatable", r"\brotatable\b"),
-    ("rings", r"\brings?\b"),
-    ("lipinski", r"lipinski|rule of (?:five|5)|drug-?like"),
-))
+#: Attributes a table of several molecules shows when none was asked.
+DEFAULT_MOLECULE_COLUMNS = ("molecular_weight", "formula", "logp", "tpsa", "hbond_donors", "hbond_acceptors")
+DEFAULT_PROTEIN_COLUMNS = ("gene", "organism", "length", "mass")
+_HIGHER = re.compile(r"\b(?:highest|largest|greatest|biggest|most|heaviest|maximum|max|higher|larger|heavier|more|"
+                     r"bigger|greater)\b", re.I)
+_LOWER = re.compile(r"\b(?:lowest|smallest|least|fewest|lightest|minimum|min|lower|smaller|lighter|less|fewer)\b",
+                    re.I)
 
 
-def _compound_fact(key: str, c: Compound) -> str | None:
-    name, cite = c.title or c.label, f"[{c.label}]"
-    if key == "weight" and c.molecular_weight is not None:
-        return f"The molecular weight of {name} is {_fmt(c.molecular_weight)} g/mol {cite}."
-    if key == "formula" and c.formula:
-        return f"The formula of {name} is {c.formula} {cite}."
-    if key == "logp" and c.xlogp is not None:
-        return f"The XLogP of {name} is {_fmt(c.xlogp)} {cite}."
-    if key == "tpsa" and c.tpsa is not None:
-        return f"The TPSA of {name} is {_fmt(c.tpsa)} Å² {cite}."
-    return None
+#: Attributes that are counts ("has 3 heavy atoms").
+_COUNTS = frozenset({"hbond_donors", "hbond_acceptors", "rotatable_bonds", "rings", "aromatic_rings", "heavy_atoms"})
 
 
-def _properties_fact(key: str, p: MoleculeProperties) -> str | None:
-    name = f"`{p.smiles}`"
-    return {
-        "weight": f"The average molecular weight of {name} is {_fmt(p.average_mass)} g/mol [RDKit].",
-        "formula": f"The formula of {name} is {p.formula} [RDKit].",
-        "logp": f"The Crippen logP of {name} is {_fmt(p.logp)} [RDKit].",
-        "tpsa": f"The TPSA of {name} is {_fmt(p.tpsa)} Å² [RDKit].",
-        "donors": f"{name} has {p.h_bond_donors} H-bond donor{'' if p.h_bond_donors == 1 else 's'} [RDKit].",
-        "acceptors": f"{name} has {p.h_bond_acceptors} H-bond acceptor{'' if p.h_bond_acceptors == 1 else 's'} [RDKit].",
-        "rotatable": f"{name} has {p.rotatable_bonds} rotatable bond{'' if p.rotatable_bonds == 1 else 's'} [RDKit].",
-        "rings": f"{name} has {p.rings} ring{'' if p.rings == 1 else 's'} ({p.aromatic_rings} aromatic) [RDKit].",
-        "lipinski": (f"{name} {'passes' if p.lipinski_pass else 'fails'} Lipinski's rule of five "
-                     f"({p.lipinski_violations} violation{'' if p.lipinski_violations == 1 else 's'}) [RDKit]."),
-    }.get(key)
+class Subject:
+    """One entity of the answer with every record about it: PubChem, RDKit, UniProt."""
 
+    def __init__(self, compound: Compound | None = None, properties: MoleculeProperties | None = None,
+                 protein: ProteinEntry | None = None) -> None:
+        self.compound, self.properties, self.protein = compound, properties, protein
 
-_HIGHEST = re.compile(r"\b(?:highest|largest|greatest|biggest|most|heaviest|maximum|max)\b", re.I)
-_LOWEST = re.compile(r"\b(?:lowest|smallest|least|fewest|lightest|minimum|min)\b", re.I)
-#: Numeric values that "which has the highest X" can rank: (PubChem field, RDKit field, wording).
-_RANKABLE = {
-    "weight": ("molecular_weight", "average_mass", "molecular weight"),
-    "logp": ("xlogp", "logp", "logP"),
-    "tpsa": ("tpsa", "tpsa", "TPSA"),
-    "donors": (None, "h_bond_donors", "number of H-bond donors"),
-    "acceptors": (None, "h_bond_acceptors", "number of H-bond acceptors"),
-    "rotatable": (None, "rotatable_bonds", "number of rotatable bonds"),
-    "rings": (None, "rings", "number of rings"),
-}
+    @property
+    def kind(self) -> str:
+        return "protein" if self.protein else "molecule"
 
+    @property
+    def name(self) -> str:
+        if self.protein:
+            return self.protein.protein_name or self.protein.accession
+        if self.compound:
+            return self.compound.title or self.compound.iupac_name or self.compound.label
+        return f"`{self.properties.smiles}`" if self.properties else "?"
 
-def _ranking(key: str, question: str, compounds: list[Compound], computed: list[MoleculeProperties]) -> str | None:
-    """"Which of them has the highest logP?": name the winner among the records of one source."""
-    direction = "highest" if _HIGHEST.search(question) else "lowest" if _LOWEST.search(question) else None
-    if direction is None or key not in _RANKABLE:
+    @property
+    def smiles(self) -> str | None:
+        if self.compound and (self.compound.smiles or self.compound.connectivity_smiles):
+            return self.compound.smiles or self.compound.connectivity_smiles
+        return self.properties.smiles if self.properties else None
+
+    def value(self, attribute: str) -> tuple[Any, str, str] | None:
+        """(value, cited label, wording) of ``attribute``, from the record that holds it, or None."""
+        c, p, e = self.compound, self.properties, self.protein
+        if e is not None:
+            label = e.label
+            got = {
+                "function": e.function, "gene": ", ".join(e.gene_names[:4]) or None, "organism": e.organism,
+                "length": f"{e.length} amino acids" if e.length else None,
+                "mass": f"{e.mass:,} Da" if e.mass else None,
+                "subcellular_location": ", ".join(e.subcellular_locations[:8]) or None, "family": e.family,
+                "diseases": "; ".join(e.diseases[:10]) or None,
+                "go_terms": "; ".join(e.go_terms[:12]) + (f" (and {len(e.go_terms) - 12} more)"
+                                                         if len(e.go_terms) > 12 else "") if e.go_terms else None,
+                "pdb_structures": ", ".join(e.pdb_ids[:15]) + (f" (and {len(e.pdb_ids) - 15} more; "
+                                                              f"{len(e.pdb_ids)} in all)" if len(e.pdb_ids) > 15 else "")
+                if e.pdb_ids else None,
+                "keywords": ", ".join(e.keywords[:15]) or None, "sequence": e.sequence,
+                "reviewed": None if e.reviewed is None else ("reviewed (Swiss-Prot)" if e.reviewed
+                                                             else "unreviewed (TrEMBL)"),
+                "accession": e.accession,
+            }.get(attribute)
+            return (got, label, ATTRIBUTE_NAMES.get(attribute, attribute)) if got not in (None, "") else None
+        if c is not None:
+            pubchem = {
+                "molecular_weight": (c.molecular_weight, "molecular weight", " g/mol"), "formula": (c.formula, "formula", ""),
+                "smiles": (c.smiles or c.connectivity_smiles, "SMILES", ""), "inchikey": (c.inchikey, "InChIKey", ""),
+                "inchi": (c.inchi, "InChI", ""), "iupac_name": (c.iupac_name, "IUPAC name", ""), "cid": (c.cid, "CID", ""),
+                "synonyms": ("; ".join(c.synonyms[:10]) or None, "synonyms", ""), "logp": (c.xlogp, "XLogP3", ""),
+                "tpsa": (c.tpsa, "TPSA", " Å²"),
+                "description": (_snippet(c.descriptions[0].text, 3, 600) if c.descriptions else None, "description", ""),
+            }.get(attribute)
+            if pubchem and pubchem[0] not in (None, ""):
+                return (f"{_fmt(pubchem[0])}{pubchem[2]}", c.label, pubchem[1])
+        if p is not None:
+            rdkit = {
+                "molecular_weight": (p.average_mass, "average molecular weight", " g/mol"),
+                "exact_mass": (p.exact_mass, "exact mass", " Da"), "formula": (p.formula, "formula", ""),
+                "smiles": (p.smiles, "canonical SMILES", ""), "inchikey": (p.inchikey, "InChIKey", ""),
+                "inchi": (p.inchi, "InChI", ""), "logp": (p.logp, "Crippen logP", ""), "tpsa": (p.tpsa, "TPSA", " Å²"),
+                "hbond_donors": (p.h_bond_donors, "H-bond donors", ""),
+                "hbond_acceptors": (p.h_bond_acceptors, "H-bond acceptors", ""),
+                "rotatable_bonds": (p.rotatable_bonds, "rotatable bonds", ""), "rings": (p.rings, "rings", ""),
+                "aromatic_rings": (p.aromatic_rings, "aromatic rings", ""), "heavy_atoms": (p.heavy_atoms, "heavy atoms", ""),
+                "charge": (p.formal_charge, "formal charge", ""),
+                "rule_of_five": (("passes" if p.lipinski_pass else "fails") + f" Lipinski's rule of five "
+                                 f"({p.lipinski_violations} violation{'' if p.lipinski_violations == 1 else 's'})",
+                                 "rule of five", ""),
+            }.get(attribute)
+            if rdkit and rdkit[0] is not None:
+                return (f"{_fmt(rdkit[0], 4 if attribute == 'exact_mass' else 2)}{rdkit[2]}", "RDKit", rdkit[1])
         return None
-    pubchem_field, rdkit_field, wording = _RANKABLE[key]
-    candidates: list[tuple[float, str, str]] = []
-    if pubchem_field:
-        candidates = [(getattr(c, pubchem_field), c.title or c.label, f"[{c.label}]") for c in compounds
-                      if getattr(c, pubchem_field) is not None]
-    if len(candidates) < 2:
-        candidates = [(float(getattr(p, rdkit_field)), f"`{p.smiles}`", "[RDKit]") for p in computed]
-    if len(candidates) < 2:
+
+    def number(self, attribute: str) -> float | None:
+        """The attribute as a number, for rankings (None when absent or not numeric)."""
+        found = self.value(attribute)
+        if found is None:
+            return None
+        match = re.match(r"^-?[\d,]+(?:\.\d+)?", str(found[0]))
+        return float(match.group().replace(",", "")) if match else None
+
+
+def subjects_from_state(state: Mapping[str, Any]) -> list[Subject]:
+    """One ``Subject`` per entity: a PubChem record joined with the RDKit record of the same structure."""
+    from biomedgpt.core.chem import try_parse_smiles
+
+    def canonical(smiles: str | None) -> str | None:
+        mol = try_parse_smiles(smiles) if smiles else None
+        if mol is None:
+            return None
+        from rdkit import Chem
+
+        return Chem.MolToSmiles(mol)
+
+    computed = [MoleculeProperties.model_validate(r) for r in state.get("properties") or []]
+    by_smiles = {canonical(p.smiles): p for p in computed}
+    used: set[int] = set()
+    subjects: list[Subject] = []
+    for raw in state.get("compounds") or []:
+        compound = Compound.model_validate(raw)
+        match = None
+        for smiles in (compound.smiles, compound.connectivity_smiles):
+            match = by_smiles.get(canonical(smiles)) if smiles else None
+            if match is not None:
+                break
+        if match is not None:
+            used.add(id(match))
+        subjects.append(Subject(compound=compound, properties=match))
+    subjects += [Subject(properties=p) for p in computed if id(p) not in used]
+    subjects += [Subject(protein=ProteinEntry.model_validate(r)) for r in state.get("proteins") or []]
+    return subjects
+
+
+def _attribute_sentence(subject: Subject, attribute: str, offline: bool) -> str:
+    found = subject.value(attribute)
+    wording = ATTRIBUTE_NAMES.get(attribute, attribute)
+    if found is not None:
+        value, label, field = found
+        if attribute == "rule_of_five":
+            return f"{subject.name} {value} [{label}]."
+        if attribute in ("function", "description"):
+            return f"{field.capitalize()} of {subject.name}: {value} [{label}]."
+        if attribute in _COUNTS:
+            return f"{subject.name} has {value} {field} [{label}]."
+        return f"The {field} of {subject.name} is {value} [{label}]."
+    if subject.protein is not None:
+        if attribute in ATTRIBUTE_NAMES and attribute not in PROTEIN_ATTRIBUTES:
+            return f"The {wording} does not apply to a protein; UniProt's entry {subject.protein.accession} is about " \
+                   f"{subject.name} [{subject.protein.label}]."
+        return f"UniProt's entry for {subject.name} lists no {wording} [{subject.protein.label}]."
+    if attribute in PROTEIN_ATTRIBUTES:
+        return f"{subject.name} is a small molecule; a {wording} applies to proteins."
+    if subject.compound is not None:
+        return f"PubChem's record for {subject.name} has no {wording} [{subject.compound.label}]."
+    if offline:
+        return f"The {wording} of {subject.name} needs a PubChem look-up, which is not possible offline."
+    return f"The {wording} of {subject.name} is not available from the records found."
+
+
+def _table(subjects: list[Subject], attributes: list[str]) -> str:
+    header = "| | " + " | ".join(ATTRIBUTE_NAMES.get(a, a) for a in attributes) + " | source |"
+    lines = [header, "|" + "---|" * (len(attributes) + 2)]
+    for subject in subjects:
+        cells, labels = [], []
+        for attribute in attributes:
+            found = subject.value(attribute)
+            cells.append(str(found[0]).replace("|", "/")[:60] if found else "not available")
+            if found and found[1] not in labels:
+                labels.append(found[1])
+        lines.append(f"| {subject.name} | " + " | ".join(cells) + " | " + " ".join(f"[{x}]" for x in labels) + " |")
+    return "\n".join(lines)
+
+
+def _ranking(subjects: list[Subject], attribute: str, question: str) -> str | None:
+    """Rank by one attribute, with values of one method only (PubChem's XLogP3 and RDKit's Crippen logP
+    are not comparable): PubChem's values when every subject has one, else RDKit's, else a mixed ranking
+    that says so."""
+    direction = "lowest" if _LOWER.search(question) and not _HIGHER.search(question) else "highest"
+    views = (
+        [Subject(compound=s.compound, protein=s.protein) for s in subjects],
+        [Subject(properties=s.properties, protein=s.protein) for s in subjects],
+    )
+    ranked: list[tuple[float, Subject, Subject]] = []
+    for view in views:
+        candidate = [(v.number(attribute), v, s) for v, s in zip(view, subjects, strict=True)]
+        if all(n is not None for n, _, _ in candidate):
+            ranked = candidate  # type: ignore[assignment]
+            break
+    mixed = ""
+    if not ranked:
+        ranked = [(s.number(attribute), s, s) for s in subjects if s.number(attribute) is not None]  # type: ignore[misc]
+        mixed = " (values from different methods: compare with care)"
+    if len(ranked) < 2:
         return None
-    value, name, cite = (max if direction == "highest" else min)(candidates, key=lambda item: item[0])
-    return f"Of these {len(candidates)}, {name} has the {direction} {wording} ({_fmt(value)}) {cite}."
+    ranked.sort(key=lambda item: item[0], reverse=True)
+    wording = ATTRIBUTE_NAMES.get(attribute, attribute)
+    order = " > ".join(f"{s.name} ({_fmt(n)})" for n, _, s in ranked)
+    labels = " ".join(dict.fromkeys(f"[{v.value(attribute)[1]}]" for _, v, _ in ranked))
+    n, _, s = ranked[-1] if direction == "lowest" else ranked[0]
+    return f"{s.name} has the {direction} {wording} ({_fmt(n)}){mixed}; by {wording}: {order} {labels}."
 
 
-def direct_answer(question: str, state: Mapping[str, Any]) -> list[str]:
-    """Sentences that answer the properties a question names, first from PubChem, else from RDKit.
+def _similarity_pair(subjects: list[Subject]) -> str | None:
+    from biomedgpt.core.chem import tanimoto
 
-    A superlative question ("which has the highest logP?") is answered first with the ranking.
-    """
-    asked = [key for key, pattern in _ASKED if pattern.search(question or "")]
-    compounds = [Compound.model_validate(c) for c in (state.get("compounds") or [])[:5]]
-    computed = [MoleculeProperties.model_validate(p) for p in (state.get("properties") or [])[:5]]
-    sentences: list[str] = []
-    for key in asked:
-        ranking = _ranking(key, question or "", compounds, computed)
-        if ranking:
-            sentences.append(ranking)
-        from_pubchem = [f for f in (_compound_fact(key, c) for c in compounds) if f]
-        sentences += from_pubchem or [f for f in (_properties_fact(key, p) for p in computed) if f]
-    return sentences
+    structures = [(s.name, s.smiles) for s in subjects if s.smiles]
+    if len(structures) < 2:
+        return None
+    (name_a, a), (name_b, b) = structures[:2]
+    score = tanimoto(a, b)
+    return (f"The Tanimoto similarity of {name_a} and {name_b} is {score:.2f} (Morgan fingerprints, radius 2, "
+            f"2048 bits) [RDKit].")
+
+
+def _evidence_hits(hits: list[dict], min_molecule: float) -> tuple[list[dict], int]:
+    """Neighbours close enough to be evidence, and how many were dropped as too distant."""
+    kept = []
+    for raw in hits:
+        hit = SimilarHit.model_validate(raw)
+        floor = min_molecule if hit.kind == "molecule" else PROTEIN_NEIGHBOUR_FLOOR
+        if hit.similarity >= floor:
+            kept.append(raw)
+    return kept, len(hits) - len(kept)
+
+
+#: 3-mer cosine below which a protein neighbour is no evidence (random pairs score 0.05–0.15).
+PROTEIN_NEIGHBOUR_FLOOR = 0.5
+
+
+def _literature_lines(passages: list[dict], min_score: float, searched: int | None) -> list[str]:
+    relevant = [Passage.model_validate(p) for p in passages if float(p.get("score") or 0) >= min_score]
+    if not relevant:
+        counted = f" ({searched:,} chunks searched)" if searched else ""
+        return [f"No relevant passage in the literature store{counted}: nothing scored above the relevance floor "
+                f"({min_score:.2f})."]
+    seen: set[str] = set()
+    lines = ["**From the literature**"]
+    for p in relevant:
+        if p.label in seen:
+            continue  # one entry per document
+        seen.add(p.label)
+        title = f" — {p.title}" + (f" ({p.year})" if p.year else "") if p.title else ""
+        lines.append(f"- \u201c{_snippet(p.text, 2, 300)}\u201d{title} [{p.label}].")
+        if len(seen) >= 4:
+            break
+    return lines
 
 
 def compose_answer(question: str, state: Mapping[str, Any], errors: list[dict] | None = None, *,
-                   limited_after: int | None = None) -> str:
+                   limited_after: int | None = None, settings: Any = None) -> str:
     """A grounded, extractive answer from the turn's records; every claim ends with its label.
 
-    ``errors`` are the failed tool calls ({name, args, error}); they are reported, not hidden, and
-    do not stop the rest of the answer. ``limited_after`` is set when the step limit was reached.
+    The first sentences answer what was asked (the requested attributes, a ranking, a similarity);
+    records follow as evidence; model text comes last and labelled. ``errors`` are the failed tool
+    calls ({name, args, error}); they are reported, not hidden.
     """
-    blocks: list[list[str]] = []
-    for kind in _ORDER.get(state.get("intent") or "", _DEFAULT_ORDER):
-        records = state.get(kind) or []
-        if not records:
-            continue
-        if kind == "compounds":
-            for raw in records[:3]:
-                blocks.append(_compound_lines(raw))
-        elif kind == "properties":
-            for raw in records[:3]:
-                blocks.append(_properties_lines(raw))
-        elif kind == "proteins":
-            for raw in records[:3]:
-                blocks.append(_protein_lines(raw))
-        elif kind == "model_answers":
-            for raw in records[:2]:
-                blocks.append(_model_lines(raw))
-        elif kind == "similar":
-            blocks.append(_similar_lines(records))
-        elif kind == "passages":
-            blocks.append(_passage_lines(records))
-    blocks = [b for b in blocks if b]
+    from biomedgpt.core.settings import get_settings
+
+    settings = settings or get_settings()
+    intent = state.get("intent") or "describe"
+    attributes = list(state.get("attributes") or [])
+    offline = bool(state.get("offline"))
+    if intent == "out_of_domain":
+        return OUT_OF_DOMAIN
+    if intent == "help":
+        return "Hello! " + CAPABILITIES
+    if intent == "unclear":
+        return UNCLEAR
+    subjects = subjects_from_state(state)
     parts: list[str] = []
     if limited_after is not None:
         parts.append(f"Could not finish in {limited_after} steps; here is what was found.")
-    lead = direct_answer(question, state)
+
+    lead: list[str] = []
+    if intent == "similarity_pair":
+        sentence = _similarity_pair(subjects)
+        if sentence:
+            lead.append(sentence)
+    if intent == "compare" and len(subjects) > 1:
+        shown = attributes or list(DEFAULT_PROTEIN_COLUMNS if subjects[0].kind == "protein"
+                                   else DEFAULT_MOLECULE_COLUMNS)
+        for attribute in attributes:
+            ranking = _ranking(subjects, attribute, question)
+            if ranking:
+                lead.append(ranking)
+        if not lead:
+            lead.append(f"Compared: {', '.join(s.name for s in subjects)}.")
+        parts.append(" ".join(lead))
+        parts.append(_table(subjects, shown))
+        lead = []
+    elif intent in ("attribute", "compare") and attributes:
+        for subject in subjects or []:
+            lead += [_attribute_sentence(subject, a, offline) for a in attributes]
+        if len(subjects) > 1 and len(attributes) > 0:
+            parts.append(" ".join(lead))
+            parts.append(_table(subjects, attributes))
+            lead = []
     if lead:
         parts.append(" ".join(lead))
-    if blocks:
-        parts.extend("\n".join(block) for block in blocks)
-    elif not errors:
-        parts.append(
-            "I found no evidence to answer this. Name a compound (or give a SMILES, CID or InChIKey), a protein "
-            "(UniProt accession or sequence), or ask about the literature.")
+
+    blocks: list[list[str]] = []
+    if intent in ("describe", "similar", "model") or (intent in ("attribute", "compare") and not subjects):
+        if intent != "model":
+            for subject in subjects[:3]:
+                if subject.compound:
+                    blocks.append(_compound_lines(subject.compound.model_dump()))
+                if subject.properties:
+                    blocks.append(_properties_lines(subject.properties.model_dump()))
+                if subject.protein:
+                    blocks.append(_protein_lines(subject.protein.model_dump()))
+        hits, dropped = _evidence_hits(state.get("similar") or [], settings.neighbour_min_similarity)
+        if hits:
+            blocks.append(_similar_lines(hits))
+        elif dropped:
+            kind = "protein" if (state.get("similar") or [{}])[0].get("kind") == "protein" else "molecule"
+            blocks.append([f"No close known {kind}: the nearest of {dropped} reference structures are below the "
+                           "similarity floor, so none is shown as evidence."])
+        for raw in (state.get("model_answers") or [])[:2]:
+            blocks.append(_model_lines(raw))  # model text is secondary: after every database fact, labelled
+    if state.get("passages") or intent == "literature":
+        blocks.append(_literature_lines(state.get("passages") or [], settings.literature_min_score,
+                                        state.get("searched")))
+    parts.extend("\n".join(b) for b in blocks if b)
+    if not parts and not errors:
+        parts.append("I found no evidence to answer this. " + CAPABILITIES)
     if errors:
         failed = ["**Could not look up**"]
         for error in errors:

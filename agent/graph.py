@@ -96,8 +96,10 @@ def _offline_plan(question: str, state: State, ctx: Context) -> dict:
     planned = plan(question, PlanContext.from_state(state, offline=ctx.offline))
     update: dict[str, Any] = {
         "messages": [AIMessage(content="", tool_calls=planned.tool_calls(),
-                               additional_kwargs={"intent": planned.intent})],
+                               additional_kwargs={"intent": planned.intent, "attributes": planned.attributes})],
         "intent": planned.intent,
+        "attributes": planned.attributes,
+        "offline": planned.offline,
     }
     subjects = [e.model_dump(exclude={"from_context"}) for e in planned.entities
                 if e.kind in ("molecule", "protein", "cid", "inchikey")]
@@ -124,7 +126,7 @@ def build_graph(tools: Sequence[BaseTool] | None = None, checkpointer: Any = Non
         update: dict[str, Any] = {"steps": steps}
         if new_question:
             update.update(empty_artifacts())
-            update.update({"limited": False, "intent": None})
+            update.update({"limited": False, "intent": None, "attributes": None, "searched": None})
         if steps > ctx.max_steps:
             update["limited"] = True
             return update
@@ -164,6 +166,8 @@ def build_graph(tools: Sequence[BaseTool] | None = None, checkpointer: Any = Non
             if isinstance(message, ToolMessage) and message.status != "error":
                 for kind, records in collect_artifacts(message.artifact).items():
                     found[kind].extend(records)
+                if isinstance(message.artifact, dict) and "searched" in message.artifact:
+                    update["searched"] = int(message.artifact["searched"])
         update.update({kind: records for kind, records in found.items() if records})
         entity = entity_from_artifacts(found)
         previous = state.get("entity")

@@ -75,8 +75,14 @@ class State(InputState, total=False):
     #: Every source cited so far in the session (label → {label, source, url, title}), so that an
     #: LLM's answer that cites evidence from an earlier turn is still checked against real records.
     known_sources: Annotated[dict, merge_sources]
-    #: The intent of the current question when the offline planner classified it.
+    #: The intent of the current question when the router classified it.
     intent: Annotated[str | None, replace_value]
+    #: The attributes the current question asks for (``agent/understanding``), e.g. ["molecular_weight"].
+    attributes: Annotated[list[str] | None, replace_value]
+    #: Whether the current question was planned offline (the answer says what needs the network).
+    offline: Annotated[bool, replace_value]
+    #: How many chunks the literature store held when it was searched this turn.
+    searched: Annotated[int | None, replace_value]
     #: Plan steps taken for the current question (reset on every new question).
     steps: Annotated[int, replace_value]
     #: True when the current question ended at the step limit.

@@ -44,22 +44,26 @@ def config_file_path() -> Path:
 
 
 class HttpSettings(BaseModel):
-    """Network behaviour shared by the PubChem, UniProt and E-utilities clients."""
+    """Network behaviour shared by the PubChem, UniProt and E-utilities clients (``[http]`` table, ``BIOMEDGPT_HTTP__*``)."""
 
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0  # PubChem itself cuts a call at 30 s
-    max_retries: int = 4
-    backoff_factor: float = 0.5  # seconds; doubled on each retry, plus jitter
-    backoff_jitter: float = 0.25
-    backoff_max: float = 30.0  # the stated maximum wait between two tries
-    pubchem_per_second: int = 5  # PubChem's documented policy
-    pubchem_per_minute: int = 400
-    uniprot_per_second: int = 5  # a polite default; UniProt documents no hard limit
-    eutils_per_second: int = 3  # NCBI's limit without an API key
-    pubchem_cache_ttl: int = 7 * 24 * 3600  # seconds
-    uniprot_cache_ttl: int = 7 * 24 * 3600
-    eutils_cache_ttl: int = 24 * 3600
-    user_agent: str = "biomedgpt/0.1 (+https://github.com/biomedgpt/biomedgpt)"
+    connect_timeout: float = Field(5.0, description="seconds to open a connection")
+    read_timeout: float = Field(30.0, description="seconds between two bytes of a response (PubChem cuts a call at 30 s)")
+    max_retries: int = Field(4, description="retries of a transient failure (5xx, 429, connection errors)")
+    backoff_factor: float = Field(0.5, description="seconds before the first retry; doubled on each retry, plus jitter")
+    backoff_jitter: float = Field(0.25, description="random extra seconds added to each backoff")
+    backoff_max: float = Field(30.0, description="the longest wait between two tries")
+    pubchem_per_second: int = Field(5, description="PubChem requests per second (PubChem's documented policy)")
+    pubchem_per_minute: int = Field(400, description="PubChem requests per minute (PubChem's documented policy)")
+    uniprot_per_second: int = Field(5, description="UniProt requests per second (a polite default; none documented)")
+    eutils_per_second: int = Field(3, description="E-utilities requests per second (NCBI's limit without an API key)")
+    pubchem_cache_ttl: int = Field(7 * 24 * 3600, description="seconds a cached PubChem answer is reused")
+    uniprot_cache_ttl: int = Field(7 * 24 * 3600, description="seconds a cached UniProt answer is reused")
+    eutils_cache_ttl: int = Field(24 * 3600, description="seconds a cached E-utilities answer is reused")
+    user_agent: str = Field("biomedgpt/0.1 (+https://github.com/biomedgpt/biomedgpt)",
+                            description="the User-Agent sent to every service")
+    # Reserved for the reliability issue (#13): named here so the names do not drift.
+    max_response_bytes: int = Field(20 * 1024 * 1024, description="largest response body read (reserved, #13)")
+    deadline: float = Field(45.0, description="seconds for one look-up, retries and backoff included (reserved, #13)")
 
 
 class Settings(BaseSettings):
@@ -72,16 +76,34 @@ class Settings(BaseSettings):
     )
 
     home: Path = Field(default=Path("~/.cache/biomedgpt"), description="caches, weights, Chroma, sessions")
-    offline: bool = False
-    pubchem_url: str = "https://pubchem.ncbi.nlm.nih.gov"
-    uniprot_url: str = "https://rest.uniprot.org"
-    eutils_url: str = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
-    llm: str = "offline"
-    chroma_url: str | None = None
-    embedding_model: str | None = None
-    model: str = "mini"
-    device: str = "auto"
-    ncbi_api_key: SecretStr | None = None
+    offline: bool = Field(False, description="no network: look-ups are answered from the cache or fail plainly")
+    pubchem_url: str = Field("https://pubchem.ncbi.nlm.nih.gov", description="PubChem host (PUG-REST and PUG-View)")
+    uniprot_url: str = Field("https://rest.uniprot.org", description="UniProt REST base URL")
+    eutils_url: str = Field("https://eutils.ncbi.nlm.nih.gov/entrez/eutils", description="NCBI E-utilities base URL")
+    llm: str = Field("offline", description="chat-model back end: offline | openai:MODEL | ollama:MODEL | hf:PATH | "
+                                            "biomedgpt:PRESET")
+    chroma_url: str | None = Field(None, description="a Chroma server (http://host:port); unset: the embedded store")
+    embedding_model: str | None = Field(None, description="a local sentence-transformers folder for the literature "
+                                                          "store; unset: the shipped all-MiniLM-L6-v2")
+    model: str = Field("mini", description="the BioMedGPT model: a preset (mini, tiny, biomedgpt-10b) or a folder")
+    device: str = Field("auto", description="torch device for the models: auto (CUDA when available) | cpu | cuda")
+    ncbi_api_key: SecretStr | None = Field(None, description="NCBI API key (raises E-utilities to 10 requests/s)")
+    max_question_chars: int = Field(4000, description="longest question accepted; longer ones are refused at once")
+    literature_min_score: float = Field(0.35, description="cosine similarity below which a passage is not relevant "
+                                                          "evidence (calibrated in agent/data/eval/README.md)")
+    neighbour_min_similarity: float = Field(0.5, description="Tanimoto (molecules) below which a nearest known "
+                                                             "structure is not shown as evidence")
+    understanding_min_confidence: float = Field(0.5, description="cosine similarity to the nearest example question "
+                                                                 "below which the assistant asks instead of guessing")
+    # Reserved for the open issues (named here so the names do not drift):
+    tool_choice: str = Field("router", description="who picks the tools: router | model (reserved, #12)")
+    llm_max_tokens: int = Field(512, description="most tokens a chat model may write per answer (reserved, #12)")
+    llm_timeout: float = Field(120.0, description="seconds to a chat model's first token (reserved, #12)")
+    llm_deadline: float = Field(300.0, description="seconds for a whole chat-model answer (reserved, #12)")
+    mcp_servers: str | None = Field(None, description="JSON file of external MCP servers (reserved, #14)")
+    protein_db: str | None = Field(None, description="FASTA searched for protein homologues (reserved, #15)")
+    protein_max_evalue: float = Field(1e-5, description="E-value above which a homologue is not evidence (reserved, #15)")
+    molecule_db: str | None = Field(None, description="a large molecule reference for similarity (reserved, #16)")
     http: HttpSettings = Field(default_factory=HttpSettings)
 
     @field_validator("home", mode="after")

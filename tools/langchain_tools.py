@@ -307,13 +307,16 @@ def _uniprot_search(query: str, size: int = DEFAULT_SIZE) -> tuple[str, list[dic
     return "\n".join(lines), [_dump(e) for e in entries]
 
 
-def _literature_search(query: str, k: int = DEFAULT_K) -> tuple[str, list[dict]]:
-    passages = list(_store().search(query, k=k))
+def _literature_search(query: str, k: int = DEFAULT_K) -> tuple[str, dict]:
+    store = _store()
+    passages = list(store.search(query, k=k))
+    searched = store.count()
     if not passages:
-        return f"The literature store has no passages for {query!r}.", []
-    lines = [f"Literature passages for {query!r} (cite by PMID):"]
+        return f"The literature store has no passages for {query!r} ({searched} chunks searched).", \
+            {"passages": [], "searched": searched}
+    lines = [f"Literature passages for {query!r} (cite by the bracketed label; {searched} chunks searched):"]
     lines += [passage_text(n, p) for n, p in enumerate(passages, 1)]
-    return "\n".join(lines), [_dump(p) for p in passages]
+    return "\n".join(lines), {"passages": [_dump(p) for p in passages], "searched": searched}
 
 
 def _pubmed_fetch(query: str, n: int = DEFAULT_PUBMED_N) -> tuple[str, dict]:

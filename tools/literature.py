@@ -646,7 +646,8 @@ class LiteratureStore:
             year = meta.get("year")
             passages.append(Passage(text=text or "", pmid=meta.get("pmid"), title=meta.get("title"),
                                     year=int(year) if year is not None else None, chunk=int(meta.get("chunk", 0)),
-                                    score=round(1.0 - float(distance), 4)))
+                                    score=round(1.0 - float(distance), 4),
+                                    source=meta.get("source") if not meta.get("pmid") else None))
         return passages
 
 

@@ -20,7 +20,7 @@ LIPINSKI_ALLOWED_VIOLATIONS = 1
 def molecule_properties(smiles: str) -> MoleculeProperties:
     """Formula, masses, Crippen logP, TPSA, H-bond donors/acceptors (Lipinski's NH+OH and N+O counts), rotatable bonds,
     rings, aromatic rings, heavy atoms and the rule-of-five verdict; ``InvalidSmilesError`` names bad input."""
-    from rdkit import Chem
+    from rdkit import Chem, rdBase
     from rdkit.Chem import Crippen, Descriptors, Lipinski, rdMolDescriptors
 
     mol = parse_smiles(smiles)
@@ -37,6 +37,8 @@ def molecule_properties(smiles: str) -> MoleculeProperties:
         donors > LIPINSKI_MAX_DONORS,
         acceptors > LIPINSKI_MAX_ACCEPTORS,
     ))
+    with rdBase.BlockLogs():  # InChI generation warns on stderr for unusual valences
+        inchi, inchikey = Chem.MolToInchi(mol), Chem.MolToInchiKey(mol)
     return MoleculeProperties(
         smiles=Chem.MolToSmiles(mol),
         formula=rdMolDescriptors.CalcMolFormula(mol),
@@ -52,4 +54,7 @@ def molecule_properties(smiles: str) -> MoleculeProperties:
         heavy_atoms=int(mol.GetNumHeavyAtoms()),
         lipinski_violations=int(violations),
         lipinski_pass=violations <= LIPINSKI_ALLOWED_VIOLATIONS,
+        inchikey=inchikey or None,
+        inchi=inchi or None,
+        formal_charge=int(Chem.GetFormalCharge(mol)),
     )

@@ -6,6 +6,8 @@ field names are public (see docs/architecture.md), so change them only with a re
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, Field
 
 
@@ -61,6 +63,10 @@ class ProteinEntry(BaseModel):
     mass: int | None = None
     go_terms: list[str] = Field(default_factory=list)
     pdb_ids: list[str] = Field(default_factory=list)
+    #: Diseases of UniProt's DISEASE comments ("Alzheimer disease 1 (AD1)").
+    diseases: list[str] = Field(default_factory=list)
+    #: UniProt keywords ("3D-structure", "Alzheimer disease", ...).
+    keywords: list[str] = Field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -80,10 +86,14 @@ class Passage(BaseModel):
     year: int | None = None
     chunk: int = 0
     score: float = 0.0
+    #: The file a user-ingested document came from (its name is the citation: ``[Doc notes.md]``).
+    source: str | None = None
 
     @property
     def label(self) -> str:
-        return f"PMID {self.pmid}" if self.pmid else f"doc {self.title or '?'}"
+        if self.pmid:
+            return f"PMID {self.pmid}"
+        return f"Doc {Path(self.source).name if self.source else (self.title or '?')}"
 
     @property
     def url(self) -> str:
@@ -107,6 +117,9 @@ class MoleculeProperties(BaseModel):
     heavy_atoms: int
     lipinski_violations: int
     lipinski_pass: bool
+    inchikey: str | None = None
+    inchi: str | None = None
+    formal_charge: int | None = None
     source: str = "computed locally with RDKit"
 
 

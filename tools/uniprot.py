@@ -101,6 +101,12 @@ def protein_from_json(data: dict) -> ProteinEntry:
             term = next((p.get("value") for p in ref.get("properties", []) or [] if p.get("key") == "GoTerm"), "")
             go_terms.append(f"{ref.get('id')} {term}".strip())
     pdb_ids = _unique(ref.get("id", "") for ref in xrefs if ref.get("database") == "PDB")
+    diseases = _unique(
+        (c.get("disease") or {}).get("diseaseId", "") + (f" ({c['disease']['acronym']})" if (c.get("disease") or {})
+                                                        .get("acronym") else "")
+        for c in comments if c.get("commentType") == "DISEASE"
+    )
+    keywords = _unique(k.get("name", "") for k in data.get("keywords", []) or [])
     organism = data.get("organism") or {}
     sequence = data.get("sequence") or {}
     reviewed = None
@@ -122,6 +128,8 @@ def protein_from_json(data: dict) -> ProteinEntry:
         mass=sequence.get("molWeight"),
         go_terms=go_terms,
         pdb_ids=pdb_ids,
+        diseases=diseases,
+        keywords=keywords,
     )
 
 

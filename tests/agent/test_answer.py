@@ -7,8 +7,8 @@ from biomedgpt.agent.answer import (
     cited_labels,
     collect_artifacts,
     compose_answer,
-    direct_answer,
     sources_from_state,
+    subjects_from_state,
 )
 from biomedgpt.tools.properties import molecule_properties
 
@@ -32,32 +32,58 @@ def test_collect_artifacts_files_nested_records():
     assert found["proteins"] == []
 
 
-def test_offline_answer_cites_every_claim_and_labels_model_output():
+def test_offline_answer_opens_with_the_asked_fields_and_cites_every_claim():
     state = {"compounds": [ASPIRIN], "model_answers": [MODEL], "passages": [PASSAGE], "similar": [HIT],
-             "properties": [molecule_properties("CC(=O)Oc1ccccc1C(=O)O").model_dump()]}
+             "properties": [molecule_properties("CC(=O)Oc1ccccc1C(=O)O").model_dump()],
+             "intent": "attribute", "attributes": ["molecular_weight", "logp"]}
     errors = [{"name": "uniprot_lookup", "args": {"query": "X"}, "error": "Error: UniProt: down"}]
     text = compose_answer("What is the molecular weight and logP of aspirin?", state, errors)
     first = text.split("\n")[0]
     assert first == ("The molecular weight of Aspirin is 180.16 g/mol [PubChem CID 2244]. "
-                     "The XLogP of Aspirin is 1.2 [PubChem CID 2244].")
-    claims = [line for line in text.splitlines() if line.startswith("- ") and "uniprot_lookup" not in line]
-    assert claims and all(cited_labels(line) for line in claims)  # every claim carries a label
-    assert "model output, not a database fact; untrained encoders — not evidence" in text
-    assert "“An acetate ester.” [BioMedGPT]" in text
-    assert "[PMID 8531967]" in text and "[PubChem CID 31229]" in text and "[RDKit]" in text
+                     "The XLogP3 of Aspirin is 1.2 [PubChem CID 2244].")
+    assert "[PMID 8531967]" in text  # the passage scored above the relevance floor
     assert "- uniprot_lookup(query='X'): UniProt: down" in text
     sources = sources_from_state(state)
     assert sources["BioMedGPT"]["title"].endswith("untrained encoders — not evidence)")
     assert sources["PMID 8531967"]["url"] == "https://pubmed.ncbi.nlm.nih.gov/8531967/"
+    assert "ChEBI-20 CID 31229" in sources  # a ChEBI-20 reference is not cited as a PubChem record
 
 
-def test_direct_answer_falls_back_to_rdkit():
+def test_description_puts_database_facts_before_model_text_and_hides_weak_neighbours():
+    weak = dict(HIT, similarity=0.2)
+    state = {"compounds": [ASPIRIN], "model_answers": [MODEL], "similar": [weak], "intent": "describe"}
+    text = compose_answer("Describe aspirin", state)
+    assert text.index("[PubChem CID 2244]") < text.index("[BioMedGPT]")
+    assert "No close known molecule" in text and "phenyl acetate" not in text
+    assert "model output, not a database fact; untrained encoders — not evidence" in text
+
+
+def test_fields_fall_back_to_rdkit_and_missing_ones_are_said_plainly():
     props = molecule_properties("CCO").model_dump()
-    assert direct_answer("How many H-bond donors and rings?", {"properties": [props]}) == [
-        "`CCO` has 1 H-bond donor [RDKit].", "`CCO` has 0 rings (0 aromatic) [RDKit]."]
-    assert direct_answer("Describe it", {"properties": [props]}) == []
+    text = compose_answer("How many H-bond donors, and the IUPAC name?",
+                          {"properties": [props], "intent": "attribute", "offline": True,
+                           "attributes": ["hbond_donors", "iupac_name"]})
+    assert "The H-bond donors of `CCO` is 1 [RDKit]." in text
+    assert "IUPAC name of `CCO` needs a PubChem look-up, which is not possible offline" in text
+    no_field = compose_answer("melting point?", {"compounds": [ASPIRIN], "intent": "attribute",
+                                                 "attributes": ["iupac_name"]})
+    assert no_field == "PubChem's record for Aspirin has no IUPAC name [PubChem CID 2244]."
     assert compose_answer("anything", {}, []).startswith("I found no evidence")
     assert compose_answer("x", {}, [], limited_after=4).startswith("Could not finish in 4 steps")
+
+
+def test_off_domain_and_unclear_questions_say_what_the_assistant_does():
+    assert compose_answer("weather?", {"intent": "out_of_domain"}).startswith("That is outside what I can help with")
+    assert "not sure what you are asking" in compose_answer("hmm", {"intent": "unclear"})
+
+
+def test_literature_below_the_floor_is_not_evidence():
+    weak = dict(PASSAGE, score=0.05)
+    text = compose_answer("papers on graphene", {"passages": [weak], "intent": "literature", "searched": 2100})
+    assert text.startswith("No relevant passage in the literature store (2,100 chunks searched)")
+    doc = {"text": "Our lab notes.", "title": "notes", "chunk": 2, "score": 0.9, "source": "/tmp/x/notes.md"}
+    shown = compose_answer("notes", {"passages": [doc, dict(doc, chunk=3)], "intent": "literature"})
+    assert shown.count("[Doc notes.md]") == 1  # one entry per document, ingested documents cited by file name
 
 
 def test_check_citations():
@@ -70,14 +96,18 @@ def test_check_citations():
     assert noted.endswith("model output, not a database fact (untrained encoders — not evidence).")
 
 
-def test_superlative_questions_name_the_winner_from_one_source():
-    props = [molecule_properties(s).model_dump() for s in
+def test_comparisons_keep_every_entity_rank_in_words_and_show_a_table():
+    props = [molecule_properties(x).model_dump() for x in
              ("CC(=O)Oc1ccccc1C(=O)O", "CC(C)Cc1ccc(cc1)C(C)C(=O)O", "Cn1cnc2c1c(=O)n(C)c(=O)n2C")]
-    highest = direct_answer("Which of them has the highest logP?", {"properties": props})
-    assert highest[0] == "Of these 3, `CC(C)Cc1ccc(C(C)C(=O)O)cc1` has the highest logP (3.07) [RDKit]."
-    lowest = direct_answer("Which has the lowest molecular weight?", {"properties": props})
-    assert lowest[0].startswith("Of these 3, `CC(=O)Oc1ccccc1C(=O)O` has the lowest molecular weight (180.16")
-    ibuprofen = {"cid": 3672, "title": "Ibuprofen", "xlogp": 3.5}
-    from_pubchem = direct_answer("Which has the highest logP?", {"compounds": [ASPIRIN, ibuprofen], "properties": props})
-    assert from_pubchem[0] == "Of these 2, Ibuprofen has the highest logP (3.5) [PubChem CID 3672]."
-    assert direct_answer("What is the logP?", {"properties": props})[0].startswith("The Crippen logP")
+    state = {"properties": props, "intent": "compare", "attributes": ["logp"]}
+    text = compose_answer("Which of them has the highest logP?", state)
+    assert text.startswith("`CC(C)Cc1ccc(C(C)C(=O)O)cc1` has the highest logP (3.07)")
+    assert text.count("| `") == 3  # a table row per molecule
+    ibuprofen = {"cid": 3672, "title": "Ibuprofen", "xlogp": 3.5, "smiles": "CC(C)Cc1ccc(cc1)C(C)C(=O)O"}
+    subjects = subjects_from_state({"compounds": [ASPIRIN, ibuprofen], "properties": props})
+    assert [s.name for s in subjects] == ["Aspirin", "Ibuprofen", "`Cn1c(=O)c2c(ncn2C)n(C)c1=O`"]
+    both = {"compounds": [ASPIRIN, ibuprofen], "properties": props[:2], "intent": "compare", "attributes": ["logp"]}
+    assert compose_answer("Which has the lowest logP?", both).startswith("Aspirin has the lowest logP (1.2)")
+    # caffeine has no PubChem record here: every molecule is ranked by RDKit's Crippen logP instead
+    mixed = compose_answer("Which has the lowest logP?", {**both, "properties": props})
+    assert mixed.startswith("`Cn1c(=O)c2c(ncn2C)n(C)c1=O` has the lowest logP (-1.03)") and "[RDKit]" in mixed

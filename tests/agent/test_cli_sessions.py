@@ -47,7 +47,7 @@ def test_ask_renders_answer_and_sources(monkeypatch):
     out = CliRunner().invoke(app, ["ask", "What is the TPSA of CCO?"], env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output
     assert "→ molecule_properties(smiles='CCO')" in out.output  # streamed tool call
-    assert "TPSA 20.23" in out.output and "Sources" in out.output and "https://www.rdkit.org" in out.output
+    assert "TPSA of CCO is 20.23" in out.output and "Sources" in out.output and "https://www.rdkit.org" in out.output
 
 
 def test_bad_input_is_one_clear_line():

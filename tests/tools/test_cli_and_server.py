@@ -40,7 +40,7 @@ def test_cli_ingest_then_search_json(home, tmp_path):
     payload = json.loads(result.stdout)
     assert payload["query"] == "hydroxyurea in sickle cell disease"
     assert len(payload["results"]) == 2
-    assert set(payload["results"][0]) == {"text", "pmid", "title", "year", "chunk", "score"}
+    assert set(payload["results"][0]) == {"text", "pmid", "title", "year", "chunk", "score", "source"}
     assert payload["results"][0]["pmid"] == "2002" and payload["results"][0]["year"] == 2012
 
     table = runner.invoke(app, ["search", "beta-catenin skin tumour"])  # the bundled corpus is there too

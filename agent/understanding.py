@@ -1,0 +1,460 @@
+"""What a question asks, learned from examples: ``understand("MW of aspirin?", context) -> Understanding``.
+
+Use: ``from biomedgpt.agent.understanding import understand, UnderstandingContext``.
+
+How (and why not phrase rules):
+- Identifiers stay parsers: SMILES (RDKit), sequences, UniProt accessions, CIDs, InChIKeys, PMIDs
+  (``agent/entities.recognise``).
+- Everything else comes from the example table ``agent/data/intents.yaml`` (intent + requested
+  attributes per example, entities written as ``{placeholders}``). A question is embedded with
+  all-MiniLM-L6-v2 (ONNX Runtime, no torch: ``tools/minilm_onnx``) and compared with the training
+  examples: the intent is the score-weighted vote of the nearest examples; the attributes come from
+  the nearest single-attribute example of each clause ("MW and logP of X" → two clauses).
+- The subject is the entity, never "the rest of the sentence": a name is a run of words that the
+  example table never uses as question words (its vocabulary), so "what is X used for?" leaves X and
+  "… and its InChIKey?" leaves nothing (a follow-up about the remembered subject).
+- References ("it", "the second one", "both", "them", "the first two") pick from the conversation's
+  recent entities; a new subject replaces the remembered one only when one was actually named.
+- Below ``understanding_min_confidence`` with nothing recognised, the assistant says what it can do
+  instead of guessing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import io
+import re
+import threading
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from biomedgpt.agent.entities import Entity, classify_name, recognise
+from biomedgpt.core.errors import InputError
+from biomedgpt.core.settings import Settings, get_settings
+
+INTENTS_FILE = Path(__file__).resolve().parent / "data" / "intents.yaml"
+
+Intent = Literal["describe", "attribute", "compare", "similar", "similarity_pair", "literature", "model", "help",
+                 "out_of_domain", "unclear"]
+
+#: Attributes a protein record answers; the others are molecule attributes.
+PROTEIN_ATTRIBUTES = frozenset({"function", "gene", "organism", "length", "mass", "subcellular_location", "family",
+                                "diseases", "go_terms", "pdb_structures", "keywords", "sequence", "reviewed",
+                                "accession"})
+#: The same question asked of the other kind of entity ("what does X do" of a drug is its description).
+CROSS_KIND = {"molecule": {"function": "description", "mass": "molecular_weight", "sequence": "smiles",
+                           "accession": "cid", "family": "description", "diseases": "description"},
+              "protein": {"description": "function", "molecular_weight": "mass", "smiles": "sequence",
+                          "cid": "accession", "exact_mass": "mass"}}
+
+#: Regularisation of the intent and attribute classifiers, chosen on the dev split (see tests/agent/test_understanding.py).
+INTENT_C = 16.0
+ATTRIBUTE_C = 64.0
+#: An attribute is asked when its one-vs-rest probability reaches this (chosen on the dev split).
+ATTRIBUTE_MIN_PROBABILITY = 0.2
+#: The question as written overrides the masked reading as off-domain/help only when it is this sure and the
+#: masked reading is less sure than the second number (chosen on the dev split).
+OUTSIDE_MIN = 0.7
+OUTSIDE_MASKED_MAX = 0.8
+#: Bump when the classifiers change, so cached weights are refitted.
+CLASSIFIER_VERSION = 1
+#: Most entities one question is about (keeps a plan short).
+MAX_ENTITIES = 5
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’\-+,()\[\]]*[A-Za-z0-9)\]]|[A-Za-z0-9]")
+#: Function words a question may hold whatever the example table says.
+_FUNCTION_WORDS = frozenset("""a an the of in on for to and or with by from at as is are was were be been being do does
+did has have had can could would should will shall may might must what which who whom whose where when why how
+this that these those it its it's they them their there here me my mine i you your we our us please pls plz
+any some all each both either neither more most less least than then also too very just only about into over
+under between among per vs versus via not no yes if so but than give show tell list find get let know need want
+like one ones two three first second third last other another same such higher lower heavier lighter larger
+smaller bigger greater highest lowest heaviest lightest largest smallest biggest greatest fewer fewest better best
+worse worst fetch retrieve search download query lookup look pull compute calculate""".split())
+#: Words that continue a name ("acetic acid", "insulin receptor", "vitamin c").
+_NAME_TAILS = frozenset("""acid acids receptor receptors kinase protein proteins chloride oxide hydrochloride sulfate
+sodium potassium calcium ester factor precursor synthase subunit alpha beta gamma delta hormone channel
+transporter dehydrogenase oxidase reductase a b c d e k 1 2 3 4""".split())
+_NAME_HEADS = frozenset("vitamin alpha beta gamma protein enzyme compound drug molecule".split())
+_KIND_WORDS = frozenset("protein enzyme compound drug molecule chemical structure gene".split())
+
+_PLURAL_REF = re.compile(r"\b(?:them|they|their|these|those|both|each of them|all of them|all three|the two|"
+                         r"the three|all|either)\b", re.I)
+_SINGULAR_REF = re.compile(r"\b(?:it|its|it's|this|that|the (?:molecule|compound|drug|structure|chemical|protein|"
+                           r"enzyme|sequence|receptor|kinase|entry|one))\b", re.I)
+_ORDINAL = re.compile(r"\b(?:the\s+)?(first|second|third|fourth|fifth|last|former|latter|1st|2nd|3rd|4th|5th)"
+                      r"(?:\s+(?:one|compound|molecule|drug|protein|entry|structure))?\b", re.I)
+_FIRST_N = re.compile(r"\b(?:the\s+)?first\s+(two|three|four|2|3|4)\b", re.I)
+_ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "4th": 3,
+             "fifth": 4, "5th": 4, "last": -1, "former": 0, "latter": -1}
+_NUMBERS = {"two": 2, "three": 3, "four": 4, "2": 2, "3": 3, "4": 4}
+_CLAUSE_SPLIT = re.compile(r"\s*(?:,|;|\band\b|&|\bplus\b|\bas well as\b|\balso\b|\bwith\b)\s*", re.I)
+#: A comparison naming one entity compares it with the conversation's ("is it heavier than X", "compare with X").
+_COMPARE_WITH_CONTEXT = re.compile(r"\b(?:it|its|them|they|this|that|these|those|both|compare|compared|versus|vs)\b",
+                                   re.I)
+_FRESH = re.compile(r"\b(?:latest|recent|newest|new papers|fetch|from pubmed|on pubmed|search pubmed)\b", re.I)
+_DATABASE_PROTEIN = re.compile(r"\b(?:uniprot|swiss-?prot|trembl)\b", re.I)
+_DATABASE_MOLECULE = re.compile(r"\bpubchem\b", re.I)
+
+
+class Understanding(BaseModel):
+    """The assistant's reading of one question: intent, requested attributes, and the entities it is about."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str
+    intent: Intent
+    attributes: list[str] = Field(default_factory=list)
+    entities: list[Entity] = Field(default_factory=list)
+    #: True when the entities come from the conversation ("it", "the second one").
+    follow_up: bool = False
+    #: The literature query (the question without its request words) for literature questions.
+    topic: str = ""
+    #: Cosine similarity of the closest example question (0–1).
+    confidence: float = 0.0
+    #: The example the decision rests on most (for ``--debug`` and the evaluation report).
+    nearest_example: str = ""
+    #: True when "latest/recent/from PubMed" asks for fresh papers, not the local store.
+    fresh: bool = False
+    #: Names found in the question (before they were resolved to entities).
+    names: list[str] = Field(default_factory=list)
+
+    @property
+    def subjects(self) -> list[Entity]:
+        return [e for e in self.entities if e.kind in ("molecule", "protein", "cid", "inchikey")]
+
+
+class UnderstandingContext(BaseModel):
+    """What understanding may know besides the question: the conversation's recent entities (newest last)."""
+
+    entities: list[Entity] = Field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- the example table
+
+
+@dataclass
+class ExampleTable:
+    """The example questions with their embeddings (training split only) and the question vocabulary."""
+
+    texts: list[str]
+    intents: list[str]
+    attributes: list[list[str]]
+    vectors: np.ndarray
+    vocabulary: frozenset[str]
+    dev: list[dict] = field(default_factory=list)
+    #: Softmax regression over intents and one-vs-rest regression over attributes (weights, biases, labels).
+    intent_weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 384), np.float32))
+    intent_bias: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    intent_labels: list[str] = field(default_factory=list)
+    attribute_weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 384), np.float32))
+    attribute_bias: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    attribute_labels: list[str] = field(default_factory=list)
+
+    def intent_probabilities(self, vector: np.ndarray) -> dict[str, float]:
+        logits = self.intent_weights @ vector + self.intent_bias
+        exp = np.exp(logits - logits.max())
+        return dict(zip(self.intent_labels, (exp / exp.sum()).tolist(), strict=True))
+
+    def attribute_probabilities(self, vector: np.ndarray) -> dict[str, float]:
+        probabilities = 1.0 / (1.0 + np.exp(-(self.attribute_weights @ vector + self.attribute_bias)))
+        return dict(zip(self.attribute_labels, probabilities.tolist(), strict=True))
+
+
+def _mask_placeholders(text: str) -> str:
+    return _PLACEHOLDER.sub("X", text)
+
+
+def load_rows(path: Path = INTENTS_FILE) -> list[dict]:
+    """The example rows of the table (``split: dev`` rows included; callers choose)."""
+    data = yaml.safe_load(path.read_text())
+    return list(data["examples"])
+
+
+def _vocabulary(rows: list[dict]) -> frozenset[str]:
+    words: set[str] = set(_FUNCTION_WORDS)
+    for row in rows:
+        for word in re.findall(r"[A-Za-z][A-Za-z'\-]*", _PLACEHOLDER.sub(" ", row["text"])):
+            words.add(word.lower())
+    return frozenset(words)
+
+
+_TABLE_LOCK = threading.Lock()
+
+
+def _train(vectors: np.ndarray, intents: list[str], attributes: list[list[str]]) -> dict[str, np.ndarray]:
+    """Fit the two classifiers with scikit-learn (only when the cache is missing: sklearn costs ~1 s to import)."""
+    from sklearn.linear_model import LogisticRegression  # deferred: training happens once per table
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    intent_model = LogisticRegression(C=INTENT_C, max_iter=3000).fit(vectors, intents)
+    rows = [i for i, a in enumerate(attributes) if a]
+    binarizer = MultiLabelBinarizer().fit([attributes[i] for i in rows])
+    attribute_model = OneVsRestClassifier(LogisticRegression(C=ATTRIBUTE_C, max_iter=3000)).fit(
+        vectors[rows], binarizer.transform([attributes[i] for i in rows]))
+    return {
+        "intent_weights": intent_model.coef_.astype(np.float32),
+        "intent_bias": intent_model.intercept_.astype(np.float32),
+        "intent_labels": np.array(intent_model.classes_, dtype=str),
+        "attribute_weights": np.stack([e.coef_[0] for e in attribute_model.estimators_]).astype(np.float32),
+        "attribute_bias": np.array([e.intercept_[0] for e in attribute_model.estimators_], dtype=np.float32),
+        "attribute_labels": np.array(binarizer.classes_, dtype=str),
+    }
+
+
+@lru_cache(maxsize=2)
+def _table(path: str, digest: str, home: str) -> ExampleTable:
+    """Embed the table and fit the classifiers once; both are cached in ``BIOMEDGPT_HOME`` keyed by the file's hash."""
+    from biomedgpt.core.files import atomic_write_bytes
+    from biomedgpt.tools.minilm_onnx import embed_texts
+
+    rows = load_rows(Path(path))
+    train = [r for r in rows if r.get("split") != "dev"]
+    dev = [r for r in rows if r.get("split") == "dev"]
+    texts = [_mask_placeholders(r["text"]) for r in train]
+    intents = [r["intent"] for r in train]
+    attributes = [list(r.get("attributes") or []) for r in train]
+    cache = Path(home) / "models" / f"intents-{digest[:16]}-v{CLASSIFIER_VERSION}.npz"
+    arrays: dict[str, np.ndarray] | None = None
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as loaded:
+            arrays = {key: loaded[key] for key in loaded.files}
+        if arrays.get("vectors", np.zeros(0)).shape[0] != len(texts):
+            arrays = None
+    if arrays is None:
+        vectors = embed_texts(texts)
+        arrays = {"vectors": vectors, **_train(vectors, intents, attributes)}
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(cache, buffer.getvalue())
+    return ExampleTable(texts=texts, intents=intents, attributes=attributes, vectors=arrays["vectors"],
+                        vocabulary=_vocabulary(rows), dev=dev,
+                        intent_weights=arrays["intent_weights"], intent_bias=arrays["intent_bias"],
+                        intent_labels=[str(x) for x in arrays["intent_labels"]],
+                        attribute_weights=arrays["attribute_weights"], attribute_bias=arrays["attribute_bias"],
+                        attribute_labels=[str(x) for x in arrays["attribute_labels"]])
+
+
+def example_table(settings: Settings | None = None, path: Path = INTENTS_FILE) -> ExampleTable:
+    settings = settings or get_settings()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    with _TABLE_LOCK:
+        return _table(str(path), digest, str(settings.home))
+
+
+# ----------------------------------------------------------------------------- names
+
+
+@dataclass
+class _Token:
+    text: str
+    start: int
+    end: int
+
+
+def _tokens(text: str) -> list[_Token]:
+    out = []
+    for m in re.finditer(r"\S+", text):
+        raw = m.group()
+        stripped = raw.strip("?!.,;:\"'`“”‘’")
+        if stripped.endswith("'s") or stripped.endswith("’s"):
+            stripped = stripped[:-2]
+        if stripped.startswith("(") and stripped.count("(") > stripped.count(")"):
+            stripped = stripped[1:]
+        if stripped.endswith(")") and stripped.count(")") > stripped.count("("):
+            stripped = stripped[:-1]
+        if not stripped:
+            continue
+        start = m.start() + raw.find(stripped)
+        out.append(_Token(stripped, start, start + len(stripped)))
+    return out
+
+
+def _is_question_word(word: str, vocabulary: frozenset[str]) -> bool:
+    low = word.lower()
+    if low in vocabulary:
+        return True
+    if low.endswith("s") and low[:-1] in vocabulary:
+        return True
+    if len(low) >= 6 and re.fullmatch(r"[a-z\-']+", low) and difflib.get_close_matches(low, vocabulary, n=1,
+                                                                                          cutoff=0.86):
+        return True  # a typo of a question word ("moleculr", "weigth") is not a name
+    return False
+
+
+def find_names(text: str, vocabulary: frozenset[str]) -> list[tuple[str, int, int]]:
+    """Runs of words the example table never uses as question words: the names a question is about."""
+    tokens = [t for t in _tokens(text) if "\u2063" not in t.text]
+    names: list[tuple[str, int, int]] = []
+    run: list[_Token] = []
+
+    def close() -> None:
+        if run:
+            names.append((text[run[0].start:run[-1].end], run[0].start, run[-1].end))
+            run.clear()
+
+    for i, token in enumerate(tokens):
+        low = token.text.lower()
+        gap = run and text[run[-1].end:token.start].strip() not in ("", "-")
+        if gap:
+            close()
+        if not _is_question_word(token.text, vocabulary) and re.search(r"[A-Za-z]", token.text):
+            if not run and i > 0 and tokens[i - 1].text.lower() in _NAME_HEADS - _KIND_WORDS and \
+                    not text[tokens[i - 1].end:token.start].strip():
+                run.append(tokens[i - 1])
+            run.append(token)
+        elif run and low in _NAME_TAILS:
+            run.append(token)
+        else:
+            close()
+    close()
+    return names
+
+
+# ----------------------------------------------------------------------------- references
+
+
+def _resolve_references(question: str, context: UnderstandingContext) -> list[Entity]:
+    recent = [e for e in context.entities if e.kind in ("molecule", "protein", "cid", "inchikey")]
+    if not recent:
+        return []
+    first_n = _FIRST_N.search(question)
+    if first_n:
+        return [e.model_copy(update={"from_context": True}) for e in recent[:_NUMBERS[first_n.group(1).lower()]]]
+    ordinal = _ORDINAL.search(question)
+    if ordinal and ordinal.group(1).lower() in _ORDINALS:
+        index = _ORDINALS[ordinal.group(1).lower()]
+        if -len(recent) <= index < len(recent):
+            return [recent[index].model_copy(update={"from_context": True})]
+    if _PLURAL_REF.search(question) and len(recent) > 1:
+        return [e.model_copy(update={"from_context": True}) for e in recent[-MAX_ENTITIES:]]
+    if re.search(r"\b(?:protein|enzyme|sequence|receptor|kinase)\b", question, re.I):
+        for entity in reversed(recent):
+            if entity.kind == "protein":
+                return [entity.model_copy(update={"from_context": True})]
+    if re.search(r"\b(?:molecule|compound|drug|structure|chemical)\b", question, re.I):
+        for entity in reversed(recent):
+            if entity.kind != "protein":
+                return [entity.model_copy(update={"from_context": True})]
+    return [recent[-1].model_copy(update={"from_context": True})]
+
+
+# ----------------------------------------------------------------------------- classification
+
+
+def _attributes(vector: np.ndarray, table: ExampleTable) -> list[str]:
+    probabilities = table.attribute_probabilities(vector)
+    ranked = sorted(probabilities, key=probabilities.get, reverse=True)
+    return [a for a in ranked if probabilities[a] >= ATTRIBUTE_MIN_PROBABILITY]
+
+
+def _mask(text: str, spans: list[tuple[int, int]]) -> str:
+    for start, end in sorted(spans, reverse=True):
+        text = text[:start] + "X" + text[end:]
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def understand(question: str, context: UnderstandingContext | None = None, *,
+               settings: Settings | None = None) -> Understanding:
+    """Read one question: its intent, the attributes it asks for, and the entities it is about.
+
+    ``question`` must be the user's own text; ``context`` holds the conversation's recent entities.
+    Raises ``InputError`` for an empty or over-long question (before any model is loaded).
+    """
+    settings = settings or get_settings()
+    if not isinstance(question, str):
+        raise InputError(f"the question must be text, not {type(question).__name__}")
+    question = question.strip()
+    if not question:
+        raise InputError("the question is empty: ask about a molecule (SMILES or name), a protein "
+                         "(sequence, accession or name) or a literature topic")
+    if len(question) > settings.max_question_chars:
+        raise InputError(f"the question has {len(question):,} characters; the most accepted is "
+                         f"{settings.max_question_chars:,} (BIOMEDGPT_MAX_QUESTION_CHARS)")
+    context = context or UnderstandingContext()
+    table = example_table(settings)
+
+    matches = recognise(question)
+    blanked = question
+    for match in sorted(matches, key=lambda m: m.start, reverse=True):
+        blanked = blanked[:match.start] + "\u2063" * (match.end - match.start) + blanked[match.end:]
+    names = find_names(blanked, table.vocabulary)
+    id_spans = [(m.start, m.end) for m in matches]
+    name_spans = [(s, e) for _, s, e in names]
+
+    masked = _mask(question, id_spans + name_spans)
+    with_names = _mask(question, id_spans)
+    from biomedgpt.tools.minilm_onnx import embed_texts
+
+    vector, plain = embed_texts([masked, with_names], settings)
+    similarities = np.maximum(table.vectors @ vector, table.vectors @ plain)
+    best = int(np.argmax(similarities))
+    confidence = float(similarities[best])
+    probabilities = table.intent_probabilities(vector)
+    intent = max(probabilities, key=probabilities.get)
+    if not matches and names:
+        # Masking "world cup" or "Roman Empire" as names hides what an off-domain question is about:
+        # the question as written decides whether it is off-domain or a request for help.
+        as_written = table.intent_probabilities(plain)
+        outside = max(("out_of_domain", "help"), key=as_written.get)
+        if as_written[outside] > OUTSIDE_MIN and probabilities[intent] < OUTSIDE_MASKED_MAX:
+            intent = outside
+
+    structured = [m.entity for m in matches]
+    subjects = [e for e in structured if e.kind in ("molecule", "protein", "cid", "inchikey")]
+    pmids = [e for e in structured if e.kind == "pmid"]
+
+    attributes: list[str] = []
+    if intent in ("attribute", "compare", "similar"):
+        attributes = _attributes(vector, table)
+        if intent == "attribute" and not attributes:
+            intent = "describe"
+
+    entities: list[Entity] = list(subjects)
+    name_texts = [n for n, _, _ in names]
+    if intent not in ("literature", "out_of_domain", "help"):
+        hint = None
+        if _DATABASE_PROTEIN.search(question) or any(a in PROTEIN_ATTRIBUTES for a in attributes):
+            hint = "protein"
+        elif _DATABASE_MOLECULE.search(question):
+            hint = "molecule"
+        for name in name_texts:
+            clean = re.sub(r"^(?:the|a|an)\s+", "", name, flags=re.I).strip()
+            words = clean.lower().split()
+            if not clean or all(w in _KIND_WORDS for w in words):
+                continue
+            entities.append(Entity(kind=classify_name(clean, hint), value=clean, source="name"))
+    follow_up = False
+    if not entities and intent not in ("literature", "out_of_domain", "help"):
+        referred = _resolve_references(question, context)
+        if referred:
+            entities, follow_up = referred, True
+    if intent in ("describe", "attribute") and len(entities) > 1 and not follow_up:
+        intent = "compare" if not attributes else intent
+    if intent == "compare" and len(entities) < 2 and not follow_up:
+        referred = _resolve_references(question, context) if _COMPARE_WITH_CONTEXT.search(question) else []
+        if referred:
+            entities = list(dict.fromkeys(referred + entities))
+        elif entities:
+            intent = "attribute" if attributes else "describe"
+
+    if intent in ("out_of_domain", "help") and subjects:
+        intent = "describe"  # a question that holds a structure is about it, whatever else it says
+    if confidence < settings.understanding_min_confidence and not subjects and not pmids and not follow_up:
+        if intent not in ("out_of_domain", "help"):
+            intent = "unclear"
+            entities = []
+    topic = question if intent == "literature" else ""
+    return Understanding(question=question, intent=intent, attributes=attributes,
+                         entities=(entities + pmids)[:MAX_ENTITIES + len(pmids)], follow_up=follow_up, topic=topic,
+                         confidence=round(confidence, 4), nearest_example=table.texts[best],
+                         fresh=bool(_FRESH.search(question)) and intent == "literature", names=name_texts)
