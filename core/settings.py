@@ -89,8 +89,8 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="torch device for the models: auto (CUDA when available) | cpu | cuda")
     ncbi_api_key: SecretStr | None = Field(None, description="NCBI API key (raises E-utilities to 10 requests/s)")
     max_question_chars: int = Field(4000, description="longest question accepted; longer ones are refused at once")
-    literature_min_score: float = Field(0.35, description="cosine similarity below which a passage is not relevant "
-                                                          "evidence (calibrated in agent/data/eval/README.md)")
+    literature_min_score: float = Field(0.45, description="cosine similarity below which a passage is not relevant "
+                                                          "evidence (calibrated by scripts/calibrate_literature_floor.py)")
     neighbour_min_similarity: float = Field(0.5, description="Tanimoto (molecules) below which a nearest known "
                                                              "structure is not shown as evidence")
     understanding_min_confidence: float = Field(0.5, description="cosine similarity to the nearest example question "
