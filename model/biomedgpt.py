@@ -34,6 +34,7 @@ from biomedgpt.model.config import BioMedGPTConfig, MoleculeEncoderConfig, Prote
 from biomedgpt.model.conversation import MOLECULE_PLACEHOLDER, PROTEIN_PLACEHOLDER, SEPARATOR, conversation_prompt
 from biomedgpt.core.errors import ConfigError, InputError
 from biomedgpt.model.lm import ensure_pad_token
+from biomedgpt.model.prompts import model_structure_prompt, retrieval_context
 
 IGNORE_INDEX = -100
 _PLACEHOLDER = re.compile(f"({re.escape(MOLECULE_PLACEHOLDER)}|{re.escape(PROTEIN_PLACEHOLDER)})")
@@ -337,7 +338,9 @@ class BioMedGPT(nn.Module):
         history: Sequence[tuple[str, str]] | None = None,
         context: str | None = None,
     ) -> str:
-        """The exact chat prompt ``ask`` sends, in this model's ``config.prompt_format``."""
+        """The chat prompt in this model's ``config.prompt_format`` for any number of structures, with
+        ``context`` as given (no retrieval). ``ask`` builds a one-structure prompt with
+        ``model/prompts.structure_prompt`` (``chat=True``), which gives the same string for the same context."""
         return conversation_prompt(self.config.prompt_format, question, tokenizer=self.tokenizer,
                                    molecules=molecules, proteins=proteins, history=history, context=context)
 
@@ -354,31 +357,33 @@ class BioMedGPT(nn.Module):
     ) -> str:
         """Answer one question about molecules (SMILES) and/or proteins in the model's prompt format.
 
-        ``retrieval`` (default: ``config.retrieval.enabled``, how the model was trained) puts the nearest known
-        reference(s) of a single molecule or protein into the prompt, as training did; an explicit
-        ``context`` is used as given instead.
+        For a single molecule or protein the prompt is ``model/prompts.structure_prompt``'s (the one
+        training and evaluation build): ``retrieval`` (default: ``config.retrieval.enabled``, how the model
+        was trained) puts its ``config.retrieval.k`` nearest known references into it, as training did;
+        an explicit ``context`` is used as given instead.
         """
         if not isinstance(question, str) or not question.strip():
             raise InputError("the question is empty")
         mols = [] if smiles is None else [smiles] if isinstance(smiles, str) else list(smiles)
         prots = [] if sequence is None else [sequence] if isinstance(sequence, str) else list(sequence)
-        use_retrieval = self.config.retrieval.enabled if retrieval is None else retrieval
-        if context is None and use_retrieval and len(mols) + len(prots) == 1:
-            context = self.retrieval_context(smiles=mols[0] if mols else None, sequence=prots[0] if prots else None)
-        prompt = self.build_prompt(question, molecules=len(mols), proteins=len(prots), history=history, context=context)
+        if len(mols) + len(prots) == 1:
+            kind, structure = ("molecule", mols[0]) if mols else ("protein", prots[0])
+            prompt = model_structure_prompt(self, kind, question, structure=structure, retrieval=retrieval,
+                                            context=context, history=history, chat=True).text
+        else:
+            prompt = self.build_prompt(question, molecules=len(mols), proteins=len(prots), history=history,
+                                       context=context)
         return self.generate(prompt, mols, prots, max_new_tokens=max_new_tokens, **generate_kwargs)[0]
-
 
     def retrieval_context(self, smiles: str | None = None, sequence: str | None = None) -> str | None:
         """The context block of the ``config.retrieval.k`` nearest shipped references (ChEBI-20
-        validation molecules by Morgan/Tanimoto, Swiss-Prot train-split proteins by 3-mer cosine)."""
-        from biomedgpt.model.retrieval import default_molecule_index, default_protein_index, format_context
-
+        validation molecules by Morgan/Tanimoto, Swiss-Prot train-split proteins by 3-mer cosine), under
+        ``model/prompts``' exclusion rule: what ``ask`` puts into the prompt."""
         k = self.config.retrieval.k
         if smiles is not None:
-            return format_context(default_molecule_index().search(smiles, k), "molecule") or None
+            return retrieval_context("molecule", smiles, k)[0]
         if sequence is not None:
-            return format_context(default_protein_index().search(sequence, k), "protein") or None
+            return retrieval_context("protein", sequence, k)[0]
         return None
 
 

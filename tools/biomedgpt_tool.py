@@ -23,6 +23,7 @@ from typing import Any
 
 from biomedgpt.core.errors import BiomedGPTError, ConfigError, InputError, InvalidSequenceError
 from biomedgpt.model.conversation import CAPTION_QUESTION
+from biomedgpt.model.prompts import StructurePrompt, model_structure_prompt
 from biomedgpt.core.settings import get_settings
 from biomedgpt.tools.errors import NotFound
 from biomedgpt.tools.records import Compound, ModelAnswer, ProteinEntry
@@ -122,13 +123,6 @@ def _resolve_model(model: Any) -> Any:
     return model
 
 
-def _uses_retrieval(model: Any, retrieval: bool | None) -> bool:
-    """Retrieval context goes into the prompt only when asked, or when the model was trained with it."""
-    if retrieval is not None:
-        return bool(retrieval)
-    return bool(model.config.retrieval.enabled)
-
-
 def _model_label(model: Any) -> str:
     return str(getattr(model.config, "name", "") or type(model).__name__)
 
@@ -139,24 +133,30 @@ def _finish(model: Any, text: str, question: str, inputs: dict, prompt: str) -> 
                        model=_model_label(model), trained=trained, note="" if trained else UNTRAINED_NOTE)
 
 
-def _ask(model: Any, question: str, generation: AnswerGeneration, *, smiles: str | None = None,
-         sequence: str | None = None, context: str | None = None) -> str:
-    """Generate, one call at a time (the model and its KV cache are not shared between threads)."""
+def _ask(model: Any, built: StructurePrompt, generation: AnswerGeneration, *, smiles: str | None = None,
+         sequence: str | None = None) -> str:
+    """Generate from the built prompt, one call at a time (the model and its KV cache are not shared
+    between threads). ``built.text`` is exactly what ``BioMedGPT.ask`` would send for the same
+    structure, question and context (both come from ``model/prompts.structure_prompt``)."""
     import warnings
 
     with _GENERATE_LOCK, warnings.catch_warnings():
         # transformers notes that with inputs_embeds the penalties see only new tokens: that is intended.
         warnings.filterwarnings("ignore", message=r"Passing `(repetition_penalty|no_repeat_ngram_size)`")
-        # retrieval=False: this module decides on retrieval itself (and records what it retrieved)
-        return model.ask(question, smiles=smiles, sequence=sequence, context=context, retrieval=False,
-                         **generation.kwargs())
+        return model.generate(built.text, [smiles] if smiles is not None else [],
+                              [sequence] if sequence is not None else [], **generation.kwargs())[0]
 
 
-def _prompt(model: Any, question: str, *, molecules: int = 0, proteins: int = 0, context: str | None = None) -> str:
-    """The exact text prompt, with placeholders, that ``BioMedGPT.ask`` builds (the model's own
-    ``build_prompt``: the released chat format or ChatML, per ``config.prompt_format``)."""
-    return model.build_prompt(question, molecules=molecules, proteins=proteins, context=context)
-
+def _prompt(model: Any, kind: str, question: str, structure: str, retrieval: bool | None,
+            query_id: str | None, inputs: dict) -> StructurePrompt:
+    """The prompt of ``model/prompts.structure_prompt`` in the conversation template ``ask`` uses, with
+    the retrieval context when asked or when the model was trained with it (``config.retrieval.enabled``);
+    the query's own CID/accession (``query_id``) is never retrieved. Records the retrieved ids."""
+    built = model_structure_prompt(model, kind, question, structure=structure, retrieval=retrieval,
+                                   query_id=query_id, chat=True)
+    if retrieval or (retrieval is None and model.config.retrieval.enabled):
+        inputs["retrieved"] = [hit.id for hit in built.hits]
+    return built
 
 
 # ----------------------------------------------------------------------------------------- molecules
@@ -227,17 +227,11 @@ def describe_molecule(query: str, question: str = DEFAULT_MOLECULE_QUESTION, *, 
     resolved = resolve_molecule(query)
     inputs = molecule_inputs(resolved)
     model = _resolve_model(model)
-    context = None
-    if _uses_retrieval(model, retrieval):
-        from biomedgpt.model.retrieval import default_molecule_index, format_context
-
-        exclude = [str(resolved.compound.cid)] if resolved.compound is not None else []
-        hits = default_molecule_index().search(resolved.smiles, model.config.retrieval.k, exclude_ids=exclude)
-        context = format_context(hits, "molecule") or None
-        inputs["retrieved"] = [hit.id for hit in hits]
-    prompt = _prompt(model, question, molecules=1, context=context)
+    cid = str(resolved.compound.cid) if resolved.compound is not None else None
+    built = _prompt(model, "molecule", question, resolved.smiles, retrieval, cid, inputs)
     inputs["generation"] = settings.kwargs()
-    text = _ask(model, question, settings, smiles=resolved.smiles, context=context)
+    text = _ask(model, built, settings, smiles=resolved.smiles)
+    prompt = built.text
     return _finish(model, text, question, inputs, prompt)
 
 
@@ -319,17 +313,11 @@ def describe_protein(query: str, question: str = DEFAULT_PROTEIN_QUESTION, *, mo
     if inputs["truncated"] and getattr(config, "on_too_long", "truncate") == "error":
         raise InvalidSequenceError(f"protein sequence {resolved.query[:30]!r} has {inputs['residues']} residues; "
                                    f"model {_model_label(model)!r} accepts at most {max_residues}")
-    context = None
-    if _uses_retrieval(model, retrieval):
-        from biomedgpt.model.retrieval import default_protein_index, format_context
-
-        exclude = [resolved.entry.accession] if resolved.entry is not None else []
-        hits = default_protein_index().search(sequence, model.config.retrieval.k, exclude_ids=exclude)
-        context = format_context(hits, "protein") or None
-        inputs["retrieved"] = [hit.id for hit in hits]
-    prompt = _prompt(model, question, proteins=1, context=context)
+    accession = resolved.entry.accession if resolved.entry is not None else None
+    built = _prompt(model, "protein", question, sequence, retrieval, accession, inputs)
     inputs["generation"] = settings.kwargs()
-    text = _ask(model, question, settings, sequence=sequence[:max_residues], context=context)
+    text = _ask(model, built, settings, sequence=sequence[:max_residues])
+    prompt = built.text
     answer = _finish(model, text, question, inputs, prompt)
     if inputs["truncated"]:
         answer.note = "; ".join(part for part in (answer.note, inputs["truncation_note"]) if part)

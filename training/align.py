@@ -2,8 +2,8 @@
 
 Stage 2 of the paper: the LM is frozen; the adaptors (``proj_mol``, ``proj_prot``) are trained, and
 each structure encoder (GIN, ESM-2) is trained or frozen by ``train_molecule_encoder`` /
-``train_protein_encoder``. Every sample is one prompt of ``model/conversation.task_prompt`` in the
-model's prompt format (the paper's Table 1 template, or ChatML for a frozen instruction-tuned LM such
+``train_protein_encoder``. Every sample is one prompt of ``model/prompts.structure_prompt`` (the builder
+that evaluation, ``BioMedGPT.ask`` and the BioMedGPT tool use too) in the model's prompt format (the paper's Table 1 template, or ChatML for a frozen instruction-tuned LM such
 as the mini model's SmolLM2; ``prompt_format`` overrides it and the saved model records it), and the
 loss covers the answer tokens plus EOS only (``BioMedGPT.forward`` with ``answers``).
 Molecule samples (ChEBI-20: caption = the description) and protein samples (UniProtQA pairs, either
@@ -16,8 +16,9 @@ Splits (all deterministic; ``training/data.py``): molecules less the ChEBI-20 te
 Retrieval context (``retrieval.enabled``): an index is built from the *training* samples only (never
 dev/test; proteins described by their joined training answers, or by the shipped Swiss-Prot PAIR
 records of the training accessions with ``retrieval.protein_reference=shipped``, the wording that
-``eval protein-qa --retrieval on`` uses), and each sample's prompt gets the ``format_context`` block of its ``retrieval.k`` nearest
-neighbours with leave-self-out (its own CID/accession and identical structures excluded). Contexts are
+``eval protein-qa --retrieval on`` uses), and each sample's prompt gets the context block of its
+``retrieval.k`` nearest neighbours under ``model/prompts``' one exclusion rule (its own CID/accession and
+identical structures excluded). Contexts are
 computed once at set-up, so they are identical on every epoch, process and resume. The mini model
 needs this block: a 135M LM cannot caption from structure features alone.
 
@@ -35,13 +36,15 @@ from typing import Any
 
 import torch
 
-from biomedgpt.model.conversation import CAPTION_QUESTION  # the question ``eval captioning`` asks too
+from biomedgpt.core.chem import try_parse_smiles
 from biomedgpt.core.errors import ConfigError, InputError
+from biomedgpt.model.conversation import CAPTION_QUESTION  # the question ``eval captioning`` asks too
+from biomedgpt.model.prompts import structure_prompt
+from biomedgpt.model.retrieval import MoleculeIndex, ProteinIndex
 from biomedgpt.training.config import AlignConfig
 from biomedgpt.training.data import molecule_split, protein_references, protein_split
 from biomedgpt.training.distributed import DistEnv, init_distributed
 from biomedgpt.training.loop import StepInfo, Trainer, seed_everything
-from biomedgpt.core.chem import try_parse_smiles
 
 
 
@@ -67,41 +70,33 @@ class AlignData:
 
 
 def build_align_data(config: AlignConfig, prompt_format: str = "biomedgpt", tokenizer: Any = None) -> AlignData:
-    """Read, split, (optionally) retrieve and template every sample in ``prompt_format``."""
-    from biomedgpt.model.conversation import task_prompt
-
+    """Read, split, (optionally) retrieve and template every sample in ``prompt_format``: each prompt is
+    ``model/prompts.structure_prompt``'s (the one evaluation, ``ask`` and the tool build), its context
+    drawn from an index of the training rows with the sample's own CID/accession excluded."""
     mol_train, mol_dev = molecule_split(config)
     prot_train, prot_dev = protein_split(config)
     if not mol_train and not prot_train:
         raise ConfigError("align: no training data; set data.molecule_path and/or data.protein_path")
-    mol_context = prot_context = None
-    if config.retrieval.enabled:
-        from biomedgpt.model.retrieval import MoleculeIndex, ProteinIndex, format_context
-
-        k = config.retrieval.k
-        if mol_train:
-            index = MoleculeIndex.build([(r.cid, r.smiles, r.description) for r in mol_train])
-
-            def mol_context(r: Any) -> str:
-                return format_context(index.search(r.smiles, k, exclude_ids=[r.cid], leave_self_out=True), "molecule")
-
-        if prot_train:
-            pindex = ProteinIndex.build(protein_references(prot_train, config.retrieval.protein_reference))
-
-            def prot_context(r: Any) -> str:
-                return format_context(pindex.search(r.sequence, k, exclude_ids=[r.accession], leave_self_out=True), "protein")
+    k = config.retrieval.k if config.retrieval.enabled else 0
+    mol_index = prot_index = None
+    if k and mol_train:
+        mol_index = MoleculeIndex.build([(r.cid, r.smiles, r.description) for r in mol_train])
+    if k and prot_train:
+        prot_index = ProteinIndex.build(protein_references(prot_train, config.retrieval.protein_reference))
 
     def molecule_example(r: Any) -> AlignExample | None:
         try:
-            context = mol_context(r) if mol_context else None
+            prompt = structure_prompt(prompt_format, "molecule", CAPTION_QUESTION, structure=r.smiles,
+                                      k=k if mol_index is not None else 0, index=mol_index, query_id=r.cid,
+                                      tokenizer=tokenizer).text
         except InputError:  # RDKit cannot parse this SMILES: the model could not encode it either
             return None
-        prompt = task_prompt(prompt_format, "molecule", CAPTION_QUESTION, context=context, tokenizer=tokenizer)
         return AlignExample("molecule", r.cid, prompt, r.description.strip(), smiles=r.smiles)
 
     def protein_example(r: Any) -> AlignExample:
-        context = prot_context(r) if prot_context else None
-        prompt = task_prompt(prompt_format, "protein", r.question, context=context, tokenizer=tokenizer)
+        prompt = structure_prompt(prompt_format, "protein", r.question, structure=r.sequence,
+                                  k=k if prot_index is not None else 0, index=prot_index, query_id=r.accession,
+                                  tokenizer=tokenizer).text
         return AlignExample("protein", r.accession, prompt, r.answer.strip(), sequence=r.sequence)
 
     def valid_smiles(r: Any) -> bool:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from biomedgpt.model.conversation import CAPTION_QUESTION
+from biomedgpt.model.prompts import default_index, model_structure_prompt, retrieve
 from biomedgpt.core.errors import ConfigError, InputError
 from biomedgpt.core.datasets import (
     CaptionRecord, MCQARecord, ProteinQA, ReadStats, read_chebi20, read_mcqa, read_uniprotqa, split_by_key, take,
@@ -252,7 +253,7 @@ def eval_captioning(model: Any, data_path: str | Path, limit: int | None = None,
     table = PredictionFile(_out_path(out, "captions-"), CAPTION_HEADER, ("SMILES", "ground truth"))
     keys = [(_cell(r.smiles), _cell(r.description)) for r in records]
     todo = _pending(records, keys, Counter(table.key(row) for row in table.existing()))
-    index = _molecule_index() if mode in ("on", "only") else None
+    index = default_index("molecule") if mode in ("on", "only") else None
     with _progress(len(todo), "captioning", progress) as bar:
         for start in range(0, len(todo), batch_size):
             batch = [records[i] for i in todo[start:start + batch_size]]
@@ -266,45 +267,38 @@ def eval_captioning(model: Any, data_path: str | Path, limit: int | None = None,
     return result
 
 
-def _molecule_index():
-    from biomedgpt.model.retrieval import default_molecule_index
-
-    return default_molecule_index()
-
-
-def _protein_index():
-    from biomedgpt.model.retrieval import default_protein_index
-
-    return default_protein_index()
-
-
-def _nearest(index, query: str, exclude: str, k: int) -> list:
-    """Leave-self-out hits; an input the index cannot parse gets no hits (and is logged) instead of
-    killing a long run — its prediction is then empty (retrieval only) or context-free."""
-    from biomedgpt.core.errors import InputError as _InputError
-
-    try:
-        return index.search(query, k=k, exclude_ids=[exclude], leave_self_out=True)
-    except _InputError as error:
-        log.warning("retrieval skipped for %s: %s", exclude, error)
-        return []
-
-
 def _structure_batch(model: Any, kind: str, structures: list[str], ids: list[str], questions: list[str],
                      mode: str, index, max_new_tokens: int) -> list[str]:
     """Predictions for one batch of molecules or proteins: the nearest reference's description
-    (``only``), or generation with (``on``) or without (``off``) the retrieval context block."""
+    (``only``), or generation from ``model/prompts.structure_prompt`` with (``on``) or without (``off``)
+    the retrieval context — the prompt alignment training fits, the row's own CID/accession excluded."""
     if mode == "only":
-        return [(hits[0].description if hits else "") for hits in
-                (_nearest(index, query, ident, 1) for query, ident in zip(structures, ids))]
-    contexts = [""] * len(structures)
-    if mode == "on":
-        from biomedgpt.model.retrieval import format_context
-
-        k = model.config.retrieval.k  # as many neighbours as the model was trained with
-        contexts = [format_context(_nearest(index, query, ident, k), kind) for query, ident in zip(structures, ids)]
-    prompts = [structure_prompt(kind, q, c, model=model) for q, c in zip(questions, contexts)]
+        return [_nearest_description(kind, query, ident, index) for query, ident in zip(structures, ids)]
+    prompts = [_prompt(model, kind, question, query, ident, mode == "on", index)
+               for question, query, ident in zip(questions, structures, ids)]
     return _generate_rows(model, prompts, structures, f"{kind}s", ids, max_new_tokens)
+
+
+def _nearest_description(kind: str, query: str, ident: str, index) -> str:
+    """The description of the nearest reference (``model/prompts.retrieve``'s exclusion rule); an input
+    the index cannot read gets an empty prediction (logged) instead of killing a long run."""
+    try:
+        hits = retrieve(kind, query, 1, index=index, query_id=ident)
+    except InputError as error:
+        log.warning("retrieval skipped for %s: %s", ident, error)
+        return ""
+    return hits[0].description if hits else ""
+
+
+def _prompt(model: Any, kind: str, question: str, query: str, ident: str, retrieval: bool, index) -> str:
+    """The training prompt for one row, with the ``config.retrieval.k`` nearest references when
+    ``retrieval``; an input the index cannot read is asked without context (logged)."""
+    try:
+        return model_structure_prompt(model, kind, question, structure=query, retrieval=retrieval, index=index,
+                                      query_id=ident).text
+    except InputError as error:
+        log.warning("retrieval skipped for %s: %s", ident, error)
+        return model_structure_prompt(model, kind, question, retrieval=False).text
 
 
 def _caption_batch(model: Any, batch: list[CaptionRecord], mode: str, index) -> list[str]:
@@ -330,17 +324,6 @@ def _generate_rows(model: Any, prompts: list[str], structures: list[str], kind: 
             log.warning("%s: cannot encode the input, empty prediction (%s)", ident, error)
             outputs.append("")
     return outputs
-
-
-def structure_prompt(kind: str, question: str, context: str = "", *, model: Any = None) -> str:
-    """The prompt the alignment trainer fits (``model/conversation.task_prompt``) in ``model``'s prompt
-    format (the paper's Table 1 template without a model), so evaluation asks exactly what training taught."""
-    from biomedgpt.model.conversation import task_prompt
-
-    config = getattr(model, "config", None)
-    prompt_format = getattr(config, "prompt_format", "biomedgpt")
-    return task_prompt(prompt_format, kind, question, context=context or None, tokenizer=getattr(model, "tokenizer", None))
-
 
 
 def score_predictions(path: str | Path, *, vocab: str | Path | None = None, protocol: str = "molt5") -> dict[str, Any]:
@@ -391,7 +374,7 @@ def eval_protein_qa(model: Any, data_path: str | Path, limit: int | None = None,
     table = PredictionFile(_out_path(out, "protein-qa-"), PROTEIN_HEADER, ("accession", "question", "ground truth"))
     keys = [(_cell(r.accession), _cell(r.question), _cell(r.answer)) for r in records]
     todo = _pending(records, keys, Counter(table.key(row) for row in table.existing()))
-    index = _protein_index() if mode in ("on", "only") else None
+    index = default_index("protein") if mode in ("on", "only") else None
     with _progress(len(todo), "protein QA", progress) as bar:
         for start in range(0, len(todo), batch_size):
             batch = [records[i] for i in todo[start:start + batch_size]]

@@ -59,7 +59,7 @@ def test_eval_captioning_resumes_a_partial_out(tmp_path):
 
 def test_retrieval_only_leaves_self_out():
     records = list(read_chebi20(SAMPLE))
-    index = E._molecule_index()
+    index = E.default_index("molecule")
     # The last two sample rows are ChEBI-20 validation molecules, i.e. inside the shipped index:
     # their own description must never come back.
     for record in records[-2:]:
