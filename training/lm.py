@@ -42,6 +42,25 @@ def load_causal_lm(name: str, gradient_checkpointing: bool = False) -> tuple[Any
     return model, tokenizer
 
 
+@torch.no_grad()
+def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 8) -> list[str]:
+    """Greedy, batched (left-padded) generation from a HF causal LM; returns the new text only."""
+    device = next(model.parameters()).device
+    outputs: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = list(prompts[start : start + batch_size])
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left").to(device)
+        new = model.generate(
+            **enc,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )[:, enc["input_ids"].shape[1] :]
+        outputs.extend(t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True))
+    return outputs
+
+
 def read_corpus_texts(config: LMConfig) -> list[str]:
     """All documents of ``data.paths`` (up to ``data.limit``), via ``core/datasets.read_text_corpus``."""
     if not config.data.paths:

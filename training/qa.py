@@ -3,7 +3,7 @@
 The paper fine-tuned BioMedGPT-LM on MedMCQA/PubMedQA/MedQA (3 epochs, lr 2e-5, batch 512). Here a
 causal LM learns ``mcqa_prompt(record) + " " + answer + EOS`` with the loss on the answer and EOS
 only (``training/collate.py``). The prompt is the one the evaluation harness uses
-(``training/evaluate.mcqa_prompt``), so training and ``biomedgpt eval mcqa`` agree on wording.
+(``training/eval_mcqa.mcqa_prompt``), so training and ``biomedgpt eval mcqa`` agree on wording.
 
 The answer target is the option *letter* for lettered data sets (MedMCQA, MedQA — the prompt asks for
 the letter) and the label for PubMedQA (yes/no/maybe). Evaluation after training, two ways:
@@ -13,6 +13,7 @@ the letter) and the label for PubMedQA (yes/no/maybe). Evaluation after training
 - ``loglik``: the candidate with the highest log-probability after the prompt
   (``metrics.choose_by_loglik``); the candidates are what the model was trained to emit, i.e. the
   letters ``A``..``E`` (or the labels), so the score does not depend on option-text length.
+Both are ``training/eval_mcqa.predict_mcqa``, what ``biomedgpt eval mcqa`` runs.
 Accuracy is reported overall and per data set (``metrics.mcqa_accuracy``) into ``metrics.json``.
 """
 
@@ -29,8 +30,10 @@ from biomedgpt.core.errors import ConfigError, InputError
 from biomedgpt.training.collate import PadCollator, causal_lm_loss, encode_prompt_answer
 from biomedgpt.training.config import QAConfig
 from biomedgpt.training.distributed import DistEnv, init_distributed
+from biomedgpt.training.eval_mcqa import MCQA_METHODS, mcqa_prompt, predict_mcqa
 from biomedgpt.training.lm import load_causal_lm, save_hf_model
 from biomedgpt.training.loop import StepInfo, Trainer, seed_everything
+from biomedgpt.training.metrics import mcqa_accuracy
 
 
 def read_mcqa_records(path: Path | None, fmt: str, limit: int | None, role: str) -> list[Any]:
@@ -48,51 +51,20 @@ def mcqa_target(record: Any) -> str:
     return str(record.answer)
 
 
-def candidates(record: Any) -> dict[str, str] | list[str]:
-    """The strings scored by log-likelihood: letters for lettered options, labels otherwise."""
-    return {key: key for key in record.options} if isinstance(record.options, dict) else list(record.options)
-
-
 def encode_mcqa(records: Sequence[Any], tokenizer: Any, max_length: int) -> list[Any]:
-    from biomedgpt.training.evaluate import mcqa_prompt
-
+    """Prompt (``mcqa_prompt``) + target + EOS token ids, the loss on the target and EOS only."""
     return [encode_prompt_answer(tokenizer, mcqa_prompt(r), mcqa_target(r), max_length) for r in records]
 
 
 @torch.no_grad()
-def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 8) -> list[str]:
-    """Greedy, batched (left-padded) generation from a HF causal LM; returns the new text only."""
-    device = next(model.parameters()).device
-    outputs: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        chunk = list(prompts[start : start + batch_size])
-        enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left").to(device)
-        new = model.generate(
-            **enc,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )[:, enc["input_ids"].shape[1] :]
-        outputs.extend(t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True))
-    return outputs
-
-
-@torch.no_grad()
 def evaluate_mcqa_model(model: Any, tokenizer: Any, records: Sequence[Any], method: str, max_new_tokens: int = 8) -> dict[str, Any]:
-    """``{n, accuracy, by_dataset, method, unanswered}`` of a HF causal LM on ``records``."""
-    from biomedgpt.training.evaluate import choose_by_loglik, extract_choice, mcqa_accuracy, mcqa_prompt
-
+    """``{n, accuracy, by_dataset, method, unanswered}`` of a HF causal LM on ``records``, predicted as
+    ``eval mcqa`` predicts (``training/eval_mcqa.predict_mcqa``, letters/labels as candidates)."""
+    if method not in MCQA_METHODS:
+        raise ConfigError(f"qa: evaluation method {method!r} is not 'generate' or 'loglik'")
     was_training = model.training
     model.eval()
-    prompts = [mcqa_prompt(r) for r in records]
-    if method == "generate":
-        texts = generate_answers(model, tokenizer, prompts, max_new_tokens)
-        predictions = [extract_choice(t, r.options) for t, r in zip(texts, records)]
-    elif method == "loglik":
-        predictions = [choose_by_loglik(model, tokenizer, p, candidates(r)) for p, r in zip(prompts, records)]
-    else:
-        raise ConfigError(f"qa: evaluation method {method!r} is not 'generate' or 'loglik'")
+    predictions = predict_mcqa((model, tokenizer), records, method, max_new_tokens=max_new_tokens)
     model.train(was_training)
     result = mcqa_accuracy([r.answer for r in records], predictions, [r.dataset for r in records])
     result.update({"method": method, "unanswered": sum(p is None for p in predictions)})

@@ -12,7 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from biomedgpt.cli import app
+from biomedgpt.model.prompts import default_index
 from biomedgpt.training import evaluate as E
+from biomedgpt.training.eval_structures import _caption_batch
 from biomedgpt.core.datasets import MCQARecord, read_chebi20
 
 SAMPLE = Path("tests/data/eval/chebi20_sample.tsv")
@@ -59,11 +61,11 @@ def test_eval_captioning_resumes_a_partial_out(tmp_path):
 
 def test_retrieval_only_leaves_self_out():
     records = list(read_chebi20(SAMPLE))
-    index = E.default_index("molecule")
+    index = default_index("molecule")
     # The last two sample rows are ChEBI-20 validation molecules, i.e. inside the shipped index:
     # their own description must never come back.
     for record in records[-2:]:
-        (output,) = E._caption_batch(None, [record], "only", index)
+        (output,) = _caption_batch(None, [record], "only", index)
         assert output and output != record.description
 
 

@@ -15,7 +15,7 @@ from biomedgpt.model.config import RetrievalConfig
 from biomedgpt.model.conversation import CAPTION_QUESTION
 from biomedgpt.model.retrieval import MoleculeIndex, ProteinIndex
 from biomedgpt.tools.biomedgpt_tool import AnswerGeneration, describe_molecule, describe_protein
-from biomedgpt.training import evaluate as E
+from biomedgpt.training.eval_structures import _structure_batch
 from biomedgpt.training.align import build_align_data
 from biomedgpt.training.data import molecule_split, protein_references, protein_split
 from tests.model.test_config_prompts import CHATML_TEMPLATE
@@ -56,9 +56,9 @@ def test_training_eval_tool_and_ask_build_the_same_prompt(prompt_format, tmp_pat
     assert "most similar known molecule" not in molecule.prompt and "Similar known molecules" in molecule.prompt
     assert "Similar known proteins" in protein.prompt
 
-    E._structure_batch(model, "molecule", [molecule.smiles], [molecule.key], [CAPTION_QUESTION], "on",
+    _structure_batch(model, "molecule", [molecule.smiles], [molecule.key], [CAPTION_QUESTION], "on",
                        prompts.default_index("molecule"), 8)
-    E._structure_batch(model, "protein", [protein.sequence], [protein.key], [_question(prot_train, protein)], "on",
+    _structure_batch(model, "protein", [protein.sequence], [protein.key], [_question(prot_train, protein)], "on",
                        prompts.default_index("protein"), 8)
     evaluated = sent[-2:]
     assert evaluated == [molecule.prompt, protein.prompt]  # evaluation asks what training taught

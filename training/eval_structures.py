@@ -1,0 +1,231 @@
+"""Evaluation of questions about one structure: ``eval_captioning(model, "chebi20/test.txt", retrieval="only")``,
+``eval_protein_qa(...)``, ``score_predictions("preds.tsv")`` → metrics dicts.
+
+* captioning (ChEBI-20): ``--retrieval only`` copies the description of the nearest reference molecule
+  (Morgan/Tanimoto over the shipped ChEBI-20 *validation* set, leave-self-out) — the baseline any
+  model must beat; ``on`` puts the retrieval context block in the prompt; ``off`` does not; the default
+  is how the model was trained (``model.config.retrieval.enabled``, off when absent);
+* protein QA (UniProtQA, either layout): the same, plus exact match overall and per question type.
+
+Every prompt is ``model/prompts.structure_prompt``'s (the one alignment training fits), predictions go
+to a MolT5-format TSV that resumes (``training/eval_common.PredictionFile``), and scoring follows the
+published protocol (``training/metrics.py``).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from biomedgpt.core.datasets import CaptionRecord, ProteinQA, ReadStats, read_chebi20, read_uniprotqa, split_by_key, take
+from biomedgpt.core.errors import ConfigError, InputError
+from biomedgpt.model.conversation import CAPTION_QUESTION
+from biomedgpt.model.prompts import default_index, model_structure_prompt, retrieve
+from biomedgpt.training.eval_common import (
+    MAX_NEW_TOKENS, PredictionFile, cell, generate_batch, out_path, pending, progress_bar, resolve_model, select,
+)
+from biomedgpt.training.metrics import (
+    BERT_BASE_UNCASED_SIZE, PROTOCOLS, SCIBERT_SIZE, caption_metrics, load_text_tokenizer, protein_qa_metrics,
+)
+
+log = logging.getLogger(__name__)
+
+RETRIEVAL_MODES = ("on", "off", "only")
+PROTEIN_SPLITS = ("all", "train", "test")
+CAPTION_HEADER = ("SMILES", "ground truth", "output")
+PROTEIN_HEADER = ("accession", "question_type", "question", "ground truth", "output")
+
+
+def scoring_tokenizer(vocab: str | Path | None, protocol: str):
+    """The checked WordPiece tokenizer of ``protocol`` (SciBERT 31,090 for molt5; bert-base-uncased
+    30,522 for openbiomed-v2, whose folder must be given), loaded before any generation starts."""
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"--protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    if protocol == "openbiomed-v2":
+        if vocab is None:
+            raise InputError("protocol openbiomed-v2 needs --vocab: a folder with bert-base-uncased's vocab.txt "
+                             "(30,522 entries; not shipped)")
+        return load_text_tokenizer(vocab, expected_size=BERT_BASE_UNCASED_SIZE)
+    return load_text_tokenizer(vocab, expected_size=SCIBERT_SIZE)
+
+
+def default_retrieval(model: Any) -> str:
+    """'on' when the model was trained with retrieval context (``model.config.retrieval.enabled``), else 'off'."""
+    config = getattr(model, "config", None)
+    retrieval = getattr(config, "retrieval", None)
+    return "on" if getattr(retrieval, "enabled", False) else "off"
+
+
+def _check_retrieval(retrieval: str | None, model: Any) -> str:
+    if retrieval is None:
+        if model is None:
+            raise InputError("no model given: pass --model, or --retrieval only for the retrieval baseline")
+        return default_retrieval(model)
+    if retrieval not in RETRIEVAL_MODES:
+        raise ConfigError(f"--retrieval {retrieval!r} is not one of {', '.join(RETRIEVAL_MODES)}")
+    if retrieval != "only" and model is None:
+        raise InputError(f"--retrieval {retrieval} generates with a model: pass --model (or use --retrieval only)")
+    return retrieval
+
+
+# ------------------------------------------------------------------------------------ captioning
+def eval_captioning(model: Any, data_path: str | Path, limit: int | None = None, retrieval: str | None = None,
+                    out: str | Path | None = None, batch_size: int = 8, *, vocab: str | Path | None = None,
+                    protocol: str = "molt5", progress: bool = True) -> dict[str, Any]:
+    """Generate captions for a ChEBI-20 TSV (first ``limit`` rows), append them to ``out``, score them.
+
+    ``out`` (MolT5 format ``SMILES\\tground truth\\toutput``; a temporary file when None) may hold rows
+    from an interrupted run: those are not generated again. Only the rows of this data/limit are
+    scored. The result is ``caption_metrics``' dict plus ``out``, ``retrieval``, ``generated``, ``skipped_rows``.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    model = resolve_model(model)
+    mode = _check_retrieval(retrieval, model)
+    tokenizer = scoring_tokenizer(vocab, protocol)  # fail fast, before generating
+    stats = ReadStats()
+    records: list[CaptionRecord] = list(take(read_chebi20(data_path, stats=stats), limit))
+    table = PredictionFile(out_path(out, "captions-"), CAPTION_HEADER, ("SMILES", "ground truth"))
+    keys = [(cell(r.smiles), cell(r.description)) for r in records]
+    todo = pending(records, keys, Counter(table.key(row) for row in table.existing()))
+    index = default_index("molecule") if mode in ("on", "only") else None
+    with progress_bar(len(todo), "captioning", progress) as bar:
+        for start in range(0, len(todo), batch_size):
+            batch = [records[i] for i in todo[start:start + batch_size]]
+            outputs = _caption_batch(model, batch, mode, index)
+            table.append((r.smiles, r.description, o) for r, o in zip(batch, outputs))
+            bar.update(len(batch))
+    rows = select(table.existing(), keys, table.key)
+    result = caption_metrics([r[1] for r in rows], [r[2] for r in rows], tokenizer=tokenizer, vocab=vocab,
+                             protocol=protocol)
+    result.update({"out": str(table.path), "retrieval": mode, "generated": len(todo), "skipped_rows": stats.skipped})
+    return result
+
+
+def _structure_batch(model: Any, kind: str, structures: list[str], ids: list[str], questions: list[str],
+                     mode: str, index, max_new_tokens: int) -> list[str]:
+    """Predictions for one batch of molecules or proteins: the nearest reference's description
+    (``only``), or generation from ``model/prompts.structure_prompt`` with (``on``) or without (``off``)
+    the retrieval context — the prompt alignment training fits, the row's own CID/accession excluded."""
+    if mode == "only":
+        return [_nearest_description(kind, query, ident, index) for query, ident in zip(structures, ids)]
+    prompts = [_prompt(model, kind, question, query, ident, mode == "on", index)
+               for question, query, ident in zip(questions, structures, ids)]
+    return _generate_rows(model, prompts, structures, f"{kind}s", ids, max_new_tokens)
+
+
+def _nearest_description(kind: str, query: str, ident: str, index) -> str:
+    """The description of the nearest reference (``model/prompts.retrieve``'s exclusion rule); an input
+    the index cannot read gets an empty prediction (logged) instead of killing a long run."""
+    try:
+        hits = retrieve(kind, query, 1, index=index, query_id=ident)
+    except InputError as error:
+        log.warning("retrieval skipped for %s: %s", ident, error)
+        return ""
+    return hits[0].description if hits else ""
+
+
+def _prompt(model: Any, kind: str, question: str, query: str, ident: str, retrieval: bool, index) -> str:
+    """The training prompt for one row, with the ``config.retrieval.k`` nearest references when
+    ``retrieval``; an input the index cannot read is asked without context (logged)."""
+    try:
+        return model_structure_prompt(model, kind, question, structure=query, retrieval=retrieval, index=index,
+                                      query_id=ident).text
+    except InputError as error:
+        log.warning("retrieval skipped for %s: %s", ident, error)
+        return model_structure_prompt(model, kind, question, retrieval=False).text
+
+
+def _caption_batch(model: Any, batch: list[CaptionRecord], mode: str, index) -> list[str]:
+    return _structure_batch(model, "molecule", [r.smiles for r in batch], [r.cid for r in batch],
+                            [CAPTION_QUESTION] * len(batch), mode, index, MAX_NEW_TOKENS["caption"])
+
+
+def _generate_rows(model: Any, prompts: list[str], structures: list[str], kind: str, ids: list[str],
+                   max_new_tokens: int) -> list[str]:
+    """Batched generation; when the batch holds a structure the model cannot encode (RDKit rejects the
+    SMILES, a letter is not an amino acid), the rows are redone one by one and the bad row gets an
+    empty prediction — it still counts in the scores, it does not stop the run."""
+    try:
+        return generate_batch(model, prompts, **{kind: structures}, max_new_tokens=max_new_tokens, one_paragraph=True)
+    except InputError:
+        pass
+    outputs = []
+    for prompt, structure, ident in zip(prompts, structures, ids):
+        try:
+            outputs.extend(generate_batch(model, [prompt], **{kind: [structure]}, max_new_tokens=max_new_tokens,
+                                     one_paragraph=True))
+        except InputError as error:
+            log.warning("%s: cannot encode the input, empty prediction (%s)", ident, error)
+            outputs.append("")
+    return outputs
+
+
+def score_predictions(path: str | Path, *, vocab: str | Path | None = None, protocol: str = "molt5") -> dict[str, Any]:
+    """Score a MolT5-format TSV (``SMILES\\tground truth\\toutput``, ``csv.QUOTE_NONE``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such predictions file")
+    with path.open("r", encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        missing = {"ground truth", "output"} - set(reader.fieldnames or ())
+        if missing:
+            raise InputError(f"{path}: header {reader.fieldnames!r} lacks {sorted(missing)} "
+                             "(expected MolT5 format SMILES<TAB>ground truth<TAB>output)")
+        refs, preds = [], []
+        for number, row in enumerate(reader, 2):
+            if row.get("ground truth") is None or row.get("output") is None or None in row:
+                raise InputError(f"{path} line {number}: expected 3 tab-separated columns")
+            refs.append(row["ground truth"])
+            preds.append(row["output"])
+    return caption_metrics(refs, preds, tokenizer=scoring_tokenizer(vocab, protocol), protocol=protocol)
+
+
+# ------------------------------------------------------------------------------------ protein QA
+def eval_protein_qa(model: Any, data_path: str | Path, limit: int | None = None, retrieval: str | None = None,
+                    out: str | Path | None = None, batch_size: int = 8, *, sequences: str | Path | None = None,
+                    split: str = "all", vocab: str | Path | None = None, protocol: str = "molt5", progress: bool = True) -> dict[str, Any]:
+    """Answer UniProtQA questions (either layout), append to ``out`` (``accession, question_type,
+    question, ground truth, output``), resume, and score with ``protein_qa_metrics``.
+
+    ``--retrieval only`` answers with the description of the nearest reference protein (3-mer cosine
+    over the shipped Swiss-Prot train split, leave-self-out, the query's accession excluded).
+    ``split`` 'test' / 'train' keeps one side of the 80/20 accession split (seed 0) that the shipped
+    protein index was built from; 'test' is the honest choice for the Swiss-Prot PAIR file.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    model = resolve_model(model)
+    mode = _check_retrieval(retrieval, model)
+    tokenizer = scoring_tokenizer(vocab, protocol)
+    if split not in PROTEIN_SPLITS:
+        raise ConfigError(f"--split {split!r} is not one of {', '.join(PROTEIN_SPLITS)}")
+    stats = ReadStats()
+    records: list[ProteinQA] = list(read_uniprotqa(data_path, sequences=sequences, stats=stats))
+    if split != "all":
+        train, test = split_by_key(records, "accession", test_fraction=0.2, seed=0)
+        records = test if split == "test" else train
+    records = list(take(records, limit))
+    table = PredictionFile(out_path(out, "protein-qa-"), PROTEIN_HEADER, ("accession", "question", "ground truth"))
+    keys = [(cell(r.accession), cell(r.question), cell(r.answer)) for r in records]
+    todo = pending(records, keys, Counter(table.key(row) for row in table.existing()))
+    index = default_index("protein") if mode in ("on", "only") else None
+    with progress_bar(len(todo), "protein QA", progress) as bar:
+        for start in range(0, len(todo), batch_size):
+            batch = [records[i] for i in todo[start:start + batch_size]]
+            outputs = _protein_batch(model, batch, mode, index)
+            table.append((r.accession, r.question_type, r.question, r.answer, o) for r, o in zip(batch, outputs))
+            bar.update(len(batch))
+    rows = select(table.existing(), keys, table.key)
+    result = protein_qa_metrics([r[3] for r in rows], [r[4] for r in rows], [r[1] for r in rows],
+                                tokenizer=tokenizer, vocab=vocab, protocol=protocol)
+    result.update({"out": str(table.path), "retrieval": mode, "generated": len(todo), "skipped_rows": stats.skipped})
+    return result
+
+
+def _protein_batch(model: Any, batch: list[ProteinQA], mode: str, index) -> list[str]:
+    return _structure_batch(model, "protein", [r.sequence for r in batch], [r.accession for r in batch],
+                            [r.question for r in batch], mode, index, MAX_NEW_TOKENS["protein"])
