@@ -448,8 +448,13 @@ def serve_all(server: HTTPServer, data: str | Path | None = None) -> None:
 @contextmanager
 def fixture_server(data: str | Path | None = None) -> Iterator[RecordingHTTPServer]:
     """A started :class:`RecordingHTTPServer` serving every service from ``data``; stopped on exit
-    (its arrival log stays readable afterwards)."""
+    (its arrival log stays readable afterwards). werkzeug's per-request log lines are silenced meanwhile."""
+    import logging
+
     folder = data_folder(data)
+    werkzeug_log = logging.getLogger("werkzeug")
+    level = werkzeug_log.level
+    werkzeug_log.setLevel(logging.ERROR)
     server = RecordingHTTPServer()
     server.start()  # first: the UniProt routes put the server's own address in their Link headers
     try:
@@ -458,6 +463,7 @@ def fixture_server(data: str | Path | None = None) -> Iterator[RecordingHTTPServ
     finally:
         if server.is_running():
             server.stop()
+        werkzeug_log.setLevel(level)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
-"""``biomedgpt eval captioning|protein-qa|mcqa``: score predictions, or generate them with a model and score.
+"""``biomedgpt eval captioning|protein-qa|mcqa|assistant``: score predictions, or generate them and score.
 
 Why a command: the published protocol (MolT5 / ChEBI-20 for captions) is easy to get subtly wrong, so
 users score their own prediction files with exactly the code the project reports numbers with.
 Each command prints a rich table, or one JSON object with ``--json``. Progress goes to stderr.
+``eval assistant`` asks the whole assistant the questions of a JSONL file and scores the answers
+(``agent/evaluation.py``); ``--fixtures DIR`` serves PubChem, UniProt and E-utilities from recorded
+bodies on a loopback server (``biomedgpt.fixtureserver``) for the whole run.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 import typer
 
-eval_app = typer.Typer(help="Evaluate: molecule captioning (ChEBI-20), protein QA (UniProtQA), MCQA.",
+eval_app = typer.Typer(help="Evaluate: molecule captioning (ChEBI-20), protein QA (UniProtQA), MCQA, the assistant.",
                        no_args_is_help=True)
 
 _VOCAB_HELP = ("WordPiece vocabulary folder (vocab.txt). Default: the shipped SciBERT uncased vocabulary "
@@ -133,6 +136,101 @@ def mcqa(
     result = evaluate.eval_mcqa(model, data, format, method=method, limit=limit, batch_size=batch_size,
                                 reduction=reduction, candidates=candidates)
     _emit(result, as_json, f"MCQA ({format}, {method})")
+
+
+@eval_app.command("assistant")
+def assistant(
+    data: Path = typer.Option(..., "--data", help="JSONL questions with expectations (e.g. agent/data/eval/public.jsonl)."),
+    fixtures: Path = typer.Option(None, "--fixtures", help="Serve PubChem/UniProt/E-utilities from this folder's "
+                                  "recorded bodies (layout of tests/data) on a loopback server, with an empty HTTP cache."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: passed, total, by_category, failures."),
+    out: Path = typer.Option(None, "--out", help="Write one JSON line per row: id, passed, reason, answer, tools called."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Only the first N rows (after --category)."),
+    category: str = typer.Option(None, "--category", help="Only the rows of this category."),
+) -> None:
+    """Ask the assistant every question of --data and score the answers (exit 0 whatever the score)."""
+    import sys
+    import tempfile
+    from contextlib import ExitStack
+
+    from biomedgpt.agent.evaluation import EvalDataError, read_rows, scratch_home, select_rows
+    from biomedgpt.core.settings import get_settings
+
+    try:  # usage errors: everything is checked before anything runs
+        rows = select_rows(read_rows(data), category, limit)
+        if fixtures is not None:
+            from biomedgpt.fixtureserver import data_folder
+
+            data_folder(fixtures)
+        if out is not None and out.is_dir():
+            raise EvalDataError(f"--out {out} is a folder; give a file name")
+    except (EvalDataError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+    with ExitStack() as stack:
+        settings = get_settings()
+        server = None
+        if fixtures is not None:
+            from biomedgpt.fixtureserver import fixture_server, service_urls
+
+            server = stack.enter_context(fixture_server(fixtures))
+            home = stack.enter_context(tempfile.TemporaryDirectory(prefix="biomedgpt-eval-home-"))
+            settings = scratch_home(settings, home).model_copy(update={**service_urls(server), "offline": False})
+        sink = None
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            sink = stack.enter_context(out.open("w", encoding="utf-8"))
+        report = _run_assistant_eval(rows, settings, sink, show_progress=sys.stderr.isatty())
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        _print_assistant_report(report)
+
+
+def _run_assistant_eval(rows, settings, sink, show_progress: bool):
+    import sys
+
+    from biomedgpt.agent.evaluation import evaluate_assistant
+
+    passed = [0]
+
+    def on_result(result) -> None:
+        if sink is not None:
+            sink.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+            sink.flush()
+
+    def progress(done: int, total: int, result) -> None:
+        passed[0] += int(result.passed)
+        line = f"eval assistant: {done}/{total} asked, {passed[0]} passed ({result.id})"
+        sys.stderr.write("\r" + line[:100].ljust(100))
+        if done == total:
+            sys.stderr.write("\r" + " " * 100 + "\r")
+        sys.stderr.flush()
+
+    return evaluate_assistant(rows, settings=settings, on_result=on_result,
+                              progress=progress if show_progress else None)
+
+
+def _print_assistant_report(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"assistant evaluation: {report.passed}/{report.total} passed ({report.seconds:.0f} s)")
+    table.add_column("category")
+    table.add_column("passed", justify="right")
+    table.add_column("total", justify="right")
+    table.add_column("rate", justify="right")
+    for name, (passed, total) in report.by_category.items():
+        table.add_row(name, str(passed), str(total), f"{passed / total:.0%}")
+    console.print(table)
+    if report.failures:
+        console.print(f"[bold]failures ({len(report.failures)})[/bold]")
+    for result in report.failures:
+        question = " ".join(result.question.split())
+        question = question if len(question) <= 70 else question[:69] + "…"
+        console.print(f"{result.id} | {question} | {result.reason}", markup=False, highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
