@@ -18,70 +18,34 @@ from pydantic import BaseModel
 from biomedgpt.agent.state import ARTIFACT_KINDS
 from biomedgpt.agent.understanding import PROTEIN_ATTRIBUTES
 from biomedgpt.tools.records import (
+    MODEL_OUTPUT_NOTE,
+    UNTRAINED_NOTE,
     Compound,
+    Fact,
     ModelAnswer,
     MoleculeProperties,
     Passage,
     ProteinEntry,
     SimilarHit,
+    fmt,
 )
 
 #: The labels a citation may take (any other bracketed text is left alone).
 LABEL_PATTERN = re.compile(r"^(PubChem CID \d+|ChEBI-20 CID \d+|UniProt [A-Z0-9]{6,10}(?:-\d+)?|PMID \d+|RDKit|"
                            r"BioMedGPT|Doc [^\[\];]{1,60})$")
 _BRACKETS = re.compile(r"\[([^\[\]\n]{1,80})\]")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
-
-#: Model text beyond this many characters is cut in answers (the full text stays in the artifact).
-MODEL_TEXT_LIMIT = 600
-UNTRAINED_NOTE = "untrained encoders — not evidence"
-MODEL_OUTPUT_NOTE = "model output, not a database fact"
 
 
 # ----------------------------------------------------------------------------- artifacts
 
 
-def classify(record: Mapping[str, Any]) -> str | None:
-    """Which artifact list a record dict belongs to (by its public field names), or None."""
-    keys = set(record)
-    if {"kind", "similarity", "id"} <= keys:
-        return "similar"
-    if {"text", "question"} <= keys and ("trained" in keys or "inputs" in keys):
-        return "model_answers"
-    if {"lipinski_pass", "logp"} <= keys:
-        return "properties"
-    if "cid" in keys:
-        return "compounds"
-    if "accession" in keys:
-        return "proteins"
-    if "text" in keys and ("pmid" in keys or "chunk" in keys):
-        return "passages"
-    return None
-
-
-def collect_artifacts(artifact: Any) -> dict[str, list[dict]]:
-    """The typed records found anywhere in a tool's artifact (a record, a list, or a dict of them)."""
+def file_records(records: Iterable[BaseModel]) -> dict[str, list[dict]]:
+    """Typed records (from ``langchain_tools.records_of``) filed by their type's state list, as plain dicts."""
     found: dict[str, list[dict]] = {kind: [] for kind in ARTIFACT_KINDS}
-
-    def walk(value: Any, depth: int = 0) -> None:
-        if depth > 4 or value is None:
-            return
-        if isinstance(value, BaseModel):
-            value = value.model_dump(mode="json")
-        if isinstance(value, Mapping):
-            kind = classify(value)
-            if kind is not None:
-                record = dict(value)
-                if record not in found[kind]:
-                    found[kind].append(record)
-                return
-            for item in value.values():
-                walk(item, depth + 1)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                walk(item, depth + 1)
-
-    walk(artifact)
+    for record in records:
+        dumped = record.model_dump(mode="json")
+        if dumped not in found[record.artifact]:
+            found[record.artifact].append(dumped)
     return found
 
 
@@ -90,18 +54,19 @@ def entity_from_artifacts(found: Mapping[str, list[dict]]) -> dict | None:
 
     The dict has the planner's ``Entity`` keys (kind, value, source) plus a display name and label.
     """
-    for compound in found.get("compounds", []):
-        title = compound.get("title")
-        return {"kind": "molecule", "value": title or compound.get("smiles") or str(compound["cid"]),
-                "source": "name" if title else ("smiles" if compound.get("smiles") else "cid"),
-                "name": title, "label": f"PubChem CID {compound['cid']}"}
-    for protein in found.get("proteins", []):
-        return {"kind": "protein", "value": protein["accession"], "source": "accession",
-                "name": protein.get("protein_name"), "label": f"UniProt {protein['accession']}"}
-    for props in found.get("properties", []):
-        return {"kind": "molecule", "value": props["smiles"], "source": "smiles", "name": None, "label": "RDKit"}
-    for answer in found.get("model_answers", []):
-        inputs = answer.get("inputs") or {}
+    for raw in found.get("compounds", []):
+        compound = Compound.model_validate(raw)
+        return {"kind": "molecule", "value": compound.title or compound.smiles or str(compound.cid),
+                "source": "name" if compound.title else ("smiles" if compound.smiles else "cid"),
+                "name": compound.title, "label": compound.label}
+    for raw in found.get("proteins", []):
+        protein = ProteinEntry.model_validate(raw)
+        return {"kind": "protein", "value": protein.accession, "source": "accession",
+                "name": protein.protein_name, "label": protein.label}
+    for raw in found.get("properties", []):
+        return {"kind": "molecule", "value": raw["smiles"], "source": "smiles", "name": None, "label": "RDKit"}
+    for raw in found.get("model_answers", []):
+        inputs = ModelAnswer.model_validate(raw).inputs
         if inputs.get("smiles"):
             return {"kind": "molecule", "value": inputs["smiles"], "source": "smiles", "name": None,
                     "label": "BioMedGPT"}
@@ -112,15 +77,6 @@ def entity_from_artifacts(found: Mapping[str, list[dict]]) -> dict | None:
 
 
 # ----------------------------------------------------------------------------- sources
-
-
-def _similar_label(hit: Mapping[str, Any]) -> str:
-    ident = str(hit.get("id", ""))
-    if hit.get("kind") == "protein":
-        return f"UniProt {ident}"
-    if "chebi" in str(hit.get("source", "")).lower() and ident.isdigit():
-        return f"ChEBI-20 CID {ident}"  # its text comes from ChEBI-20, not from PubChem
-    return f"PubChem CID {ident}" if ident.isdigit() else f"{hit.get('source', 'reference')} {ident}"
 
 
 def sources_from_state(state: Mapping[str, Any]) -> dict[str, dict]:
@@ -142,15 +98,10 @@ def sources_from_state(state: Mapping[str, Any]) -> dict[str, dict]:
             passage.title + (f" (chunk {passage.chunk})" if not passage.pmid else "") if passage.title else "")
     for raw in state.get("similar") or []:
         hit = SimilarHit.model_validate(raw)
-        label = _similar_label(raw)
-        url = hit.url
-        if not url and label.startswith("PubChem CID "):
-            url = f"https://pubchem.ncbi.nlm.nih.gov/compound/{hit.id}"
-        if not url and label.startswith("UniProt "):
-            url = f"https://www.uniprot.org/uniprotkb/{hit.id}/entry"
-        add(label, hit.source, url, hit.name)
+        add(hit.label, hit.source, hit.link, hit.name)
     if state.get("properties"):
-        add("RDKit", "RDKit", "https://www.rdkit.org", "descriptors computed locally with RDKit (not looked up)")
+        add(MoleculeProperties.label, "RDKit", MoleculeProperties.url,
+            "descriptors computed locally with RDKit (not looked up)")
     answers = state.get("model_answers") or []
     if answers:
         trained = all(a.get("trained", True) for a in answers)
@@ -214,130 +165,6 @@ def check_citations(text: str, sources: Mapping[str, dict], model_answers: Itera
 # ----------------------------------------------------------------------------- offline answers
 
 
-def _snippet(text: str | None, sentences: int = 2, limit: int = 360) -> str:
-    """The first sentences of a text, cut at ``limit`` characters on a word boundary."""
-    text = " ".join((text or "").split())
-    if not text:
-        return ""
-    parts = _SENTENCE_END.split(text)
-    out = " ".join(parts[:sentences])
-    if len(out) > limit:
-        out = out[:limit].rsplit(" ", 1)[0] + " …"
-    return out.rstrip(".") + ("" if out.endswith("…") else "")
-
-
-def _fmt(value: Any, digits: int = 2) -> str:
-    """A float with at most ``digits`` decimals and no trailing zeros (``-0`` shown as ``0``)."""
-    if isinstance(value, float):
-        text = f"{value:.{digits}f}".rstrip("0").rstrip(".")
-        return "0" if text in ("-0", "") else text
-    return str(value)
-
-
-def _compound_lines(raw: dict) -> list[str]:
-    c = Compound.model_validate(raw)
-    cite = f"[{c.label}]"
-    name = c.title or c.iupac_name or c.label
-    lines = [f"**{name}** ({c.label})"]
-    facts = []
-    if c.formula:
-        facts.append(f"formula {c.formula}")
-    if c.molecular_weight is not None:
-        facts.append(f"molecular weight {_fmt(c.molecular_weight)} g/mol")
-    if facts:
-        lines.append(f"- {name} has {', '.join(facts)} {cite}.")
-    if c.iupac_name and c.iupac_name != name:
-        lines.append(f"- IUPAC name: {c.iupac_name} {cite}.")
-    if c.smiles:
-        lines.append(f"- SMILES: `{c.smiles}` {cite}.")
-    extra = []
-    if c.xlogp is not None:
-        extra.append(f"XLogP {_fmt(c.xlogp)}")
-    if c.tpsa is not None:
-        extra.append(f"TPSA {_fmt(c.tpsa)} Å²")
-    if extra:
-        lines.append(f"- {', '.join(extra)} {cite}.")
-    for description in c.descriptions[:2]:
-        origin = f" (from {description.source})" if description.source else ""
-        lines.append(f"- {_snippet(description.text)}{origin} {cite}.")
-    return lines
-
-
-def _properties_lines(raw: dict) -> list[str]:
-    p = MoleculeProperties.model_validate(raw)
-    lines = [f"**Computed properties** of `{p.smiles}` (computed locally with RDKit, not looked up)"]
-    lines.append(f"- Formula {p.formula}, average mass {_fmt(p.average_mass)} Da, exact mass {_fmt(p.exact_mass, 4)} Da [RDKit].")
-    lines.append(f"- Crippen logP {_fmt(p.logp)}, TPSA {_fmt(p.tpsa)} Å², H-bond donors {p.h_bond_donors}, "
-                 f"acceptors {p.h_bond_acceptors}, rotatable bonds {p.rotatable_bonds} [RDKit].")
-    lines.append(f"- Rings {p.rings} (aromatic {p.aromatic_rings}), heavy atoms {p.heavy_atoms} [RDKit].")
-    verdict = "passes" if p.lipinski_pass else "fails"
-    lines.append(f"- Lipinski's rule of five: {verdict} ({p.lipinski_violations} violation"
-                 f"{'' if p.lipinski_violations == 1 else 's'}) [RDKit].")
-    return lines
-
-
-def _protein_lines(raw: dict) -> list[str]:
-    p = ProteinEntry.model_validate(raw)
-    cite = f"[{p.label}]"
-    name = p.protein_name or p.entry_name or p.accession
-    who = ", ".join(x for x in [", ".join(p.gene_names[:2]), p.organism or ""] if x)
-    status = "reviewed (Swiss-Prot)" if p.reviewed else ("unreviewed (TrEMBL)" if p.reviewed is False else "")
-    lines = [f"**{name}** ({p.label})"]
-    head = f"- {p.accession} is {name}" + (f" ({who})" if who else "") + (f", {status}" if status else "")
-    lines.append(f"{head} {cite}.")
-    if p.function:
-        lines.append(f"- Function: {_snippet(p.function, 3, 500)} {cite}.")
-    if p.subcellular_locations:
-        lines.append(f"- Subcellular location: {', '.join(p.subcellular_locations[:6])} {cite}.")
-    if p.family:
-        lines.append(f"- Family: {_snippet(p.family, 1)} {cite}.")
-    if p.length:
-        mass = f", mass {p.mass} Da" if p.mass else ""
-        lines.append(f"- Length {p.length} amino acids{mass} {cite}.")
-    return lines
-
-
-def _model_lines(raw: dict) -> list[str]:
-    a = ModelAnswer.model_validate(raw)
-    note = MODEL_OUTPUT_NOTE if a.trained else f"{MODEL_OUTPUT_NOTE}; {UNTRAINED_NOTE}"
-    saw = ", ".join(f"{k}={_fmt(v)}" for k, v in a.inputs.items()
-                    if k != "sequence" and not isinstance(v, (dict, list)) and len(str(v)) <= 40)
-    if "sequence" in a.inputs:
-        saw = ", ".join(x for x in [saw, f"a protein sequence of {len(str(a.inputs['sequence']))} residues"] if x)
-    lines = [f"**BioMedGPT model output** ({note}{'; input: ' + saw if saw else ''})"]
-    text = " ".join(a.text.split()) or "(the model returned no text)"
-    if len(text) > MODEL_TEXT_LIMIT:
-        text = text[:MODEL_TEXT_LIMIT].rsplit(" ", 1)[0] + " …"
-    lines.append(f"- The model says: \u201c{text}\u201d [BioMedGPT].")
-    if a.note:
-        lines.append(f"- {a.note} [BioMedGPT].")
-    return lines
-
-
-def _similar_lines(hits: list[dict]) -> list[str]:
-    if not hits:
-        return []
-    kind = "proteins" if hits[0].get("kind") == "protein" else "molecules"
-    lines = [f"**Nearest known {kind}** (evidence by similarity, not identity)"]
-    for raw in hits[:5]:
-        hit = SimilarHit.model_validate(raw)
-        name = hit.name or (f"CID {hit.id}" if hit.kind == "molecule" and hit.id.isdigit() else hit.id)
-        described = f": {_snippet(hit.description, 1, 240)}" if hit.description else ""
-        lines.append(f"- {name} (similarity {hit.similarity:.2f}, {hit.source}){described} [{_similar_label(raw)}].")
-    return lines
-
-
-def _passage_lines(passages: list[dict]) -> list[str]:
-    usable = [Passage.model_validate(p) for p in passages if p.get("pmid")]
-    if not usable:
-        return []
-    lines = ["**From the literature**"]
-    for p in usable[:4]:
-        title = f" — {p.title}" + (f" ({p.year})" if p.year else "") if p.title else ""
-        lines.append(f"- \u201c{_snippet(p.text, 2, 300)}\u201d{title} [{p.label}].")
-    return lines
-
-
 #: What the assistant does, said when a question is off-domain, unclear, or asks for help.
 CAPABILITIES = ("I answer questions about molecules (a name, SMILES, PubChem CID or InChIKey: properties from "
                 "PubChem and RDKit, nearest known structures), proteins (a UniProt accession, name or sequence: "
@@ -387,11 +214,8 @@ class Subject:
 
     @property
     def name(self) -> str:
-        if self.protein:
-            return self.protein.protein_name or self.protein.accession
-        if self.compound:
-            return self.compound.title or self.compound.iupac_name or self.compound.label
-        return f"`{self.properties.smiles}`" if self.properties else "?"
+        record = self.protein or self.compound or self.properties
+        return record.name if record is not None else "?"
 
     @property
     def smiles(self) -> str | None:
@@ -399,56 +223,15 @@ class Subject:
             return self.compound.smiles or self.compound.connectivity_smiles
         return self.properties.smiles if self.properties else None
 
-    def value(self, attribute: str) -> tuple[Any, str, str] | None:
-        """(value, cited label, wording) of ``attribute``, from the record that holds it, or None."""
-        c, p, e = self.compound, self.properties, self.protein
-        if e is not None:
-            label = e.label
-            got = {
-                "function": e.function, "gene": ", ".join(e.gene_names[:4]) or None, "organism": e.organism,
-                "length": f"{e.length} amino acids" if e.length else None,
-                "mass": f"{e.mass:,} Da" if e.mass else None,
-                "subcellular_location": ", ".join(e.subcellular_locations[:8]) or None, "family": e.family,
-                "diseases": "; ".join(e.diseases[:10]) or None,
-                "go_terms": "; ".join(e.go_terms[:12]) + (f" (and {len(e.go_terms) - 12} more)"
-                                                         if len(e.go_terms) > 12 else "") if e.go_terms else None,
-                "pdb_structures": ", ".join(e.pdb_ids[:15]) + (f" (and {len(e.pdb_ids) - 15} more; "
-                                                              f"{len(e.pdb_ids)} in all)" if len(e.pdb_ids) > 15 else "")
-                if e.pdb_ids else None,
-                "keywords": ", ".join(e.keywords[:15]) or None, "sequence": e.sequence,
-                "reviewed": None if e.reviewed is None else ("reviewed (Swiss-Prot)" if e.reviewed
-                                                             else "unreviewed (TrEMBL)"),
-                "accession": e.accession,
-            }.get(attribute)
-            return (got, label, ATTRIBUTE_NAMES.get(attribute, attribute)) if got not in (None, "") else None
-        if c is not None:
-            pubchem = {
-                "molecular_weight": (c.molecular_weight, "molecular weight", " g/mol"), "formula": (c.formula, "formula", ""),
-                "smiles": (c.smiles or c.connectivity_smiles, "SMILES", ""), "inchikey": (c.inchikey, "InChIKey", ""),
-                "inchi": (c.inchi, "InChI", ""), "iupac_name": (c.iupac_name, "IUPAC name", ""), "cid": (c.cid, "CID", ""),
-                "synonyms": ("; ".join(c.synonyms[:10]) or None, "synonyms", ""), "logp": (c.xlogp, "XLogP3", ""),
-                "tpsa": (c.tpsa, "TPSA", " Å²"),
-                "description": (_snippet(c.descriptions[0].text, 3, 600) if c.descriptions else None, "description", ""),
-            }.get(attribute)
-            if pubchem and pubchem[0] not in (None, ""):
-                return (f"{_fmt(pubchem[0])}{pubchem[2]}", c.label, pubchem[1])
-        if p is not None:
-            rdkit = {
-                "molecular_weight": (p.average_mass, "average molecular weight", " g/mol"),
-                "exact_mass": (p.exact_mass, "exact mass", " Da"), "formula": (p.formula, "formula", ""),
-                "smiles": (p.smiles, "canonical SMILES", ""), "inchikey": (p.inchikey, "InChIKey", ""),
-                "inchi": (p.inchi, "InChI", ""), "logp": (p.logp, "Crippen logP", ""), "tpsa": (p.tpsa, "TPSA", " Å²"),
-                "hbond_donors": (p.h_bond_donors, "H-bond donors", ""),
-                "hbond_acceptors": (p.h_bond_acceptors, "H-bond acceptors", ""),
-                "rotatable_bonds": (p.rotatable_bonds, "rotatable bonds", ""), "rings": (p.rings, "rings", ""),
-                "aromatic_rings": (p.aromatic_rings, "aromatic rings", ""), "heavy_atoms": (p.heavy_atoms, "heavy atoms", ""),
-                "charge": (p.formal_charge, "formal charge", ""),
-                "rule_of_five": (("passes" if p.lipinski_pass else "fails") + f" Lipinski's rule of five "
-                                 f"({p.lipinski_violations} violation{'' if p.lipinski_violations == 1 else 's'})",
-                                 "rule of five", ""),
-            }.get(attribute)
-            if rdkit and rdkit[0] is not None:
-                return (f"{_fmt(rdkit[0], 4 if attribute == 'exact_mass' else 2)}{rdkit[2]}", "RDKit", rdkit[1])
+    def value(self, attribute: str) -> Fact | None:
+        """``attribute`` from the record that holds it: UniProt for a protein, else PubChem, else RDKit."""
+        for record in (self.protein, self.compound, self.properties):
+            if record is not None:
+                fact = record.get(attribute)
+                if fact is not None:
+                    return fact
+                if record is self.protein:
+                    return None
         return None
 
     def number(self, attribute: str) -> float | None:
@@ -456,7 +239,7 @@ class Subject:
         found = self.value(attribute)
         if found is None:
             return None
-        match = re.match(r"^-?[\d,]+(?:\.\d+)?", str(found[0]))
+        match = re.match(r"^-?[\d,]+(?:\.\d+)?", found.value)
         return float(match.group().replace(",", "")) if match else None
 
 
@@ -501,7 +284,8 @@ def _attribute_sentence(subject: Subject, attribute: str, offline: bool) -> str:
         if attribute in ("function", "description"):
             return f"{field.capitalize()} of {subject.name}: {value} [{label}]."
         if attribute in _COUNTS:
-            return f"{subject.name} has {value} {field} [{label}]."
+            noun = field[:-1] if value == "1" and field.endswith("s") else field
+            return f"{subject.name} has {value} {noun} [{label}]."
         return f"The {field} of {subject.name} is {value} [{label}]."
     if subject.protein is not None:
         if attribute in ATTRIBUTE_NAMES and attribute not in PROTEIN_ATTRIBUTES:
@@ -524,9 +308,9 @@ def _table(subjects: list[Subject], attributes: list[str]) -> str:
         cells, labels = [], []
         for attribute in attributes:
             found = subject.value(attribute)
-            cells.append(str(found[0]).replace("|", "/")[:60] if found else "not available")
-            if found and found[1] not in labels:
-                labels.append(found[1])
+            cells.append(found.value.replace("|", "/")[:60] if found else "not available")
+            if found and found.label not in labels:
+                labels.append(found.label)
         lines.append(f"| {subject.name} | " + " | ".join(cells) + " | " + " ".join(f"[{x}]" for x in labels) + " |")
     return "\n".join(lines)
 
@@ -554,10 +338,10 @@ def _ranking(subjects: list[Subject], attribute: str, question: str) -> str | No
         return None
     ranked.sort(key=lambda item: item[0], reverse=True)
     wording = ATTRIBUTE_NAMES.get(attribute, attribute)
-    order = " > ".join(f"{s.name} ({_fmt(n)})" for n, _, s in ranked)
-    labels = " ".join(dict.fromkeys(f"[{v.value(attribute)[1]}]" for _, v, _ in ranked))
+    order = " > ".join(f"{s.name} ({fmt(n)})" for n, _, s in ranked)
+    labels = " ".join(dict.fromkeys(f"[{v.value(attribute).label}]" for _, v, _ in ranked))
     n, _, s = ranked[-1] if direction == "lowest" else ranked[0]
-    return f"{s.name} has the {direction} {wording} ({_fmt(n)}){mixed}; by {wording}: {order} {labels}."
+    return f"{s.name} has the {direction} {wording} ({fmt(n)}){mixed}; by {wording}: {order} {labels}."
 
 
 def _similarity_pair(subjects: list[Subject]) -> str | None:
@@ -572,14 +356,14 @@ def _similarity_pair(subjects: list[Subject]) -> str | None:
             f"2048 bits) [RDKit].")
 
 
-def _evidence_hits(hits: list[dict], min_molecule: float) -> tuple[list[dict], int]:
+def _evidence_hits(hits: list[dict], min_molecule: float) -> tuple[list[SimilarHit], int]:
     """Neighbours close enough to be evidence, and how many were dropped as too distant."""
     kept = []
     for raw in hits:
         hit = SimilarHit.model_validate(raw)
         floor = min_molecule if hit.kind == "molecule" else PROTEIN_NEIGHBOUR_FLOOR
         if hit.similarity >= floor:
-            kept.append(raw)
+            kept.append(hit)
     return kept, len(hits) - len(kept)
 
 
@@ -599,8 +383,7 @@ def _literature_lines(passages: list[dict], min_score: float, searched: int | No
         if p.label in seen:
             continue  # one entry per document
         seen.add(p.label)
-        title = f" — {p.title}" + (f" ({p.year})" if p.year else "") if p.title else ""
-        lines.append(f"- \u201c{_snippet(p.text, 2, 300)}\u201d{title} [{p.label}].")
+        lines += p.markdown()
         if len(seen) >= 4:
             break
     return lines
@@ -662,21 +445,21 @@ def compose_answer(question: str, state: Mapping[str, Any], errors: list[dict] |
     if intent in ("describe", "similar", "model") or (intent in ("attribute", "compare") and not subjects):
         if intent != "model":
             for subject in subjects[:3]:
-                if subject.compound:
-                    blocks.append(_compound_lines(subject.compound.model_dump()))
-                if subject.properties:
-                    blocks.append(_properties_lines(subject.properties.model_dump()))
-                if subject.protein:
-                    blocks.append(_protein_lines(subject.protein.model_dump()))
+                for record in (subject.compound, subject.properties, subject.protein):
+                    if record is not None:
+                        blocks.append(record.markdown())
         hits, dropped = _evidence_hits(state.get("similar") or [], settings.neighbour_min_similarity)
         if hits:
-            blocks.append(_similar_lines(hits))
+            kind = "proteins" if hits[0].kind == "protein" else "molecules"
+            blocks.append([f"**Nearest known {kind}** (evidence by similarity, not identity)"]
+                          + [line for hit in hits[:5] for line in hit.markdown()])
         elif dropped:
             kind = "protein" if (state.get("similar") or [{}])[0].get("kind") == "protein" else "molecule"
             blocks.append([f"No close known {kind}: the nearest of {dropped} reference structures are below the "
                            "similarity floor, so none is shown as evidence."])
         for raw in (state.get("model_answers") or [])[:2]:
-            blocks.append(_model_lines(raw))  # model text is secondary: after every database fact, labelled
+            # model text is secondary: after every database fact, labelled
+            blocks.append(ModelAnswer.model_validate(raw).markdown())
     if state.get("passages") or intent == "literature":
         blocks.append(_literature_lines(state.get("passages") or [], settings.literature_min_score,
                                         state.get("searched")))

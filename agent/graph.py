@@ -23,25 +23,31 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
+from biomedgpt.agent.answer import (
+    check_citations,
+    citations_for,
+    compose_answer,
+    entity_from_artifacts,
+    file_records,
+    sources_from_state,
+)
+from biomedgpt.agent.backends import BackendError
+from biomedgpt.agent.context import Context
+from biomedgpt.agent.state import InputState, State, empty_artifacts
+from biomedgpt.core.errors import BiomedGPTError
+from biomedgpt.tools.langchain_tools import record_type_of, records_of
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from langgraph.runtime import Runtime
-
-from biomedgpt.agent.answer import (
-    check_citations,
-    citations_for,
-    collect_artifacts,
-    compose_answer,
-    entity_from_artifacts,
-    sources_from_state,
-)
-from biomedgpt.agent.backends import BackendError
-from biomedgpt.agent.context import Context
-from biomedgpt.agent.state import ARTIFACT_KINDS, InputState, State, empty_artifacts
-from biomedgpt.core.errors import BiomedGPTError
 
 #: ``name`` of the AIMessage that holds a final answer (history and results look for it).
 ANSWER_NAME = "biomedgpt-answer"
@@ -117,6 +123,7 @@ def build_graph(tools: Sequence[BaseTool] | None = None, checkpointer: Any = Non
         tools = all_tools()
     tools = list(tools)
     tool_node = ToolNode(tools, handle_tool_errors=describe_tool_error)
+    record_types = {tool.name: record_type_of(tool) for tool in tools}  # what each tool's artifact holds
 
     def plan(state: State, runtime: Runtime[Context]) -> dict:
         ctx = runtime.context or Context()
@@ -161,13 +168,14 @@ def build_graph(tools: Sequence[BaseTool] | None = None, checkpointer: Any = Non
             result = tool_node.invoke(state, config)
         new_messages = result["messages"] if isinstance(result, dict) else result
         update: dict[str, Any] = {"messages": new_messages}
-        found = {kind: [] for kind in ARTIFACT_KINDS}
+        records = []
         for message in new_messages:
             if isinstance(message, ToolMessage) and message.status != "error":
-                for kind, records in collect_artifacts(message.artifact).items():
-                    found[kind].extend(records)
+                # filed by the tool that returned them, never by the keys they happen to have
+                records += records_of(message.name or "", message.artifact, record_types.get(message.name or ""))
                 if isinstance(message.artifact, dict) and "searched" in message.artifact:
                     update["searched"] = int(message.artifact["searched"])
+        found = file_records(records)
         update.update({kind: records for kind, records in found.items() if records})
         entity = entity_from_artifacts(found)
         previous = state.get("entity")

@@ -19,6 +19,7 @@ from typing import Any
 
 from biomedgpt.agent.answer import LABEL_PATTERN
 from biomedgpt.core.chem import try_parse_smiles
+from biomedgpt.tools.records import RECORD_TYPES
 
 _STATE: dict[str, Any] = {"assistant": None, "session": None}
 
@@ -90,29 +91,6 @@ def _molecules(artifacts: dict[str, list[dict]]) -> list[tuple[str, str]]:
     return unique[:8]
 
 
-def _properties_table(props: dict) -> str:
-    rows = [("formula", props.get("formula")), ("average mass (Da)", props.get("average_mass")),
-            ("exact mass (Da)", props.get("exact_mass")), ("Crippen logP", props.get("logp")),
-            ("TPSA (Å²)", props.get("tpsa")), ("H-bond donors", props.get("h_bond_donors")),
-            ("H-bond acceptors", props.get("h_bond_acceptors")), ("rotatable bonds", props.get("rotatable_bonds")),
-            ("rings / aromatic", f"{props.get('rings')} / {props.get('aromatic_rings')}"),
-            ("Lipinski", "passes" if props.get("lipinski_pass") else f"fails ({props.get('lipinski_violations')})")]
-    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(round(v, 3) if isinstance(v, float) else v)}</td></tr>"
-                   for k, v in rows)
-    return f"<table><caption>Computed with RDKit: <code>{_e(props.get('smiles'))}</code> [RDKit]</caption>{body}</table>"
-
-
-def _protein_summary(p: dict) -> str:
-    url = f"https://www.uniprot.org/uniprotkb/{p['accession']}/entry"
-    rows = [("name", p.get("protein_name")), ("genes", ", ".join(p.get("gene_names") or [])),
-            ("organism", p.get("organism")), ("length", p.get("length")), ("family", p.get("family")),
-            ("location", ", ".join((p.get("subcellular_locations") or [])[:6])),
-            ("function", (p.get("function") or "")[:600])]
-    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows if v)
-    return (f'<table><caption><a href="{url}" target="_blank">UniProt {_e(p["accession"])}</a></caption>'
-            f"{body}</table>")
-
-
 def render_html(result: Any) -> str:
     """The HTML of an ``AskResult``: answer with linked citations, depictions, tables, sources."""
     artifacts = result.artifacts or {}
@@ -125,14 +103,9 @@ def render_html(result: Any) -> str:
             if svg:
                 figures.append(f"<figure>{svg}<figcaption>{_e(caption)}</figcaption></figure>")
         parts.append(f'<div class="mols">{"".join(figures)}</div>')
-    for props in artifacts.get("properties", []):
-        parts.append(_properties_table(props))
-    for protein in artifacts.get("proteins", []):
-        parts.append(_protein_summary(protein))
-    for answer in artifacts.get("model_answers", []):
-        note = "model output, not a database fact" + ("" if answer.get("trained", True)
-                                                      else "; untrained encoders — not evidence")
-        parts.append(f'<div class="model"><b>BioMedGPT</b> ({_e(note)}): {_e(answer.get("text"))}</div>')
+    for kind in ("compounds", "properties", "proteins", "model_answers"):
+        record_type = RECORD_TYPES[kind]
+        parts += [record_type.model_validate(raw).html() for raw in artifacts.get(kind, [])]
     failed = [c for c in result.tool_calls if not c.get("ok")]
     if failed:
         items = "".join(f"<li>{_e(c['name'])}: {_e((c.get('error') or '')[:300])}</li>" for c in failed)

@@ -20,15 +20,20 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from biomedgpt.core.errors import InputError
+from biomedgpt.core.settings import get_settings
+from biomedgpt.model.conversation import CAPTION_QUESTION as DEFAULT_MOLECULE_QUESTION
+from biomedgpt.tools.records import (
+    Compound,
+    ModelAnswer,
+    MoleculeProperties,
+    Passage,
+    ProteinEntry,
+    SimilarHit,
+)
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field, model_validator
 
-from biomedgpt.model.conversation import CAPTION_QUESTION as DEFAULT_MOLECULE_QUESTION
-from biomedgpt.core.errors import InputError
-from biomedgpt.core.settings import get_settings
-
-#: How much of a long text field (function, description, passage) goes into the LLM-facing content.
-CONTENT_CHARS = 400
 #: The tools' default number of results, in one place.
 DEFAULT_K = 5
 DEFAULT_SIZE = 5
@@ -80,103 +85,8 @@ def _store() -> Any:
 # ------------------------------------------------------------------------------------------ content
 
 
-def _short(text: str | None, limit: int = CONTENT_CHARS) -> str:
-    text = " ".join(str(text or "").split())
-    if len(text) <= limit:
-        return text
-    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "…"
-
-
 def _dump(record: Any) -> dict:
     return record.model_dump(mode="json") if isinstance(record, BaseModel) else dict(record)
-
-
-def _number(value: float | None, digits: int = 2) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def compound_text(c: Any) -> str:
-    """One compound as a short cited paragraph."""
-    name = c.title or c.iupac_name or f"CID {c.cid}"
-    parts = [f"{name} [{c.label}]"]
-    if c.formula:
-        parts.append(f"formula {c.formula}")
-    if c.molecular_weight is not None:
-        parts.append(f"molecular weight {c.molecular_weight:g} g/mol")
-    if c.smiles:
-        parts.append(f"SMILES {c.smiles}")
-    if c.iupac_name and c.iupac_name != name:
-        parts.append(f"IUPAC name {c.iupac_name}")
-    if c.xlogp is not None:
-        parts.append(f"XLogP {c.xlogp:g}")
-    if c.tpsa is not None:
-        parts.append(f"TPSA {c.tpsa:g}")
-    if c.inchikey:
-        parts.append(f"InChIKey {c.inchikey}")
-    text = "PubChem: " + "; ".join(parts) + "."
-    if c.synonyms:
-        text += " Synonyms: " + ", ".join(c.synonyms[:5]) + "."
-    if c.descriptions:
-        d = c.descriptions[0]
-        text += f" Description ({d.source or 'PubChem'}): {_short(d.text)}"
-    return text
-
-
-def protein_text(p: Any) -> str:
-    """One UniProt entry as a short cited paragraph."""
-    head = f"{p.protein_name or p.entry_name or p.accession} [{p.label}]"
-    facts = []
-    if p.gene_names:
-        facts.append("gene " + ", ".join(p.gene_names[:3]))
-    if p.organism:
-        facts.append(p.organism)
-    if p.length:
-        facts.append(f"{p.length} aa")
-    if p.mass:
-        facts.append(f"mass {p.mass} Da")
-    if p.reviewed is not None:
-        facts.append("Swiss-Prot (reviewed)" if p.reviewed else "TrEMBL (unreviewed)")
-    text = f"UniProt: {head}" + (f" ({'; '.join(facts)})" if facts else "") + "."
-    if p.function:
-        text += f" Function: {_short(p.function)}"
-    if p.subcellular_locations:
-        text += " Subcellular location: " + ", ".join(p.subcellular_locations[:6]) + "."
-    if p.family:
-        text += f" Family: {_short(p.family, 200)}"
-    return text
-
-
-def passage_text(n: int, p: Any) -> str:
-    year = f", {p.year}" if p.year else ""
-    title = f"{p.title.rstrip('.')}{year}: " if p.title else ""
-    return f"{n}. [{p.label}] {title}{_short(p.text, 300)} (score {p.score:.2f})"
-
-
-def properties_text(m: Any) -> str:
-    verdict = "passes" if m.lipinski_pass else "fails"
-    return (
-        f"Computed locally with RDKit (not looked up) for {m.smiles} [RDKit]: formula {m.formula}; "
-        f"average mass {m.average_mass:.2f} g/mol; exact mass {m.exact_mass:.4f}; Crippen logP {m.logp:.2f}; "
-        f"TPSA {m.tpsa:.1f} Å²; H-bond donors {m.h_bond_donors}, acceptors {m.h_bond_acceptors}; "
-        f"rotatable bonds {m.rotatable_bonds}; rings {m.rings} ({m.aromatic_rings} aromatic); "
-        f"heavy atoms {m.heavy_atoms}; Lipinski's rule of five: {verdict} ({m.lipinski_violations} violations)."
-    )
-
-
-def hit_text(n: int, h: Any) -> str:
-    ident = h.id
-    label = f"PubChem CID {ident}" if h.kind == "molecule" and str(ident).isdigit() else (
-        f"UniProt {ident}" if h.kind == "protein" else f"{h.source} {ident}")
-    name = f" {h.name}" if h.name else ""
-    return f"{n}. [{label}]{name} (similarity {h.similarity:.2f}, {h.source}): {_short(h.description, 250)}"
-
-
-def model_answer_text(a: Any) -> str:
-    flag = f"; {a.note}" if a.note else ""
-    seen = a.inputs.get("canonical_smiles") or a.inputs.get("sequence", "")
-    seen = seen if len(seen) <= 60 else seen[:57] + "..."
-    return (f"[BioMedGPT] model output from {a.model or 'BioMedGPT'} (generated text, not a database fact{flag}); "
-            f"input {seen}: {a.text}")
 
 
 # ------------------------------------------------------------------------------------------ schemas
@@ -261,7 +171,7 @@ class DescribeProteinInput(BaseModel):
 
 def _pubchem_lookup(query: str) -> tuple[str, dict]:
     compound = _pubchem().compound(query.strip())  # with synonyms and descriptions when PubChem has them
-    return compound_text(compound), _dump(compound)
+    return compound.chat_text(), _dump(compound)
 
 
 def _resolve_cid_or_smiles(query: str) -> str:
@@ -281,7 +191,7 @@ def _pubchem_similar(query: str, threshold: int = DEFAULT_SIMILAR_THRESHOLD,
     if not found:
         return f"PubChem found no compounds with 2D similarity >= {threshold}% to {query!r}.", []
     lines = [f"PubChem compounds with 2D similarity >= {threshold}% to {query!r}:"]
-    lines += [f"{n}. {compound_text(compound)}" for n, compound in enumerate(found, 1)]
+    lines += [f"{n}. {compound.chat_text()}" for n, compound in enumerate(found, 1)]
     return "\n".join(lines), [_dump(item) for item in found]
 
 
@@ -294,7 +204,7 @@ def _uniprot_lookup(query: str, organism: str | None = None) -> tuple[str, dict]
     if not found:
         where = f" in {organism}" if organism else ""
         raise NotFound("UniProt", f"no entry found for {text!r}{where}")
-    return protein_text(found[0]), _dump(found[0])
+    return found[0].chat_text(), _dump(found[0])
 
 
 def _uniprot_search(query: str, size: int = DEFAULT_SIZE) -> tuple[str, list[dict]]:
@@ -303,7 +213,7 @@ def _uniprot_search(query: str, size: int = DEFAULT_SIZE) -> tuple[str, list[dic
     if not entries:
         return f"UniProt found no entries for {query!r}.", []
     head = f"UniProt entries for {query!r} ({result.total} in total, showing {len(entries)}):"
-    lines = [head] + [f"{n}. {protein_text(e)}" for n, e in enumerate(entries, 1)]
+    lines = [head] + [f"{n}. {e.chat_text()}" for n, e in enumerate(entries, 1)]
     return "\n".join(lines), [_dump(e) for e in entries]
 
 
@@ -315,7 +225,7 @@ def _literature_search(query: str, k: int = DEFAULT_K) -> tuple[str, dict]:
         return f"The literature store has no passages for {query!r} ({searched} chunks searched).", \
             {"passages": [], "searched": searched}
     lines = [f"Literature passages for {query!r} (cite by the bracketed label; {searched} chunks searched):"]
-    lines += [passage_text(n, p) for n, p in enumerate(passages, 1)]
+    lines += [f"{n}. {p.chat_text()}" for n, p in enumerate(passages, 1)]
     return "\n".join(lines), {"passages": [_dump(p) for p in passages], "searched": searched}
 
 
@@ -333,7 +243,7 @@ def _molecule_properties(smiles: str) -> tuple[str, dict]:
     from biomedgpt.tools.properties import molecule_properties
 
     props = molecule_properties(resolve_molecule(smiles).smiles)
-    return properties_text(props), _dump(props)
+    return props.chat_text(), _dump(props)
 
 
 def _similar_known(smiles: str | None = None, sequence: str | None = None, k: int = DEFAULT_K) -> tuple[str, list]:
@@ -359,7 +269,7 @@ def _similar_known(smiles: str | None = None, sequence: str | None = None, k: in
     if not hits:
         return f"No similar known entries found for {what}.", []
     lines = [f"Nearest known entries for {what} (the query itself is left out):"]
-    lines += [hit_text(n, h) for n, h in enumerate(hits, 1)]
+    lines += [f"{n}. {h.chat_text()}" for n, h in enumerate(hits, 1)]
     return "\n".join(lines), [_dump(h) for h in hits]
 
 
@@ -367,14 +277,14 @@ def _describe_molecule(query: str, question: str = DEFAULT_MOLECULE_QUESTION) ->
     from biomedgpt.tools.biomedgpt_tool import describe_molecule
 
     answer = describe_molecule(query, question)
-    return model_answer_text(answer), _dump(answer)
+    return answer.chat_text(), _dump(answer)
 
 
 def _describe_protein(query: str, question: str = "What is the function of this protein?") -> tuple[str, dict]:
     from biomedgpt.tools.biomedgpt_tool import describe_protein
 
     answer = describe_protein(query, question)
-    return model_answer_text(answer), _dump(answer)
+    return answer.chat_text(), _dump(answer)
 
 
 # ------------------------------------------------------------------------------------------ tools
@@ -416,9 +326,35 @@ _SPECS: tuple[tuple[str, Callable[..., Any], type[BaseModel], str], ...] = (
 )
 
 
+#: The record type each tool's artifact holds: the graph files results by tool, never by the keys they happen to have.
+TOOL_RECORDS: dict[str, type[BaseModel] | None] = {
+    "pubchem_lookup": Compound, "pubchem_similar": Compound, "uniprot_lookup": ProteinEntry,
+    "uniprot_search": ProteinEntry, "literature_search": Passage, "pubmed_fetch": None,
+    "molecule_properties": MoleculeProperties, "similar_known": SimilarHit, "describe_molecule": ModelAnswer,
+    "describe_protein": ModelAnswer,
+}
+
+
+def record_type_of(tool: BaseTool) -> type[BaseModel] | None:
+    """The record type a tool declares (``tool.metadata["record"]``; biomedgpt's own tools by name)."""
+    return (tool.metadata or {}).get("record") or TOOL_RECORDS.get(tool.name)
+
+
+def records_of(tool_name: str, artifact: Any, record_type: type[BaseModel] | None = None) -> list[BaseModel]:
+    """The typed records in a tool's artifact (a record dict, a list of them, or ``{"passages": [...]}``)."""
+    record_type = record_type or TOOL_RECORDS.get(tool_name)
+    if record_type is None or artifact is None:
+        return []
+    if isinstance(artifact, dict) and "passages" in artifact:
+        artifact = artifact["passages"]
+    items = artifact if isinstance(artifact, list) else [artifact]
+    return [record_type.model_validate(item) for item in items]
+
+
 def _build(name: str, func: Callable[..., Any], schema: type[BaseModel], description: str) -> StructuredTool:
     return StructuredTool.from_function(func=func, name=name, description=description, args_schema=schema,
-                                        response_format="content_and_artifact")
+                                        response_format="content_and_artifact",
+                                        metadata={"record": TOOL_RECORDS[name]})
 
 
 def make_tool(name: str) -> StructuredTool:

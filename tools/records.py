@@ -1,14 +1,81 @@
-"""Typed records that tools return and the agent, CLI and notebooks display.
+"""Typed records that tools return and the agent, CLI and notebooks display: ``Compound(...).get("inchikey")``.
 
 ``Compound(...).model_dump()`` gives the JSON keys of ``biomedgpt lookup compound --json``; the
-field names are public (see docs/architecture.md), so change them only with a reason.
+field names are public (the README's JSON section), so change them only with a reason.
+
+Why everything about a record lives on its class: a record type owns, in one place, its citation
+label and URL, the accessors for the attributes a question may ask (``get(attribute)`` → a cited
+``Fact`` or ``None``), its short text for a chat model (``chat_text``), its Markdown lines for the
+terminal and composed answers (``markdown``) and its HTML for Jupyter (``html``). ``artifact`` names
+the state list that holds it. Adding a tool means one function plus one record type.
 """
 
 from __future__ import annotations
 
+import html as _html
+import re
 from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel, Field
+
+#: How much of a long text field (function, description, passage) goes into a chat model's text.
+CONTENT_CHARS = 400
+MODEL_OUTPUT_NOTE = "model output, not a database fact"
+UNTRAINED_NOTE = "untrained encoders — not evidence"
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
+
+
+class Fact(NamedTuple):
+    """One attribute's value as a record states it: ``value`` (text, with units), the citation ``label``,
+    and the record's own name for the field (``"XLogP3"``, ``"Crippen logP"``)."""
+
+    value: str
+    label: str
+    field: str
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    """A float with at most ``digits`` decimals and no trailing zeros (``-0`` shown as ``0``)."""
+    if isinstance(value, float):
+        text = f"{value:.{digits}f}".rstrip("0").rstrip(".")
+        return "0" if text in ("-0", "") else text
+    return str(value)
+
+
+def snippet(text: str | None, sentences: int = 2, limit: int = 360) -> str:
+    """The first sentences of a text, cut at ``limit`` characters on a word boundary."""
+    text = " ".join((text or "").split())
+    if not text:
+        return ""
+    out = " ".join(_SENTENCE_END.split(text)[:sentences])
+    if len(out) > limit:
+        out = out[:limit].rsplit(" ", 1)[0] + " …"
+    return out.rstrip(".")
+
+
+def short(text: str | None, limit: int = CONTENT_CHARS) -> str:
+    """``text`` on one line, cut at ``limit`` characters on a word boundary."""
+    text = " ".join(str(text or "").split())
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+
+
+def _e(value: Any) -> str:
+    return _html.escape(str(value if value is not None else ""))
+
+
+def _table(caption: str, rows: list[tuple[str, Any]]) -> str:
+    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(fmt(v, 3) if isinstance(v, float) else v)}</td></tr>"
+                   for k, v in rows if v not in (None, "", []))
+    return f"<table><caption>{caption}</caption>{body}</table>"
+
+
+def _fact(value: Any, label: str, field: str, unit: str = "", digits: int = 2) -> Fact | None:
+    if value is None or value == "" or value == []:
+        return None
+    return Fact(f"{fmt(value, digits)}{unit}", label, field)
 
 
 class Description(BaseModel):
@@ -21,6 +88,8 @@ class Description(BaseModel):
 
 class Compound(BaseModel):
     """A PubChem compound. ``smiles`` is the stereo-aware SMILES (PubChem's ``SMILES``)."""
+
+    artifact: ClassVar[str] = "compounds"
 
     cid: int
     title: str | None = None
@@ -44,9 +113,74 @@ class Compound(BaseModel):
     def url(self) -> str:
         return f"https://pubchem.ncbi.nlm.nih.gov/compound/{self.cid}"
 
+    @property
+    def name(self) -> str:
+        return self.title or self.iupac_name or self.label
+
+    def get(self, attribute: str) -> Fact | None:
+        label = self.label
+        found = {
+            "molecular_weight": lambda: _fact(self.molecular_weight, label, "molecular weight", " g/mol"),
+            "formula": lambda: _fact(self.formula, label, "formula"),
+            "smiles": lambda: _fact(self.smiles or self.connectivity_smiles, label, "SMILES"),
+            "inchikey": lambda: _fact(self.inchikey, label, "InChIKey"),
+            "inchi": lambda: _fact(self.inchi, label, "InChI"),
+            "iupac_name": lambda: _fact(self.iupac_name, label, "IUPAC name"),
+            "cid": lambda: _fact(self.cid, label, "CID"),
+            "synonyms": lambda: _fact("; ".join(self.synonyms[:10]), label, "synonyms"),
+            "logp": lambda: _fact(self.xlogp, label, "XLogP3"),
+            "tpsa": lambda: _fact(self.tpsa, label, "TPSA", " Å²"),
+            "description": lambda: _fact(snippet(self.descriptions[0].text, 3, 600) if self.descriptions else None,
+                                         label, "description"),
+        }.get(attribute)
+        return found() if found else None
+
+    def chat_text(self) -> str:
+        """One compound as a short cited paragraph for a chat model."""
+        parts = [f"{self.name} [{self.label}]"]
+        for key, wording in (("formula", "formula"), ("molecular_weight", "molecular weight"), ("smiles", "SMILES"),
+                             ("iupac_name", "IUPAC name"), ("logp", "XLogP"), ("tpsa", "TPSA"),
+                             ("inchikey", "InChIKey")):
+            fact = self.get(key)
+            if fact and not (key == "iupac_name" and self.iupac_name == self.name):
+                parts.append(f"{wording} {fact.value}")
+        text = "PubChem: " + "; ".join(parts) + "."
+        if self.synonyms:
+            text += " Synonyms: " + ", ".join(self.synonyms[:5]) + "."
+        if self.descriptions:
+            d = self.descriptions[0]
+            text += f" Description ({d.source or 'PubChem'}): {short(d.text)}"
+        return text
+
+    def markdown(self) -> list[str]:
+        cite = f"[{self.label}]"
+        lines = [f"**{self.name}** ({self.label})"]
+        facts = [f"{f.field} {f.value}" for f in (self.get("formula"), self.get("molecular_weight")) if f]
+        if facts:
+            lines.append(f"- {self.name} has {', '.join(facts)} {cite}.")
+        if self.iupac_name and self.iupac_name != self.name:
+            lines.append(f"- IUPAC name: {self.iupac_name} {cite}.")
+        if self.smiles:
+            lines.append(f"- SMILES: `{self.smiles}` {cite}.")
+        extra = [f"{f.field} {f.value}" for f in (self.get("logp"), self.get("tpsa")) if f]
+        if extra:
+            lines.append(f"- {', '.join(extra)} {cite}.")
+        for description in self.descriptions[:2]:
+            origin = f" (from {description.source})" if description.source else ""
+            lines.append(f"- {snippet(description.text)}{origin} {cite}.")
+        return lines
+
+    def html(self) -> str:
+        caption = f'<a href="{_e(self.url)}" target="_blank">{_e(self.name)} [{_e(self.label)}]</a>'
+        return _table(caption, [("formula", self.formula), ("molecular weight (g/mol)", self.molecular_weight),
+                                ("IUPAC name", self.iupac_name), ("InChIKey", self.inchikey), ("XLogP3", self.xlogp),
+                                ("TPSA (Å²)", self.tpsa), ("synonyms", ", ".join(self.synonyms[:5]))])
+
 
 class ProteinEntry(BaseModel):
     """A UniProtKB entry, reduced to what a scientist asks about."""
+
+    artifact: ClassVar[str] = "proteins"
 
     accession: str
     entry_name: str | None = None
@@ -76,9 +210,85 @@ class ProteinEntry(BaseModel):
     def url(self) -> str:
         return f"https://www.uniprot.org/uniprotkb/{self.accession}/entry"
 
+    @property
+    def name(self) -> str:
+        return self.protein_name or self.entry_name or self.accession
+
+    def get(self, attribute: str) -> Fact | None:
+        label = self.label
+
+        def listed(values: list[str], most: int, sep: str = ", ") -> str | None:
+            if not values:
+                return None
+            more = f" (and {len(values) - most} more; {len(values)} in all)" if len(values) > most else ""
+            return sep.join(values[:most]) + more
+
+        found = {
+            "function": (self.function, "function"), "gene": (listed(self.gene_names, 4), "gene"),
+            "organism": (self.organism, "organism"),
+            "length": (f"{self.length} amino acids" if self.length else None, "length"),
+            "mass": (f"{self.mass:,} Da" if self.mass else None, "mass"),
+            "subcellular_location": (listed(self.subcellular_locations, 8), "subcellular location"),
+            "family": (self.family, "family"), "diseases": (listed(self.diseases, 10, "; "), "associated diseases"),
+            "go_terms": (listed(self.go_terms, 12, "; "), "GO terms"),
+            "pdb_structures": (listed(self.pdb_ids, 15), "PDB structures"),
+            "keywords": (listed(self.keywords, 15), "UniProt keywords"), "sequence": (self.sequence, "sequence"),
+            "reviewed": (None if self.reviewed is None else ("reviewed (Swiss-Prot)" if self.reviewed
+                                                             else "unreviewed (TrEMBL)"), "review status"),
+            "accession": (self.accession, "UniProt accession"),
+        }.get(attribute)
+        return _fact(found[0], label, found[1]) if found else None
+
+    def chat_text(self) -> str:
+        """One UniProt entry as a short cited paragraph for a chat model."""
+        facts = [x for x in (self.get("gene").value if self.get("gene") else None, self.organism,
+                             f"{self.length} aa" if self.length else None,
+                             f"mass {self.mass} Da" if self.mass else None,
+                             self.get("reviewed").value if self.get("reviewed") else None) if x]
+        text = f"UniProt: {self.name} [{self.label}]" + (f" ({'; '.join(facts)})" if facts else "") + "."
+        if self.function:
+            text += f" Function: {short(self.function)}"
+        if self.subcellular_locations:
+            text += " Subcellular location: " + ", ".join(self.subcellular_locations[:6]) + "."
+        if self.family:
+            text += f" Family: {short(self.family, 200)}"
+        if self.diseases:
+            text += " Diseases: " + "; ".join(self.diseases[:5]) + "."
+        return text
+
+    def markdown(self) -> list[str]:
+        cite = f"[{self.label}]"
+        who = ", ".join(x for x in [", ".join(self.gene_names[:2]), self.organism or ""] if x)
+        status = self.get("reviewed")
+        lines = [f"**{self.name}** ({self.label})"]
+        head = f"- {self.accession} is {self.name}" + (f" ({who})" if who else "") + (
+            f", {status.value}" if status else "")
+        lines.append(f"{head} {cite}.")
+        if self.function:
+            lines.append(f"- Function: {snippet(self.function, 3, 500)} {cite}.")
+        if self.subcellular_locations:
+            lines.append(f"- Subcellular location: {', '.join(self.subcellular_locations[:6])} {cite}.")
+        if self.family:
+            lines.append(f"- Family: {snippet(self.family, 1)} {cite}.")
+        if self.diseases:
+            lines.append(f"- Associated diseases: {'; '.join(self.diseases[:5])} {cite}.")
+        if self.length:
+            mass = f", mass {self.mass:,} Da" if self.mass else ""
+            lines.append(f"- Length {self.length} amino acids{mass} {cite}.")
+        return lines
+
+    def html(self) -> str:
+        caption = f'<a href="{_e(self.url)}" target="_blank">{_e(self.label)}</a>'
+        return _table(caption, [("name", self.protein_name), ("genes", ", ".join(self.gene_names)),
+                                ("organism", self.organism), ("length", self.length), ("family", self.family),
+                                ("location", ", ".join(self.subcellular_locations[:6])),
+                                ("diseases", "; ".join(self.diseases[:5])), ("function", (self.function or "")[:600])])
+
 
 class Passage(BaseModel):
     """One chunk of a literature record returned by a search; ``score`` is a similarity (higher is closer)."""
+
+    artifact: ClassVar[str] = "passages"
 
     text: str
     pmid: str | None = None
@@ -99,9 +309,29 @@ class Passage(BaseModel):
     def url(self) -> str:
         return f"https://pubmed.ncbi.nlm.nih.gov/{self.pmid}/" if self.pmid else ""
 
+    def get(self, attribute: str) -> Fact | None:
+        return None  # a passage is evidence to quote, not a record of fields
+
+    def chat_text(self) -> str:
+        year = f", {self.year}" if self.year else ""
+        title = f"{self.title.rstrip('.')}{year}: " if self.title else ""
+        return f"[{self.label}] {title}{short(self.text, 300)} (score {self.score:.2f})"
+
+    def markdown(self) -> list[str]:
+        title = f" — {self.title}" + (f" ({self.year})" if self.year else "") if self.title else ""
+        return [f"- \u201c{snippet(self.text, 2, 300)}\u201d{title} [{self.label}]."]
+
+    def html(self) -> str:
+        link = f'<a href="{_e(self.url)}" target="_blank">[{_e(self.label)}]</a>' if self.url else f"[{_e(self.label)}]"
+        return f"<blockquote>{_e(snippet(self.text, 2, 300))} {link}</blockquote>"
+
 
 class MoleculeProperties(BaseModel):
     """Descriptors computed locally by RDKit (never looked up): label ``[RDKit]``."""
+
+    artifact: ClassVar[str] = "properties"
+    label: ClassVar[str] = "RDKit"
+    url: ClassVar[str] = "https://www.rdkit.org"
 
     smiles: str
     formula: str
@@ -122,9 +352,67 @@ class MoleculeProperties(BaseModel):
     formal_charge: int | None = None
     source: str = "computed locally with RDKit"
 
+    @property
+    def name(self) -> str:
+        return f"`{self.smiles}`"
+
+    @property
+    def rule_of_five(self) -> str:
+        violations = f"{self.lipinski_violations} violation{'' if self.lipinski_violations == 1 else 's'}"
+        return f"{'passes' if self.lipinski_pass else 'fails'} Lipinski's rule of five ({violations})"
+
+    def get(self, attribute: str) -> Fact | None:
+        found = {
+            "molecular_weight": (self.average_mass, "average molecular weight", " g/mol", 2),
+            "exact_mass": (self.exact_mass, "exact mass", " Da", 4), "formula": (self.formula, "formula", "", 2),
+            "smiles": (self.smiles, "canonical SMILES", "", 2), "inchikey": (self.inchikey, "InChIKey", "", 2),
+            "inchi": (self.inchi, "InChI", "", 2), "logp": (self.logp, "Crippen logP", "", 2),
+            "tpsa": (self.tpsa, "TPSA", " Å²", 2), "hbond_donors": (self.h_bond_donors, "H-bond donors", "", 2),
+            "hbond_acceptors": (self.h_bond_acceptors, "H-bond acceptors", "", 2),
+            "rotatable_bonds": (self.rotatable_bonds, "rotatable bonds", "", 2), "rings": (self.rings, "rings", "", 2),
+            "aromatic_rings": (self.aromatic_rings, "aromatic rings", "", 2),
+            "heavy_atoms": (self.heavy_atoms, "heavy atoms", "", 2), "charge": (self.formal_charge, "formal charge", "", 2),
+            "rule_of_five": (self.rule_of_five, "rule of five", "", 2),
+        }.get(attribute)
+        return _fact(found[0], self.label, found[1], found[2], found[3]) if found else None
+
+    def chat_text(self) -> str:
+        return (
+            f"Computed locally with RDKit (not looked up) for {self.smiles} [RDKit]: formula {self.formula}; "
+            f"average mass {self.average_mass:.2f} g/mol; exact mass {self.exact_mass:.4f}; Crippen logP "
+            f"{self.logp:.2f}; TPSA {self.tpsa:.1f} Å²; H-bond donors {self.h_bond_donors}, acceptors "
+            f"{self.h_bond_acceptors}; rotatable bonds {self.rotatable_bonds}; rings {self.rings} "
+            f"({self.aromatic_rings} aromatic); heavy atoms {self.heavy_atoms}; InChIKey {self.inchikey}; "
+            f"Lipinski's rule of five: {'passes' if self.lipinski_pass else 'fails'} "
+            f"({self.lipinski_violations} violations)."
+        )
+
+    def markdown(self) -> list[str]:
+        return [
+            f"**Computed properties** of `{self.smiles}` (computed locally with RDKit, not looked up)",
+            f"- Formula {self.formula}, average mass {fmt(self.average_mass)} Da, exact mass "
+            f"{fmt(self.exact_mass, 4)} Da [RDKit].",
+            f"- Crippen logP {fmt(self.logp)}, TPSA {fmt(self.tpsa)} Å², H-bond donors {self.h_bond_donors}, "
+            f"acceptors {self.h_bond_acceptors}, rotatable bonds {self.rotatable_bonds} [RDKit].",
+            f"- Rings {self.rings} (aromatic {self.aromatic_rings}), heavy atoms {self.heavy_atoms} [RDKit].",
+            f"- Lipinski's rule of five: {self.rule_of_five.split(' ', 1)[0]} ({self.lipinski_violations} violation"
+            f"{'' if self.lipinski_violations == 1 else 's'}) [RDKit].",
+        ]
+
+    def html(self) -> str:
+        rows = [("formula", self.formula), ("average mass (Da)", self.average_mass),
+                ("exact mass (Da)", self.exact_mass), ("Crippen logP", self.logp), ("TPSA (Å²)", self.tpsa),
+                ("H-bond donors", self.h_bond_donors), ("H-bond acceptors", self.h_bond_acceptors),
+                ("rotatable bonds", self.rotatable_bonds), ("rings / aromatic", f"{self.rings} / {self.aromatic_rings}"),
+                ("InChIKey", self.inchikey),
+                ("Lipinski", "passes" if self.lipinski_pass else f"fails ({self.lipinski_violations})")]
+        return _table(f"Computed with RDKit: <code>{_e(self.smiles)}</code> [RDKit]", rows)
+
 
 class SimilarHit(BaseModel):
     """A nearest known molecule or protein, with its description and similarity in [0, 1]."""
+
+    artifact: ClassVar[str] = "similar"
 
     kind: str  # "molecule" | "protein"
     id: str  # ChEBI-20 CID, PubChem CID or UniProt accession
@@ -136,9 +424,46 @@ class SimilarHit(BaseModel):
     source: str  # e.g. "ChEBI-20 reference", "PubChem fastsimilarity_2d", "Swiss-Prot reference"
     url: str = ""
 
+    @property
+    def label(self) -> str:
+        if self.kind == "protein":
+            return f"UniProt {self.id}"
+        if "chebi" in self.source.lower() and self.id.isdigit():
+            return f"ChEBI-20 CID {self.id}"  # its text comes from ChEBI-20, not from PubChem
+        return f"PubChem CID {self.id}" if self.id.isdigit() else f"{self.source} {self.id}"
+
+    @property
+    def link(self) -> str:
+        if self.url:
+            return self.url
+        if self.kind == "protein":
+            return f"https://www.uniprot.org/uniprotkb/{self.id}/entry"
+        return f"https://pubchem.ncbi.nlm.nih.gov/compound/{self.id}" if self.id.isdigit() else ""
+
+    def get(self, attribute: str) -> Fact | None:
+        return None  # a neighbour is evidence by similarity, never a value of the query
+
+    def chat_text(self) -> str:
+        name = f" {self.name}" if self.name else ""
+        return f"[{self.label}]{name} (similarity {self.similarity:.2f}, {self.source}): {short(self.description, 250)}"
+
+    def markdown(self) -> list[str]:
+        name = self.name or (f"CID {self.id}" if self.kind == "molecule" and self.id.isdigit() else self.id)
+        described = f": {snippet(self.description, 1, 240)}" if self.description else ""
+        return [f"- {name} (similarity {self.similarity:.2f}, {self.source}){described} [{self.label}]."]
+
+    def html(self) -> str:
+        return f"<li>{_e(self.name or self.id)} ({self.similarity:.2f}): {_e(snippet(self.description, 1, 240))} " \
+               f"[{_e(self.label)}]</li>"
+
 
 class ModelAnswer(BaseModel):
     """What the BioMedGPT model said, and exactly what it saw. Always labelled ``[BioMedGPT]``."""
+
+    artifact: ClassVar[str] = "model_answers"
+    label: ClassVar[str] = "BioMedGPT"
+    #: Model text beyond this many characters is cut in answers (the full text stays in the artifact).
+    text_limit: ClassVar[int] = 600
 
     text: str
     question: str
@@ -147,3 +472,41 @@ class ModelAnswer(BaseModel):
     model: str = ""
     trained: bool = True
     note: str = ""
+
+    @property
+    def caveat(self) -> str:
+        return MODEL_OUTPUT_NOTE if self.trained else f"{MODEL_OUTPUT_NOTE}; {UNTRAINED_NOTE}"
+
+    def get(self, attribute: str) -> Fact | None:
+        return None  # model text is never a value of a record
+
+    def chat_text(self) -> str:
+        flag = f"; {self.note}" if self.note else ""
+        seen = self.inputs.get("canonical_smiles") or self.inputs.get("sequence", "")
+        seen = seen if len(seen) <= 60 else seen[:57] + "..."
+        return (f"[BioMedGPT] model output from {self.model or 'BioMedGPT'} (generated text, not a database "
+                f"fact{flag}); input {seen}: {self.text}")
+
+    def markdown(self) -> list[str]:
+        saw = ", ".join(f"{k}={fmt(v)}" for k, v in self.inputs.items()
+                        if k != "sequence" and not isinstance(v, (dict, list)) and len(str(v)) <= 40)
+        if "sequence" in self.inputs:
+            saw = ", ".join(x for x in [saw, f"a protein sequence of {len(str(self.inputs['sequence']))} residues"]
+                            if x)
+        lines = [f"**BioMedGPT model output** ({self.caveat}{'; input: ' + saw if saw else ''})"]
+        text = " ".join(self.text.split()) or "(the model returned no text)"
+        if len(text) > self.text_limit:
+            text = text[:self.text_limit].rsplit(" ", 1)[0] + " …"
+        lines.append(f"- The model says: \u201c{text}\u201d [BioMedGPT].")
+        if self.note:
+            lines.append(f"- {self.note} [BioMedGPT].")
+        return lines
+
+    def html(self) -> str:
+        return f'<div class="model"><b>BioMedGPT</b> ({_e(self.caveat)}): {_e(self.text)}</div>'
+
+
+#: Every record type by the state list that holds it (the graph state's artifact kinds).
+RECORD_TYPES: dict[str, type[BaseModel]] = {cls.artifact: cls for cls in
+                                            (Compound, MoleculeProperties, ProteinEntry, ModelAnswer, SimilarHit,
+                                             Passage)}

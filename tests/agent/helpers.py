@@ -10,12 +10,12 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from biomedgpt.tools.errors import ServiceError
+from biomedgpt.tools.records import MoleculeProperties
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.tools import tool
-
-from biomedgpt.tools.errors import ServiceError
 
 
 class ToolCallingFakeChatModel(GenericFakeChatModel):
@@ -73,4 +73,7 @@ def noisy_tool(query: str) -> tuple[str, dict]:
     return "ethanol properties", props.model_dump()
 
 
+# Each tool declares the record type of its artifact; the graph files results by it.
+rdkit_properties.metadata = {"record": MoleculeProperties}
+noisy_tool.metadata = {"record": MoleculeProperties}
 TEST_TOOLS = [rdkit_properties, broken_lookup, noisy_tool]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from biomedgpt.agent.answer import (
     check_citations,
     cited_labels,
-    collect_artifacts,
+    file_records,
     compose_answer,
     sources_from_state,
     subjects_from_state,
@@ -23,13 +23,23 @@ HIT = {"kind": "molecule", "id": "31229", "name": "phenyl acetate", "description
        "similarity": 0.54, "source": "ChEBI-20 reference"}
 
 
-def test_collect_artifacts_files_nested_records():
+def test_records_are_filed_by_the_tool_that_returned_them_never_by_key_shape():
+    from biomedgpt.tools.langchain_tools import records_of
+
     props = molecule_properties("CCO").model_dump()
-    found = collect_artifacts({"compound": ASPIRIN, "candidates": [ASPIRIN], "extra": [props, MODEL, PASSAGE, HIT],
-                               "other": {"not": "a record"}})
-    assert found["compounds"] == [ASPIRIN] and found["properties"] == [props]
-    assert found["model_answers"] == [MODEL] and found["passages"] == [PASSAGE] and found["similar"] == [HIT]
-    assert found["proteins"] == []
+    found = file_records(records_of("pubchem_lookup", ASPIRIN) + records_of("molecule_properties", props)
+                         + records_of("describe_molecule", MODEL) + records_of("similar_known", [HIT])
+                         + records_of("literature_search", {"passages": [PASSAGE], "searched": 10})
+                         + records_of("pubmed_fetch", {"query": "x", "records": 3}))
+    assert found["compounds"][0]["cid"] == 2244 and found["properties"][0]["smiles"] == "CCO"
+    assert found["model_answers"][0]["text"] == MODEL["text"] and found["passages"][0]["pmid"] == "8531967"
+    assert found["similar"][0]["id"] == "31229" and found["proteins"] == []
+    # a record that does not fit the tool's type is an error, not a guess
+    import pydantic
+    import pytest
+
+    with pytest.raises(pydantic.ValidationError):
+        records_of("uniprot_lookup", ASPIRIN)
 
 
 def test_offline_answer_opens_with_the_asked_fields_and_cites_every_claim():
@@ -63,7 +73,7 @@ def test_fields_fall_back_to_rdkit_and_missing_ones_are_said_plainly():
     text = compose_answer("How many H-bond donors, and the IUPAC name?",
                           {"properties": [props], "intent": "attribute", "offline": True,
                            "attributes": ["hbond_donors", "iupac_name"]})
-    assert "The H-bond donors of `CCO` is 1 [RDKit]." in text
+    assert "`CCO` has 1 H-bond donor [RDKit]." in text
     assert "IUPAC name of `CCO` needs a PubChem look-up, which is not possible offline" in text
     no_field = compose_answer("melting point?", {"compounds": [ASPIRIN], "intent": "attribute",
                                                  "attributes": ["iupac_name"]})
