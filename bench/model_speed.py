@@ -25,8 +25,12 @@ from itertools import cycle, islice
 from pathlib import Path
 
 import torch
+from rdkit import Chem, RDLogger
 
 from biomedgpt.core.datasets import read_chebi20
+from biomedgpt.model import load_model
+from biomedgpt.model.conversation import chat_prompt
+from biomedgpt.model.molecule import featurize_smiles
 
 
 def read_chebi_smiles(shared: Path) -> list[str]:
@@ -48,10 +52,6 @@ def timed(fn, *args, **kwargs) -> tuple[float, object]:
 
 
 def bench_molecules(smiles: list[str], gin, batch_size: int, naive_count: int) -> dict:
-    from rdkit import Chem, RDLogger
-
-    from biomedgpt.model.molecule import featurize_smiles
-
     RDLogger.DisableLog("rdApp.*")
     parse_seconds, parsed = timed(lambda: [Chem.MolFromSmiles(s) for s in smiles])
     valid = [s for s, mol in zip(smiles, parsed) if mol is not None]
@@ -96,8 +96,6 @@ def bench_molecules(smiles: list[str], gin, batch_size: int, naive_count: int) -
 
 
 def bench_generation(model, new_tokens: int, repeats: int) -> dict:
-    from biomedgpt.model.conversation import chat_prompt
-
     aspirin = "CC(=O)Oc1ccccc1C(=O)O"
     mol_prompt = chat_prompt("What is this molecule?", molecules=1)
     positions = model.splice(mol_prompt, aspirin).inputs_embeds.shape[1]
@@ -142,8 +140,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    from biomedgpt.model import load_model
 
     total = args.molecules or (1000 if args.quick else 10_000)
     smiles = list(islice(cycle(read_chebi_smiles(args.shared)), total))

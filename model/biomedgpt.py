@@ -42,14 +42,14 @@ _PLACEHOLDER = re.compile(f"({re.escape(MOLECULE_PLACEHOLDER)}|{re.escape(PROTEI
 
 def build_molecule_encoder(config: MoleculeEncoderConfig) -> nn.Module:
     """A fresh GraphMVP GIN with ``config``'s sizes."""
-    from biomedgpt.model.molecule import GINEncoder
+    from biomedgpt.model.molecule import GINEncoder  # deferred: torch_geometric
 
     return GINEncoder(num_layer=config.num_layer, emb_dim=config.emb_dim, drop_ratio=config.drop_ratio, JK=config.JK)
 
 
 def build_protein_encoder(config: ProteinEncoderConfig) -> nn.Module:
     """A fresh ESM-2 (HF ``EsmModel`` or fair-esm ``ESM2``) with ``config``'s sizes."""
-    from biomedgpt.model.protein import FairEsmEncoder, HFEsmEncoder, esm_alphabet, esm_config
+    from biomedgpt.model.protein import FairEsmEncoder, HFEsmEncoder, esm_alphabet, esm_config  # deferred: fair-esm
 
     if config.backend == "hf":
         return HFEsmEncoder(esm_config(config.num_layers, config.hidden_size, config.num_heads, config.intermediate_size))
@@ -125,7 +125,7 @@ class BioMedGPT(nn.Module):
 
     def encode_molecules(self, smiles: Sequence[str]) -> list[Tensor]:
         """``proj_mol`` of the GIN atom features: one ``[atoms, lm_hidden]`` tensor per SMILES."""
-        from biomedgpt.model.molecule import featurize_smiles
+        from biomedgpt.model.molecule import featurize_smiles  # deferred: torch_geometric, RDKit
 
         if not smiles:
             return []
@@ -137,7 +137,7 @@ class BioMedGPT(nn.Module):
 
     def encode_proteins(self, sequences: Sequence[str]) -> list[Tensor]:
         """``proj_prot`` of the ESM-2 last-layer features: one ``[L + 2, lm_hidden]`` tensor per protein."""
-        from biomedgpt.model.protein import validate_sequence
+        from biomedgpt.model.protein import validate_sequence  # deferred: fair-esm
 
         if not sequences:
             return []

@@ -117,7 +117,7 @@ def file_digest(path: Path) -> str:
 
 def molecule_key(mol) -> str:
     """The identity used by leave-self-out: the standard InChIKey (canonical SMILES if InChI fails)."""
-    from rdkit import Chem
+    from rdkit import Chem  # deferred: RDKit costs ~0.2 s to import
 
     key = Chem.MolToInchiKey(mol) or ""
     return key or "smiles:" + Chem.MolToSmiles(mol)
@@ -175,7 +175,7 @@ class MoleculeIndex:
         With ``leave_self_out`` (the default) no reference with the query's InChIKey is returned, so a
         different spelling of the same molecule is excluded too; ids in ``exclude_ids`` never are.
         """
-        from rdkit import DataStructs
+        from rdkit import DataStructs  # deferred: RDKit costs ~0.2 s to import
 
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
@@ -212,7 +212,7 @@ class MoleculeIndex:
 
     @classmethod
     def load(cls, path: str | Path) -> MoleculeIndex:
-        from rdkit import DataStructs
+        from rdkit import DataStructs  # deferred: RDKit costs ~0.2 s to import
 
         meta, arrays = _load_npz(Path(path), "molecule")
         if meta.get("radius") != FP_RADIUS or meta.get("bits") != FP_BITS:
@@ -265,7 +265,7 @@ def _kmer_codes(seq: str, k: int = KMER) -> np.ndarray:
 
 def _profile_matrix(sequences: Sequence[str]):
     """Rows: L2-normalised 3-mer count vectors (scipy CSR, float32)."""
-    from scipy import sparse
+    from scipy import sparse  # deferred: only the protein index needs scipy
 
     dim = len(AMINO_ACIDS) ** KMER
     rows, cols, vals = [], [], []
@@ -357,7 +357,7 @@ class ProteinIndex:
 
     @classmethod
     def load(cls, path: str | Path) -> ProteinIndex:
-        from scipy import sparse
+        from scipy import sparse  # deferred: only the protein index needs scipy
 
         meta, arrays = _load_npz(Path(path), "protein")
         if meta.get("k") != KMER or meta.get("alphabet") != AMINO_ACIDS:

@@ -18,16 +18,20 @@ is loaded once per process and shared by threads; generation runs one call at a 
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from biomedgpt.core.errors import BiomedGPTError, ConfigError, InputError, InvalidSequenceError
+from biomedgpt.core.chem import looks_like_sequence, try_parse_smiles, validate_sequence
+from biomedgpt.core.errors import BiomedGPTError, ConfigError, InputError, InvalidSequenceError, InvalidSmilesError
+from biomedgpt.core.settings import get_settings
 from biomedgpt.model.conversation import CAPTION_QUESTION
 from biomedgpt.model.prompts import StructurePrompt, model_structure_prompt
-from biomedgpt.core.settings import get_settings
 from biomedgpt.tools.errors import NotFound
+from biomedgpt.tools.progress import report
+from biomedgpt.tools.pubchem import PubChemClient
 from biomedgpt.tools.records import Compound, ModelAnswer, ProteinEntry
-from biomedgpt.core.chem import looks_like_sequence, try_parse_smiles
+from biomedgpt.tools.uniprot import UniProtClient
 
 DEFAULT_MOLECULE_QUESTION = CAPTION_QUESTION  # what the mini model was trained to answer
 DEFAULT_PROTEIN_QUESTION = "What is the function of this protein?"
@@ -98,8 +102,7 @@ def get_model(name: str | None = None) -> Any:
     with _LOAD_LOCK:
         model = _MODELS.get(name)
         if model is None:
-            from biomedgpt.model import load_model
-            from biomedgpt.tools.progress import report
+            from biomedgpt.model import load_model  # deferred: torch and transformers
 
             report(f"loading the BioMedGPT model {name!r} (once per process)")
             model = load_model(name, device=_device())
@@ -111,7 +114,7 @@ def _device() -> str:
     """Settings ``device``: "auto" picks CUDA when torch sees a GPU, else the CPU."""
     device = get_settings().device
     if device == "auto":
-        import torch
+        import torch  # deferred: torch costs seconds to import
 
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
@@ -138,8 +141,6 @@ def _ask(model: Any, built: StructurePrompt, generation: AnswerGeneration, *, sm
     """Generate from the built prompt, one call at a time (the model and its KV cache are not shared
     between threads). ``built.text`` is exactly what ``BioMedGPT.ask`` would send for the same
     structure, question and context (both come from ``model/prompts.structure_prompt``)."""
-    import warnings
-
     with _GENERATE_LOCK, warnings.catch_warnings():
         # transformers notes that with inputs_embeds the penalties see only new tokens: that is intended.
         warnings.filterwarnings("ignore", message=r"Passing `(repetition_penalty|no_repeat_ngram_size)`")
@@ -181,8 +182,6 @@ def resolve_molecule(query: str) -> ResolvedMolecule:
     text = query.strip()
     if not text.isdigit() and try_parse_smiles(text) is not None:
         return ResolvedMolecule(query=text, smiles=text)
-    from biomedgpt.tools.pubchem import PubChemClient
-
     try:
         compound = PubChemClient().compound(text, details=False)
     except BiomedGPTError as error:
@@ -199,12 +198,10 @@ def resolve_molecule(query: str) -> ResolvedMolecule:
 
 def molecule_inputs(resolved: ResolvedMolecule) -> dict:
     """What the model sees of a molecule: the SMILES, its canonical form and one soft token per heavy atom."""
-    from rdkit import Chem
+    from rdkit import Chem  # deferred: RDKit costs ~0.2 s to import
 
     mol = try_parse_smiles(resolved.smiles)
     if mol is None:
-        from biomedgpt.core.errors import InvalidSmilesError
-
         raise InvalidSmilesError(f"invalid SMILES {resolved.smiles!r}: RDKit cannot parse it")
     atoms = mol.GetNumAtoms()  # heavy atoms: the featurizer adds no hydrogens
     inputs: dict[str, Any] = {"smiles": resolved.smiles, "canonical_smiles": Chem.MolToSmiles(mol),
@@ -254,8 +251,6 @@ def resolve_protein(query: str, *, organism: str | None = None) -> ResolvedProte
     text = query.strip()
     if looks_like_sequence(text):
         return ResolvedProtein(query=text, sequence=text)
-    from biomedgpt.tools.uniprot import UniProtClient
-
     try:
         found = UniProtClient().find(text, organism=organism)
         if not found:
@@ -275,10 +270,6 @@ def resolve_protein(query: str, *, organism: str | None = None) -> ResolvedProte
 
 def protein_inputs(resolved: ResolvedProtein, max_residues: int) -> tuple[dict, str]:
     """What the model sees of a protein (residues, ESM-2 tokens, truncation) and the cleaned sequence."""
-    import warnings
-
-    from biomedgpt.model.protein import validate_sequence
-
     name = resolved.entry.accession if resolved.entry is not None else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -28,6 +28,7 @@ the dev loss) and ``model/`` (``model/checkpoint.save_pretrained``; ``load_model
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,16 +36,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from biomedgpt.core.chem import try_parse_smiles
 from biomedgpt.core.errors import ConfigError, InputError
+from biomedgpt.core.files import atomic_write_text
+from biomedgpt.model import load_model
+from biomedgpt.model.checkpoint import save_pretrained
 from biomedgpt.model.conversation import CAPTION_QUESTION  # the question ``eval captioning`` asks too
 from biomedgpt.model.prompts import structure_prompt
 from biomedgpt.model.retrieval import MoleculeIndex, ProteinIndex
 from biomedgpt.training.config import AlignConfig
 from biomedgpt.training.data import molecule_split, protein_references, protein_split
 from biomedgpt.training.distributed import DistEnv, init_distributed
-from biomedgpt.training.loop import StepInfo, Trainer, seed_everything
+from biomedgpt.training.loop import StepInfo, Trainer, latest_checkpoint, seed_everything
 
 
 
@@ -155,8 +160,6 @@ def freeze_for_alignment(model: Any, config: AlignConfig) -> dict[str, int]:
 
 def load_align_model(config: AlignConfig) -> Any:
     """The BioMedGPT to align, in fp32 (``biomedgpt.model.load_model``: a preset or a saved folder)."""
-    from biomedgpt.model import load_model
-
     model = load_model(config.model, dtype=torch.float32)  # fp32 master weights; bf16 via autocast/FSDP
     if config.prompt_format is not None:
         model.config.prompt_format = config.prompt_format
@@ -186,8 +189,6 @@ def setup_align(
 @torch.no_grad()
 def dev_loss(model: Any, examples: Sequence[AlignExample], batch_size: int, progress: bool = False) -> float | None:
     """Mean answer loss over ``examples`` (per batch, then averaged), or None without examples."""
-    from tqdm.auto import tqdm
-
     if not examples:
         return None
     was_training = model.training
@@ -201,8 +202,6 @@ def dev_loss(model: Any, examples: Sequence[AlignExample], batch_size: int, prog
 
 def save_aligned_model(trainer: Trainer, config: AlignConfig, folder: Path) -> Path:
     """Write the aligned model with ``model/checkpoint.save_pretrained`` (rank 0; atomic there)."""
-    from biomedgpt.model.checkpoint import save_pretrained
-
     state = trainer.full_model_state()  # collective under FSDP
     model = trainer.inner_model
     if trainer.env.is_main:
@@ -217,10 +216,6 @@ def save_aligned_model(trainer: Trainer, config: AlignConfig, folder: Path) -> P
 
 def _dev_loss_before(trainer: Trainer, data: AlignData, config: AlignConfig) -> float | None:
     """The dev loss of the untrained adaptors, computed once per run (kept in ``dev_loss_before.json``)."""
-    import json
-
-    from biomedgpt.training.loop import atomic_write_text, latest_checkpoint
-
     path = Path(config.run_dir) / "dev_loss_before.json"
     if config.resume and path.is_file() and latest_checkpoint(config.run_dir) is not None:
         return json.loads(path.read_text())["dev_loss"]

@@ -23,7 +23,9 @@ from typing import Any
 import torch
 
 from biomedgpt.core.datasets import ReadStats, read_text_corpus
+from biomedgpt.core.files import atomic_dir
 from biomedgpt.core.errors import ConfigError, InputError
+from biomedgpt.model.lm import ensure_pad_token, load_lm
 from biomedgpt.training.collate import PadCollator, causal_lm_loss, pack_corpus
 from biomedgpt.training.config import LMConfig
 from biomedgpt.training.distributed import DistEnv, barrier, init_distributed
@@ -32,8 +34,6 @@ from biomedgpt.training.loop import StepInfo, Trainer, atomic_torch_save, perple
 
 def load_causal_lm(name: str, gradient_checkpointing: bool = False) -> tuple[Any, Any]:
     """``(LlamaForCausalLM, tokenizer)`` from ``model/lm.py``'s ``load_lm`` (a preset name or a folder)."""
-    from biomedgpt.model.lm import ensure_pad_token, load_lm
-
     model, tokenizer = load_lm(name, dtype=torch.float32)  # fp32 master weights; bf16 via autocast/FSDP
     ensure_pad_token(model, tokenizer)  # the same [PAD] rule as BioMedGPT (grows the embeddings if needed)
     if gradient_checkpointing:
@@ -146,8 +146,6 @@ def save_hf_model(trainer: Trainer, tokenizer: Any, folder: Path) -> Path | None
     """Gather the full weights (collective under FSDP) and write a HF folder on rank 0."""
     state = trainer.full_model_state()
     if trainer.env.is_main:
-        from biomedgpt.training.loop import atomic_dir
-
         with atomic_dir(folder) as tmp:
             trainer.inner_model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
