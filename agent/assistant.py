@@ -183,7 +183,11 @@ class Assistant:
 
     def stream(self, question: str, session: str | None = None) -> Iterator[Event]:
         """Answer ``question`` step by step: tool calls, progress messages, tokens, then the result."""
-        with use_settings(self.settings):  # the tools read this assistant's settings, not the global ones
+        from biomedgpt.tools.http import request_scope
+
+        # The tools read this assistant's settings, not the global ones; identical look-ups of one turn go
+        # out once (tools/http.request_scope).
+        with use_settings(self.settings), request_scope():
             yield from self._stream(question, session)
 
     def _stream(self, question: str, session: str | None) -> Iterator[Event]:

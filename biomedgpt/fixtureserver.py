@@ -196,6 +196,42 @@ def stalled(seconds: float, then: Response | None = None):
     return handler
 
 
+def truncated(body: str = '{"PropertyTable": {"Properties": [{"CID": 2244, "Molecul', declared: int = 500) -> Response:
+    """A 200 that promises ``declared`` bytes (Content-Length) and closes the connection after ``body``:
+    the client sees a body cut off mid-transfer (IncompleteRead), as after a dropped proxy connection."""
+    response = Response(body, status=200, content_type="application/json")
+    response.headers["Content-Length"] = str(max(declared, len(body.encode()) + 1))
+    response.headers["Connection"] = "close"
+    return response
+
+
+def streamed(total_bytes: int, chunk: int = 64 * 1024, sent: list[int] | None = None,
+             declare_length: bool = False) -> Response:
+    """A 200 whose JSON-looking body of ``total_bytes`` is produced chunk by chunk (chunked transfer, or with a
+    Content-Length when ``declare_length``); ``sent`` receives the byte count produced so far, so a test can
+    see that the client stopped reading early."""
+    counter = sent if sent is not None else []
+    counter.append(0)
+
+    def generate():
+        yield b'{"PropertyTable": {"Properties": [{"CID": 2244, "Title": "'
+        produced = 0
+        while produced < total_bytes:
+            piece = b"x" * min(chunk, total_bytes - produced)
+            produced += len(piece)
+            counter[0] = produced
+            yield piece
+        yield b'"}]}}'
+
+    headers = {"Content-Length": str(total_bytes + 64)} if declare_length else {}
+    return Response(generate(), status=200, headers=headers, content_type="application/json")
+
+
+def redirect(location: str, status: int = 302) -> Response:
+    """A redirect to ``location`` (a path on the same server, or a URL)."""
+    return Response("", status=status, headers={"Location": location})
+
+
 def inject(server: HTTPServer, uri: str | re.Pattern, responses: Sequence[Response | object],
            method: str | None = None) -> None:
     """Answer the next ``len(responses)`` requests to ``uri`` with ``responses`` (Responses or handlers), in order.

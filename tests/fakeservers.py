@@ -45,6 +45,7 @@ from biomedgpt.fixtureserver import (  # noqa: F401  (re-exported for the tests)
     load_json,
     malformed_json,
     pubchem_response,
+    redirect,
     resetting_server,
     serve_all,
     serve_eutils,
@@ -52,8 +53,10 @@ from biomedgpt.fixtureserver import (  # noqa: F401  (re-exported for the tests)
     serve_uniprot,
     service_urls,
     stalled,
+    streamed,
     throttling_header,
     too_many_requests,
+    truncated,
 )
 
 DATA = DEFAULT_DATA
@@ -132,15 +135,16 @@ def point_settings_at(monkeypatch: pytest.MonkeyPatch, server: HTTPServer, fast:
 
 
 def clear_http_state() -> None:
-    """Forget sessions, rate-limit/throttle state and the HTTP cache file of the current settings."""
+    """Forget sessions, the shared rate-limit/throttle state and the HTTP cache file of the current settings."""
     from biomedgpt.core.settings import get_settings, reset_settings
-    from biomedgpt.tools.http import CACHE_FILE, reset_sessions
+    from biomedgpt.tools.http import CACHE_FILE, RATE_FILE, reset_sessions
 
     reset_sessions()
     reset_settings()
     home = get_settings().home
-    for path in home.glob(f"{CACHE_FILE}*"):
-        path.unlink(missing_ok=True)
+    for pattern in (f"{CACHE_FILE}*", f"{RATE_FILE}*"):
+        for path in home.glob(pattern):
+            path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

@@ -15,13 +15,51 @@ from __future__ import annotations
 import io
 import re
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from biomedgpt.core.errors import InputError
 from biomedgpt.core.settings import Settings, get_settings
-from biomedgpt.tools.errors import ServiceError
-from biomedgpt.tools.http import ServiceClient
+from biomedgpt.tools.http import InvalidAnswer, ServiceClient, expect_json, expect_text
 
 TOOL_NAME = "biomedgpt"  # NCBI asks every client to name itself
 MAX_RESULTS = 10_000  # ESearch's retmax ceiling
+
+
+# -- the answers E-utilities give (checked before an answer is cached; tools/http.py) ------------------------
+# ESearch: {"esearchresult": {"idlist": ["123", ...]}}; no hits (an empty idlist) is valid; an
+# "ERROR" field is NCBI's own failure (reported, not cached). EFetch: MEDLINE text, records start
+# with "PMID-"; an empty body (no records for those PMIDs) is valid, an HTML page is not.
+
+
+class _ESearchResult(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    idlist: list[str] = Field(default_factory=list)
+    ERROR: str | None = None
+
+
+class ESearchAnswer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    esearchresult: _ESearchResult
+
+
+def _no_error(data: dict) -> None:
+    error = (data.get("esearchresult") or {}).get("ERROR")
+    if error:
+        raise InvalidAnswer(str(error), failure=True)
+    if not all(str(pmid).isdigit() for pmid in data["esearchresult"].get("idlist") or []):
+        raise InvalidAnswer("esearchresult.idlist: PMIDs should be digits")
+
+
+def _medline(text: str) -> None:
+    head = text.lstrip()
+    if head and not head.startswith("PMID-"):
+        raise InvalidAnswer(f"expected MEDLINE records (PMID- …), got {' '.join(head[:60].split())!r}")
+
+
+EXPECT_ESEARCH = expect_json(ESearchAnswer, _no_error)
+EXPECT_MEDLINE = expect_text(_medline)
 
 
 def _year(date: str | None) -> int | None:
@@ -47,13 +85,8 @@ class EUtilsClient:
         what = f"PubMed search {query!r}"
         data = self.http.post_json(self.http.url("esearch.fcgi"),
                                    self._params(db="pubmed", term=query, retmax=n, retmode="json", sort="relevance"),
-                                   what=what)
-        result = (data or {}).get("esearchresult")
-        if not isinstance(result, dict):
-            raise ServiceError(self.http.label, f"{what}: the answer has no 'esearchresult' ({str(data)[:120]!r})")
-        if result.get("ERROR"):
-            raise ServiceError(self.http.label, f"{what} failed: {result['ERROR']}")
-        return [str(pmid) for pmid in result.get("idlist", []) or []][:n]
+                                   what=what, expect=EXPECT_ESEARCH)
+        return [str(pmid) for pmid in data["esearchresult"].get("idlist", []) or []][:n]
 
     def fetch_records(self, pmids: list[str]) -> list[dict]:
         """MEDLINE records of ``pmids`` as ``{pmid, title, abstract, year, journal}``, in the order asked."""
@@ -63,7 +96,8 @@ class EUtilsClient:
 
         text = self.http.post_text(self.http.url("efetch.fcgi"),
                                    self._params(db="pubmed", id=",".join(pmids), rettype="medline", retmode="text"),
-                                   what=f"PubMed records {', '.join(pmids[:3])}{'…' if len(pmids) > 3 else ''}")
+                                   what=f"PubMed records {', '.join(pmids[:3])}{'…' if len(pmids) > 3 else ''}",
+                                   expect=EXPECT_MEDLINE)
         records = {}
         for record in Medline.parse(io.StringIO(text)):
             pmid = str(record.get("PMID", "")).strip()

@@ -1,41 +1,62 @@
-"""The one HTTP layer for PubChem, UniProt and E-utilities: ``ServiceClient("pubchem").get_json(url)``.
+"""The one HTTP layer for PubChem, UniProt and E-utilities: ``ServiceClient("pubchem").get_json(url, expect=...)``.
 
 Why one layer: scientists hit rate limits, outages and API drift all the time, and assistants built
 on plain ``requests.get`` break exactly there. Every request of every client goes through here, so
 the rules below hold everywhere:
 
-* **Retries** with urllib3 ``Retry`` (subclassed as :class:`ServiceRetry`) on 429/500/502/503/504,
-  connection resets and read timeouts, for GET *and* POST (PubChem's property POSTs are idempotent).
-  ``Retry-After`` is honoured; otherwise exponential backoff with jitter, capped at
-  ``settings.http.backoff_max``. A ``Retry-After`` longer than that cap is not slept through: the
-  client stops with :class:`Throttled` saying when to come back. Every retry is ``report``-ed.
-* **Rate limits** per service and host, shared by all threads of the process
-  (:class:`RateLimiter`, a sliding window): PubChem ≤5/s and ≤400/min, UniProt 5/s, E-utilities 3/s
-  (10/s with an API key). Applied to every request actually sent, retries included; cache hits send
-  nothing and wait for nothing.
-* **PubChem's ``X-Throttling-Control``** header: Yellow or Red lowers the effective rate (and is
-  reported); Black stops with :class:`Throttled` and blocks further sends until the wait is over.
+* **Retries** (our own loop, :meth:`ServiceClient.request`) on 429/500/502/503/504, connection resets,
+  refused connections, timeouts and bodies cut off mid-transfer, for GET *and* POST (PubChem's
+  property POSTs are idempotent). ``Retry-After`` is honoured; otherwise exponential backoff with
+  jitter, capped at ``settings.http.backoff_max``. A ``Retry-After`` longer than that cap is not
+  slept through: the client stops with :class:`Throttled` saying when to come back. Every retry is
+  ``report``-ed.
+* **A deadline per look-up** (``[http] deadline``, 45 s): the tries, the waits between them and the
+  rate limiter's waits all fit in it; each try's timeouts are cut to what is left of it, so a stalled
+  server costs one deadline, not ``retries × read_timeout``.
+* **A size cap** (``[http] max_response_bytes``, 20 MB): bodies are streamed; a declared
+  Content-Length over the cap is refused before reading, and a body that grows past it is dropped
+  mid-transfer. Neither is parsed nor cached.
+* **Redirects**: at most :data:`MAX_REDIRECTS` (a redirect loop costs 6 requests, not requests' 31).
+* **Rate limits** per service and host, shared by every thread, every ``Assistant`` and every process
+  that uses the same ``BIOMEDGPT_HOME`` (:class:`SharedRateLimiter`: pyrate-limiter's sliding-log
+  SQLite bucket behind a file lock, ``BIOMEDGPT_HOME/ratelimit.sqlite``): PubChem ≤5/s and ≤400/min,
+  UniProt 5/s, E-utilities 3/s (10/s with an API key). Applied to every request actually sent,
+  retries and redirects included; cache hits send nothing and wait for nothing.
+* **PubChem's ``X-Throttling-Control``** header, also shared through that file: Yellow or Red lowers
+  the effective rate of every process (and is reported); Black stops with :class:`Throttled` and
+  blocks further sends from every process until the wait is over.
+* **Shape validation before caching**: each look-up names the envelope it expects (``expect=``, a
+  pydantic model per endpoint in the client modules). A 200 whose body does not parse, or does not
+  have that shape, is a :class:`ServiceError` naming the service and what was wrong, and is never
+  written to the cache (requests-cache's ``filter_fn``). A cached entry that fails the check when read
+  (written by an older version) is dropped by the same filter and fetched again.
 * **Cache**: requests-cache ``CachedSession`` on SQLite (WAL, so two processes can share it;
   transactional, so a crash mid-write loses at most that write) at ``BIOMEDGPT_HOME/http_cache.sqlite``,
   GET and POST (the body is part of the key; ``api_key`` is never stored), one TTL per service.
+* **One look-up per turn**: inside :func:`request_scope` (the assistant opens one per question)
+  identical requests in flight at the same time, or repeated later in the turn, are sent once and
+  share the answer or the error.
 * **Offline mode** (``BIOMEDGPT_OFFLINE=1``): answers come from the cache only (stale entries too);
   a miss raises :class:`OfflineMiss` naming the URL.
-* **Faults** (timeouts, resets, HTTP errors, HTML error pages, malformed JSON) become
-  :class:`ServiceError` subclasses that name the service, what happened and how often it was retried.
+* **Faults** (timeouts, resets, HTTP errors, HTML error pages, malformed JSON, wrong shapes, oversized
+  bodies) become :class:`ServiceError` subclasses that name the service, what happened and how often
+  it was retried.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import random
 import re
 import socket
 import sqlite3
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,6 +74,9 @@ from biomedgpt.tools.progress import report
 SERVICES = ("pubchem", "uniprot", "eutils")
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 CACHE_FILE = "http_cache.sqlite"
+RATE_FILE = "ratelimit.sqlite"
+MAX_REDIRECTS = 5
+_CHUNK = 64 * 1024
 
 
 # --------------------------------------------------------------------------------------------------
@@ -116,55 +140,261 @@ def policy_for(service: str, settings: Settings | None = None) -> ServicePolicy:
 
 
 # --------------------------------------------------------------------------------------------------
-# Rate limiting and PubChem's throttling header
+# What an answer must look like
 # --------------------------------------------------------------------------------------------------
 
 
-class RateLimiter:
-    """A thread-safe sliding-window limiter over several windows, e.g. ``[(5, 1.0), (400, 60.0)]``.
+class InvalidAnswer(ValueError):
+    """Raised by an answer check: the body is not what the endpoint promises (the message says how).
 
-    ``acquire()`` reserves the earliest send time that keeps every window within its limit and sleeps
-    until then (outside the lock, so other threads queue up fairly in reservation order). ``scale``
-    (0 < scale ≤ 1) lowers every limit while a server asks us to slow down. ``clock`` and ``sleep`` are
-    injectable so the window arithmetic can be checked without waiting.
+    ``failure`` True means a well-formed answer that reports a failure of its own (E-utilities'
+    ``ERROR`` field): it is not cached either, and the message is shown as the failure.
     """
 
-    def __init__(self, windows: Sequence[tuple[int, float]], *, margin: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, message: str, *, failure: bool = False) -> None:
+        self.failure = failure
+        super().__init__(message)
+
+
+#: A check of one answer: takes the response, returns its parsed body, raises :class:`InvalidAnswer`.
+Expect = Callable[[requests.Response], Any]
+
+
+def _excerpt(value: Any, limit: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def describe_validation_error(error: Any, limit: int = 3) -> str:
+    """A pydantic ``ValidationError`` as one short line: ``PropertyTable.Properties: List should have at least 1 item``."""
+    parts = []
+    problems = error.errors(include_url=False)
+    for problem in problems[:limit]:
+        where = ".".join(str(p) for p in problem.get("loc", ())) or "the body"
+        got = problem.get("input")
+        shown = "" if problem.get("type") == "missing" or isinstance(got, (dict, list)) and len(str(got)) > 60 \
+            else f" (got {_excerpt(got, 40)})"
+        parts.append(f"{where}: {problem.get('msg', 'invalid')}{shown}")
+    more = f"; and {len(problems) - limit} more" if len(problems) > limit else ""
+    return "; ".join(parts) + more
+
+
+def parse_json(response: requests.Response) -> Any:
+    """The JSON body, or :class:`InvalidAnswer` quoting the start of what came instead."""
+    try:
+        return response.json()
+    except ValueError:
+        raise InvalidAnswer(f"the answer was not valid JSON ({_excerpt(response.text or '', 80)!r})") from None
+
+
+def expect_json(shape: Any = None, check: Callable[[Any], None] | None = None) -> Expect:
+    """An answer check: valid JSON that validates against ``shape`` (a pydantic model or type), then ``check``."""
+    from pydantic import TypeAdapter, ValidationError
+
+    adapter = TypeAdapter(shape) if shape is not None else None
+
+    def validate(response: requests.Response) -> Any:
+        data = parse_json(response)
+        if adapter is not None:
+            try:
+                adapter.validate_python(data)
+            except ValidationError as error:
+                raise InvalidAnswer(describe_validation_error(error)) from None
+        if check is not None:
+            check(data)
+        return data
+
+    return validate
+
+
+ANY_JSON: Expect = expect_json()
+
+
+def expect_text(check: Callable[[str], None]) -> Expect:
+    """An answer check for text bodies (``check`` raises :class:`InvalidAnswer`)."""
+
+    def validate(response: requests.Response) -> str:
+        text = response.text or ""
+        check(text)
+        return text
+
+    return validate
+
+
+# --------------------------------------------------------------------------------------------------
+# One look-up: its deadline, its answer check, its retries (a ContextVar: the adapter and the cache
+# filter run several calls below ServiceClient.request, in the same thread)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Call:
+    label: str
+    what: str
+    deadline: float  # time.monotonic()
+    max_bytes: int
+    expect: Expect | None = None
+    retries: int = 0
+    outcomes: dict[int, tuple[bool, Any]] = field(default_factory=dict)
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def check(self, response: requests.Response) -> tuple[bool, Any]:
+        """``(True, parsed body)`` or ``(False, InvalidAnswer)``, computed once per body."""
+        key = hash((response.status_code, response.content))
+        outcome = self.outcomes.get(key)
+        if outcome is None:
+            try:
+                outcome = (True, self.expect(response) if self.expect is not None else None)
+            except InvalidAnswer as error:
+                outcome = (False, error)
+            self.outcomes[key] = outcome
+        return outcome
+
+
+_CALL: ContextVar[_Call | None] = ContextVar("biomedgpt_http_call", default=None)
+
+
+def _retries_so_far() -> int:
+    call = _CALL.get()
+    return call.retries if call else 0
+
+
+def _cache_filter(response: requests.Response) -> bool:
+    """requests-cache's ``filter_fn``: a 200 is written (and kept when read) only if its shape is right."""
+    call = _CALL.get()
+    if call is None or call.expect is None or getattr(response, "status_code", None) != 200:
+        return True
+    return call.check(response)[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Rate limiting and PubChem's throttling header, shared through BIOMEDGPT_HOME
+# --------------------------------------------------------------------------------------------------
+
+
+class SharedRateLimiter:
+    """Sliding-window limits over several windows, e.g. ``[(5, 1.0), (400, 60.0)]``, shared by processes.
+
+    The log of sent requests is pyrate-limiter's ``SQLiteBucket`` in ``path`` (one table per service
+    and host) behind a file lock, so every process and thread that uses the same file draws from the
+    same windows. ``acquire(weight)`` records ``weight`` sends (Yellow sends at weight 2, Red at 5:
+    a fraction of the rate, for everybody at once). The same file holds the throttling state
+    (scale, blocked-until) that PubChem's header sets.
+    """
+
+    def __init__(self, path: Path, table: str, windows: list[tuple[int, float]], *, margin: float = 0.0) -> None:
+        from pyrate_limiter import Rate
+        from pyrate_limiter.buckets import SQLiteBucket
+
         if not windows or any(limit < 1 or period <= 0 for limit, period in windows):
             raise ValueError(f"rate-limit windows must be (limit ≥ 1, period > 0) pairs, got {windows!r}")
-        self.windows = tuple((int(limit), float(period)) for limit, period in windows)
-        self.margin = margin
-        self.scale = 1.0
-        self._clock = clock
-        self._sleep = sleep
-        self._sent: deque[float] = deque()
-        self._lock = threading.Lock()
-        self._longest = max(period for _, period in self.windows) + margin
+        # pyrate-limiter wants windows of increasing length, limit and strictness; a window that can never
+        # bind is dropped (a shorter one allowing as much as a longer one, or a longer one no stricter than
+        # the shorter: PubChem's 400/min never binds at 5/s).
+        kept: list[tuple[int, float]] = []
+        for limit, period in sorted(((int(lim), float(per)) for lim, per in windows), key=lambda w: (w[1], w[0])):
+            while kept and limit <= kept[-1][0]:
+                kept.pop()
+            if kept and limit / (period + margin) >= kept[-1][0] / (kept[-1][1] + margin):
+                continue
+            kept.append((limit, period))
+        self.windows = kept
+        self.path = Path(path)
+        self.table = table
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        rates = [Rate(limit, int(round((period + margin) * 1000))) for limit, period in self.windows]
+        try:
+            self.bucket = SQLiteBucket.init_from_file(rates, table=table, db_path=str(self.path), use_file_lock=True)
+            with self.bucket.lock:
+                self.bucket.conn.execute("CREATE TABLE IF NOT EXISTS throttle (key TEXT PRIMARY KEY, scale REAL, "
+                                         "blocked_until REAL, reason TEXT)")
+                self.bucket.conn.commit()
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"the rate-limit file {self.path} is unreadable ({error}); delete it "
+                             f"(rm {self.path}*) and it is rebuilt") from None
+        self._puts = 0
 
-    def limits(self) -> list[tuple[int, float]]:
-        """The windows in force now (after ``scale``)."""
-        return [(max(1, int(limit * self.scale)), period) for limit, period in self.windows]
+    @property
+    def smallest(self) -> int:
+        return min(limit for limit, _ in self.windows)
 
-    def reserve(self) -> float:
-        """Claim the next free send slot; returns how many seconds the caller must wait for it."""
-        with self._lock:
-            now = self._clock()
-            while self._sent and self._sent[0] <= now - self._longest:
-                self._sent.popleft()
-            slot = max(now, self._sent[-1]) if self._sent else now
-            for limit, period in self.limits():
-                if len(self._sent) >= limit:
-                    slot = max(slot, self._sent[-limit] + period + self.margin)
-            self._sent.append(slot)
-            return slot - now
+    def weight_for(self, scale: float) -> int:
+        return max(1, min(self.smallest, int(round(1.0 / max(scale, 1e-3)))))
 
-    def acquire(self) -> float:
-        """Wait for a free slot; returns the seconds waited."""
-        wait = self.reserve()
-        if wait > 0:
-            self._sleep(wait)
-        return wait
+    def limits(self, scale: float = 1.0) -> list[tuple[int, float]]:
+        """The windows in force at ``scale`` (Yellow 0.5, Red 0.2)."""
+        weight = self.weight_for(scale)
+        return [(max(1, limit // weight), period) for limit, period in self.windows]
+
+    def acquire(self, scale: float = 1.0, deadline: float | None = None) -> float:
+        """Wait for a free slot (``deadline``: a ``time.monotonic()`` it must come before); returns the seconds waited.
+
+        Raises :class:`_NoSlot` with the wait when the next slot comes after ``deadline``.
+        """
+        from pyrate_limiter import RateItem
+
+        weight = self.weight_for(scale)
+        waited = 0.0
+        while True:
+            with self.bucket.lock:
+                item = RateItem(self.table, self.bucket.now(), weight=weight)
+                if self.bucket.put(item):
+                    self._puts += 1
+                    if self._puts % 64 == 0:
+                        self.bucket.leak(self.bucket.now())
+                    return waited
+                wait_ms = self.bucket.waiting(item)
+                failing = self.bucket.failing_rate
+            wait = max(0.0, wait_ms / 1000.0) + 0.005
+            if deadline is not None and time.monotonic() + wait > deadline:
+                raise _NoSlot(wait, failing.limit if failing else 0, failing.interval / 1000.0 if failing else 0.0)
+            time.sleep(wait)
+            waited += wait
+
+    # -- throttling state ------------------------------------------------------------------------
+    def state(self) -> tuple[float, float, str]:
+        """``(scale, blocked_until as time.time(), reason)`` for this service and host."""
+        with self.bucket.lock:
+            row = self.bucket.conn.execute("SELECT scale, blocked_until, reason FROM throttle WHERE key = ?",
+                                           (self.table,)).fetchone()
+        return (float(row[0]), float(row[1] or 0.0), str(row[2] or "")) if row else (1.0, 0.0, "")
+
+    def set_state(self, *, scale: float | None = None, blocked_until: float | None = None,
+                  reason: str | None = None) -> tuple[float, float, str]:
+        """Update the throttling state (a block only ever extends); returns the previous state."""
+        with self.bucket.lock:
+            previous = self.state()
+            new_scale = previous[0] if scale is None else scale
+            new_until = previous[1] if blocked_until is None else max(previous[1], blocked_until)
+            new_reason = previous[2] if reason is None else reason
+            self.bucket.conn.execute("INSERT OR REPLACE INTO throttle (key, scale, blocked_until, reason) "
+                                     "VALUES (?, ?, ?, ?)", (self.table, new_scale, new_until, new_reason))
+            factor = -(-self.weight_for(new_scale) // self.weight_for(previous[0]))  # ceil
+            if factor > 1:
+                # Slowing down: the requests already in the windows count at the new weight too, so the
+                # first window after the change holds the lower rate as well.
+                since = self.bucket.now() - int((self.windows[-1][1] + 1) * 1000)
+                rows = self.bucket.conn.execute(f'SELECT name, item_timestamp FROM "{self.table}" '
+                                                f"WHERE item_timestamp >= ?", (since,)).fetchall()
+                self.bucket.conn.executemany(f'INSERT INTO "{self.table}" (name, item_timestamp) VALUES (?, ?)',
+                                             rows * (factor - 1))
+            self.bucket.conn.commit()
+        return previous
+
+    def close(self) -> None:
+        try:
+            self.bucket.close()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
+
+
+class _NoSlot(Exception):
+    def __init__(self, wait: float, limit: int, period: float) -> None:
+        self.wait, self.limit, self.period = wait, limit, period
+        super().__init__(wait)
 
 
 _COLOURS = {"green": 0, "yellow": 1, "red": 2, "black": 3}
@@ -189,31 +419,51 @@ def _retry_after_seconds(value: str | None) -> float | None:
         return None
 
 
+def _table_name(policy: ServicePolicy) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"{policy.service}_{policy.host}")
+
+
+def _window_words(limit: int, period: float) -> str:
+    if abs(period - 60.0) < 1.0:
+        return f"{limit} requests per minute"
+    if abs(period - 1.0) < 0.5:
+        return f"{limit} requests per second"
+    return f"{limit} requests per {period:g} s"
+
+
 class ServiceGate:
     """Everything shared by all requests to one service on one host: the limiter and the block state."""
 
-    def __init__(self, policy: ServicePolicy) -> None:
+    def __init__(self, policy: ServicePolicy, path: Path) -> None:
         self.policy = policy
         windows = [(policy.per_second, 1.0)]
         if policy.per_minute:
             windows.append((policy.per_minute, 60.0))
-        self.limiter = RateLimiter(windows, margin=policy.window_margin)
-        self.blocked_until = 0.0  # time.monotonic() before which nothing may be sent
-        self.block_reason = ""
-        self._lock = threading.Lock()
+        self.limiter = SharedRateLimiter(path, _table_name(policy), windows, margin=policy.window_margin)
 
-    def _blocked_error(self, retried: int = 0) -> Throttled:
-        remaining = max(0.0, self.blocked_until - time.monotonic())
+    def _blocked_error(self, until: float, reason: str) -> Throttled:
+        remaining = max(0.0, until - time.time())
         when = (datetime.now() + timedelta(seconds=remaining)).strftime("%H:%M:%S")
         return Throttled(self.policy.label,
-                         f"this client is blocked ({self.block_reason}); retry in {remaining:.0f} s (after {when})",
-                         retry_after=remaining, retried=retried)
+                         f"this client is blocked ({reason}); retry in {remaining:.0f} s (after {when})",
+                         retry_after=remaining, retried=_retries_so_far())
 
-    def before_send(self) -> None:
-        """Called right before each request goes on the wire (first tries and retries alike)."""
-        if time.monotonic() < self.blocked_until:
-            raise self._blocked_error(_retries_so_far())
-        self.limiter.acquire()
+    def before_send(self, deadline: float | None = None) -> None:
+        """Called right before each request goes on the wire (first tries, retries and redirects alike)."""
+        scale, until, reason = self.limiter.state()
+        if time.time() < until:
+            raise self._blocked_error(until, reason)
+        try:
+            self.limiter.acquire(scale, deadline)
+        except _NoSlot as full:
+            call = _CALL.get()
+            what = f"{call.what}: " if call else ""
+            window = _window_words(full.limit, round(full.period - self.policy.window_margin, 1))
+            raise Throttled(self.policy.label,
+                            f"{what}the rate limit ({window}, shared by every biomedgpt process using this "
+                            f"BIOMEDGPT_HOME) is used up; the next request may go in {full.wait:.0f} s, after this "
+                            f"look-up's deadline ([http] deadline)", retry_after=full.wait,
+                            retried=_retries_so_far()) from None
 
     def observe(self, headers: Any) -> None:
         """Read PubChem's ``X-Throttling-Control`` from any response: slow down, or stop at Black."""
@@ -228,21 +478,19 @@ class ServiceGate:
         throttle = self.policy.throttle
         if colour == "black":
             wait = _retry_after_seconds(headers.get("Retry-After")) or throttle.blocked_wait
-            with self._lock:
-                self.blocked_until = max(self.blocked_until, time.monotonic() + wait)
-                self.block_reason = f"X-Throttling-Control: {header}"
+            until = time.time() + wait
+            self.limiter.set_state(blocked_until=until, reason=f"X-Throttling-Control: {header}")
             report(f"{self.policy.label} has blocked this client (throttling status Black); "
                    f"retry in {wait:.0f} s", service=self.policy.service, status="Black", wait=wait)
-            raise self._blocked_error(_retries_so_far())
+            raise self._blocked_error(until, f"X-Throttling-Control: {header}")
         scale = {"yellow": throttle.yellow_scale, "red": throttle.red_scale}.get(colour, 1.0)
-        previous = self.limiter.scale
-        self.limiter.scale = scale
-        if scale < 1.0:
-            per_second = self.limiter.limits()[0][0]
+        previous = self.limiter.set_state(scale=scale)[0]
+        if scale < 1.0 and scale != previous:
+            per_second = self.limiter.limits(scale)[0][0]
             report(f"{self.policy.label} asks to slow down ({worst[0]} status {worst[1]}); "
                    f"sending at most {per_second} request(s)/s", service=self.policy.service,
                    status=worst[1], per_second=per_second, header=header)
-        elif previous < 1.0:
+        elif scale >= 1.0 and previous < 1.0:
             report(f"{self.policy.label} throttling back to Green; full rate again", service=self.policy.service,
                    status="Green")
 
@@ -251,131 +499,135 @@ _GATES: dict[tuple, ServiceGate] = {}
 _GATES_LOCK = threading.Lock()
 
 
-def gate_for(policy: ServicePolicy) -> ServiceGate:
-    """The process-wide gate of ``policy``'s service and host (shared by every thread and session)."""
-    key = (policy.service, policy.host, policy.per_second, policy.per_minute)
+def rate_path(settings: Settings | None = None) -> Path:
+    """Where the shared rate-limit and throttling state lives: ``BIOMEDGPT_HOME/ratelimit.sqlite``."""
+    return (settings or get_settings()).path(RATE_FILE)
+
+
+def gate_for(policy: ServicePolicy, settings: Settings | None = None) -> ServiceGate:
+    """The gate of ``policy``'s service and host (one per process and home; its state is in the home)."""
+    path = rate_path(settings)
+    key = (policy.service, policy.host, policy.per_second, policy.per_minute, str(path))
     with _GATES_LOCK:
         gate = _GATES.get(key)
         if gate is None:
-            gate = _GATES[key] = ServiceGate(policy)
+            gate = _GATES[key] = ServiceGate(policy, path)
         return gate
 
 
 # --------------------------------------------------------------------------------------------------
-# Retries
+# One turn: identical requests go out once
 # --------------------------------------------------------------------------------------------------
 
-# How many retries the current request has made so far (set per ServiceClient.request call).
-_RETRIES: ContextVar[list[int] | None] = ContextVar("biomedgpt_http_retries", default=None)
+
+class _Flight:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
 
 
-def _retries_so_far() -> int:
-    counter = _RETRIES.get()
-    return counter[0] if counter else 0
+class RequestScope:
+    """Identical requests made inside one scope (one question) share one answer or one error."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flights: dict[tuple, _Flight] = {}
+
+    def run(self, key: tuple, fn: Callable[[], Any]) -> Any:
+        with self._lock:
+            flight = self._flights.get(key)
+            owner = flight is None
+            if owner:
+                flight = self._flights[key] = _Flight()
+        assert flight is not None
+        if owner:
+            try:
+                flight.result = fn()
+            except BaseException as error:
+                flight.error = error
+                if not isinstance(error, Exception):  # interrupted: nothing to share, the next asker tries again
+                    with self._lock:
+                        self._flights.pop(key, None)
+                raise
+            finally:
+                flight.done.set()
+            return flight.result
+        flight.done.wait()
+        if flight.error is not None:
+            raise flight.error
+        return copy.deepcopy(flight.result)
 
 
-class ServiceRetry(Retry):
-    """urllib3 ``Retry`` that reports each retry, waits for the rate limiter and bounds its waits.
-
-    Differences from the stock policy, and why:
-    * the first retry already waits ``backoff_factor`` (stock urllib3 retries at once, which only adds
-      load to a server that just said it is busy); the n-th waits ``factor·2^(n-1)`` plus jitter,
-      never more than ``backoff_max``;
-    * a ``Retry-After`` longer than ``backoff_max`` is not slept through: :class:`Throttled` says when
-      to come back instead of freezing the caller for minutes;
-    * every retry passes the service's rate limiter, so retries never break the rate policy.
-    """
-
-    def __init__(self, *args: Any, gate: ServiceGate | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.gate = gate
-
-    def new(self, **kw: Any) -> ServiceRetry:
-        kw.setdefault("gate", self.gate)
-        return super().new(**kw)
-
-    def get_backoff_time(self) -> float:
-        errors = 0
-        for entry in reversed(self.history):
-            if entry.redirect_location is not None:
-                break
-            errors += 1
-        if errors == 0:
-            return 0.0
-        value = self.backoff_factor * (2 ** (errors - 1))
-        if self.backoff_jitter:
-            value += random.random() * self.backoff_jitter
-        return float(max(0.0, min(self.backoff_max, value)))
-
-    def _reason(self, response: Any) -> str:
-        if response is not None:
-            return f"HTTP {response.status}"
-        if self.history and self.history[-1].error is not None:
-            return _describe_exception(self.history[-1].error)
-        return "error"
-
-    def sleep(self, response: Any = None) -> None:
-        label = self.gate.policy.label if self.gate else "service"
-        service = self.gate.policy.service if self.gate else ""
-        if response is not None and self.gate is not None:
-            self.gate.observe(response.headers)  # may raise Throttled (Black)
-        retry_after = None
-        if self.respect_retry_after_header and response is not None:
-            retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
-        attempt = len(self.history)
-        if retry_after is not None and retry_after > self.backoff_max:
-            when = (datetime.now() + timedelta(seconds=retry_after)).strftime("%H:%M:%S")
-            raise Throttled(label, f"asked to wait {retry_after:.0f} s (Retry-After) after {self._reason(response)}, "
-                                   f"longer than this client waits ({self.backoff_max:g} s); try again after {when}",
-                            retry_after=retry_after, status=getattr(response, "status", None),
-                            retried=_retries_so_far())
-        wait = retry_after if retry_after is not None else self.get_backoff_time()
-        total = attempt + (self.total if isinstance(self.total, int) else 0)
-        state = "busy" if response is not None else "unreachable"
-        report(f"{label} {state} ({self._reason(response)}), retrying in {wait:.1f} s (retry {attempt} of {total})",
-               service=service, reason=self._reason(response), wait=wait, attempt=attempt, retry_after=retry_after)
-        if wait > 0:
-            time.sleep(wait)
-        counter = _RETRIES.get()
-        if counter is not None:
-            counter[0] += 1
-        if self.gate is not None:
-            self.gate.before_send()
+_SCOPE: ContextVar[RequestScope | None] = ContextVar("biomedgpt_http_scope", default=None)
 
 
-def make_retry(policy: ServicePolicy, settings: Settings) -> ServiceRetry:
-    """The retry policy of one service under ``settings.http``."""
-    http = settings.http
-    return ServiceRetry(
-        total=http.max_retries,
-        connect=None,
-        read=None,
-        redirect=5,
-        status=None,
-        allowed_methods=frozenset({"GET", "HEAD", "POST", "OPTIONS"}),
-        status_forcelist=RETRY_STATUSES,
-        backoff_factor=http.backoff_factor,
-        backoff_jitter=http.backoff_jitter,
-        backoff_max=http.backoff_max,
-        respect_retry_after_header=True,
-        raise_on_status=False,  # the last error response comes back, so its body can explain the failure
-        retry_after_max=10**9,  # bounded in ServiceRetry.sleep, which says when to come back instead
-        gate=gate_for(policy),
-    )
+@contextmanager
+def request_scope() -> Iterator[RequestScope]:
+    """Inside the block (and in threads started with a copy of its context) identical requests are sent once."""
+    scope = RequestScope()
+    token = _SCOPE.set(scope)
+    try:
+        yield scope
+    finally:
+        _SCOPE.reset(token)
+
+
+# --------------------------------------------------------------------------------------------------
+# The transport adapter: gate, deadline, size cap
+# --------------------------------------------------------------------------------------------------
+
+
+class ResponseTooLarge(ServiceError):
+    """An answer larger than ``[http] max_response_bytes``; it was not read to the end, parsed or cached."""
 
 
 class _GatedAdapter(HTTPAdapter):
-    """Passes the gate (block check + rate limit) before the first try and reads throttling headers after."""
+    """Passes the gate (block check + rate limit) before each send, reads throttling headers after, and reads
+    the body itself, in chunks, up to the size cap (urllib3 retries nothing: the client's loop does)."""
 
-    def __init__(self, gate: ServiceGate, retry: ServiceRetry) -> None:
+    def __init__(self, gate: ServiceGate) -> None:
         self.gate = gate
-        super().__init__(max_retries=retry)
+        super().__init__(max_retries=Retry(0, read=False, redirect=False, raise_on_status=False))
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        self.gate.before_send()
-        response = super().send(request, **kwargs)
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
+             **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        call = _CALL.get()
+        self.gate.before_send(call.deadline if call else None)
+        if call is not None:
+            left = call.remaining()
+            if left <= 0:
+                raise _DeadlinePassed()
+            if isinstance(timeout, tuple):
+                timeout = tuple(min(t, left) if t is not None else left for t in timeout)
+            else:
+                timeout = min(timeout, left) if timeout is not None else left
+        response = super().send(request, stream=True, timeout=timeout, **kwargs)
         self.gate.observe(response.headers)
+        cap = call.max_bytes if call is not None else None
+        declared = response.headers.get("Content-Length", "")
+        if cap is not None and declared.isdigit() and int(declared) > cap:
+            response.close()
+            raise self._too_large(call, request, f"it declares {int(declared):,} bytes")
+        body = bytearray()
+        for chunk in response.iter_content(_CHUNK):
+            body += chunk
+            if cap is not None and len(body) > cap:
+                response.close()
+                raise self._too_large(call, request, "it kept coming")
+        response._content = bytes(body)
+        response._content_consumed = True
         return response
+
+    def _too_large(self, call: _Call, request: requests.PreparedRequest, how: str) -> ResponseTooLarge:
+        return ResponseTooLarge(self.gate.policy.label,
+                                f"{call.what}: the answer is larger than {call.max_bytes:,} bytes ({how}); it was "
+                                f"not read further or cached (raise [http] max_response_bytes if it is expected)",
+                                url=request.url, retried=call.retries)
+
+
+class _DeadlinePassed(Exception):
+    """The look-up's deadline passed before a try could start."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -397,7 +649,7 @@ def _corrupt_cache(path: Any, error: BaseException) -> StoreError:
 
 
 def session_for(service: str, settings: Settings | None = None) -> requests.Session:
-    """The process-wide cached, retrying, rate-limited ``requests`` session of ``service``."""
+    """The process-wide cached, rate-limited ``requests`` session of ``service``."""
     settings = settings or get_settings()
     policy = policy_for(service, settings)
     key = (service, str(settings.home), policy.base_url, settings.offline, policy.per_second,
@@ -425,19 +677,23 @@ def _build_session(policy: ServicePolicy, settings: Settings) -> requests.Sessio
             cache_control=False,  # our TTLs decide, not PubChem's "private" headers
             stale_if_error=True,  # an outage falls back to an older copy when there is one
             only_if_cached=settings.offline,
+            filter_fn=_cache_filter,  # only answers of the right shape are written, and kept when read
         )
     except sqlite3.DatabaseError as error:
         raise _corrupt_cache(path, error) from None
-    gate = gate_for(policy)
-    adapter = _GatedAdapter(gate, make_retry(policy, settings))
+    adapter = _GatedAdapter(gate_for(policy, settings))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
+    session.max_redirects = MAX_REDIRECTS
     session.headers["User-Agent"] = settings.http.user_agent
     return session
 
 
 def reset_sessions() -> None:
-    """Close every session and forget every rate-limit/throttling state (tests; a fresh start)."""
+    """Close every session and rate-limit file handle of this process (tests; a fresh start).
+
+    The shared rate-limit and throttling state stays in ``BIOMEDGPT_HOME/ratelimit.sqlite``.
+    """
     with _SESSIONS_LOCK:
         for session in _SESSIONS.values():
             try:
@@ -446,6 +702,8 @@ def reset_sessions() -> None:
                 pass
         _SESSIONS.clear()
     with _GATES_LOCK:
+        for gate in _GATES.values():
+            gate.limiter.close()
         _GATES.clear()
 
 
@@ -471,6 +729,8 @@ def _chain(error: BaseException) -> list[BaseException]:
 
 def _describe_exception(error: BaseException) -> str:
     """A few words for what went wrong on the wire ("read timed out", "connection reset by the server")."""
+    from http.client import IncompleteRead
+
     from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError, ReadTimeoutError
 
     chain = _chain(error)
@@ -489,6 +749,10 @@ def _describe_exception(error: BaseException) -> str:
             has(requests.exceptions.ConnectTimeout) and not has(NewConnectionError):
         return "connect timed out"
     root = chain[-1]
+    if has(requests.exceptions.ChunkedEncodingError, IncompleteRead) or "IncompleteRead" in str(root):
+        return "the answer was cut off mid-transfer (connection broken)"
+    if has(requests.exceptions.ContentDecodingError):
+        return f"the answer could not be decoded ({root})"
     if has(NewConnectionError):
         return f"could not connect ({root})"
     if has(ConnectionResetError, BrokenPipeError, ProtocolError) or type(root).__name__ == "RemoteDisconnected":
@@ -534,8 +798,9 @@ def body_summary(response: requests.Response, limit: int = 200) -> str:
 class ServiceClient:
     """Requests to one service with the whole policy applied; service clients subclass ``explain``.
 
-    ``request`` returns a successful ``requests.Response`` or raises a ``ServiceError`` subclass;
-    ``get_json``/``post_json`` also parse the body and drop malformed answers from the cache.
+    ``request`` returns a successful, shape-checked ``requests.Response`` or raises a ``ServiceError``
+    subclass; ``get_json``/``post_json`` return the parsed body. ``expect`` is the answer check
+    (:func:`expect_json` with the endpoint's envelope); without one, any valid JSON passes.
     """
 
     def __init__(self, service: str, settings: Settings | None = None) -> None:
@@ -570,52 +835,140 @@ class ServiceClient:
 
     # -- requests ----------------------------------------------------------------------------------
     def request(self, method: str, url: str, *, params: dict | None = None, data: dict | None = None,
-                what: str | None = None) -> requests.Response:
-        """Send one request under the policy; ``what`` names the look-up in error messages."""
-        what = what or f"{method} {url}"
-        counter = [0]
-        token = _RETRIES.set(counter)
-        try:
-            try:
-                response = self.session.request(method, url, params=params, data=data, timeout=self.timeout)
-            except Throttled:
-                raise
-            except sqlite3.DatabaseError as error:
-                raise _corrupt_cache(cache_path(self.settings), error) from None
-            except requests.exceptions.RequestException as error:
-                raise self._transport_error(error, url, what, counter[0]) from None
-        finally:
-            _RETRIES.reset(token)
-        retried = counter[0]
-        if self.settings.offline and response.status_code == 504 and response.reason == "Not Cached":
-            # requests-cache's only_if_cached answer for a miss (errors are never cached, so no real 504 is)
-            raise OfflineMiss(self.label, f"offline mode (BIOMEDGPT_OFFLINE=1) and {response.url} is not in the "
-                                          f"cache; go online once to fetch it", url=response.url)
-        if response.status_code >= 400:
-            raise self.explain(response, what, retried)
-        return response
+                what: str | None = None, expect: Expect | None = ANY_JSON) -> requests.Response:
+        """Send one look-up under the policy; ``what`` names it in error messages, ``expect`` checks the answer
+        (``None``: no check, e.g. for text bodies checked by the caller)."""
+        return self.fetch(method, url, params=params, data=data, what=what, expect=expect)[0]
 
-    def _transport_error(self, error: BaseException, url: str, what: str, retried: int) -> ServiceError:
+    def fetch(self, method: str, url: str, *, params: dict | None = None, data: dict | None = None,
+              what: str | None = None, expect: Expect | None = ANY_JSON) -> tuple[requests.Response, Any]:
+        """``(response, parsed body)`` of one look-up; inside :func:`request_scope` identical look-ups share it."""
+        what = what or f"{method} {url}"
+        scope = _SCOPE.get()
+        if scope is None:
+            return self._fetch(method, url, params, data, what, expect)
+        key = (self.service, self.base_url, method.upper(), url, json.dumps(params, sort_keys=True, default=str),
+               json.dumps(data, sort_keys=True, default=str), id(expect))
+        return scope.run(key, lambda: self._fetch(method, url, params, data, what, expect))
+
+    def _fetch(self, method: str, url: str, params: dict | None, data: dict | None, what: str,
+               expect: Expect | None) -> tuple[requests.Response, Any]:
+        http = self.settings.http
+        call = _Call(self.label, what, time.monotonic() + http.deadline, http.max_response_bytes, expect)
+        token = _CALL.set(call)
+        refetched = False
+        try:
+            while True:
+                try:
+                    response = self.session.request(method, url, params=params, data=data, timeout=self.timeout)
+                except (Throttled, ResponseTooLarge):
+                    raise
+                except ServiceError:
+                    raise
+                except _DeadlinePassed:
+                    raise self._deadline_error(what, url, call, "no time left for another try") from None
+                except sqlite3.DatabaseError as error:
+                    raise _corrupt_cache(cache_path(self.settings), error) from None
+                except requests.exceptions.TooManyRedirects:
+                    raise ServiceError(self.label, f"{what}: more than {MAX_REDIRECTS} redirects (a redirect "
+                                                   f"loop?); not followed further", url=url,
+                                       retried=call.retries) from None
+                except requests.exceptions.RequestException as error:
+                    if not _transient(error):
+                        raise self._transport_error(error, url, what, call) from None
+                    reason = _describe_exception(error)
+                    if not self._wait_to_retry(call, reason, None, state="unreachable"):
+                        raise self._transport_error(error, url, what, call) from None
+                    continue
+                if self.settings.offline and response.status_code == 504 and response.reason == "Not Cached":
+                    # requests-cache's only_if_cached answer for a miss (errors are never cached, so no real 504 is)
+                    raise OfflineMiss(self.label, f"offline mode (BIOMEDGPT_OFFLINE=1) and {response.url} is not in "
+                                                  f"the cache; go online once to fetch it", url=response.url)
+                if response.status_code in RETRY_STATUSES:
+                    retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+                    if self._wait_to_retry(call, f"HTTP {response.status_code}", retry_after, state="busy",
+                                           status=response.status_code):
+                        continue
+                if response.status_code >= 400:
+                    raise self.explain(response, what, call.retries)
+                if expect is None or response.status_code != 200:
+                    return response, None
+                ok, outcome = call.check(response)
+                if ok:
+                    return response, outcome
+                if getattr(response, "from_cache", False) and not refetched:
+                    # An entry cached before this check (the filter has just dropped it): ask once more.
+                    refetched = True
+                    report(f"{self.label}: the cached answer for {what} has the wrong shape ({outcome}); "
+                           f"fetching it again", service=self.service)
+                    continue
+                if outcome.failure:
+                    raise ServiceError(self.label, f"{what} failed: {outcome}", url=response.url,
+                                       status=response.status_code, retried=call.retries)
+                raise ServiceError(self.label, f"{what}: the answer has the wrong shape ({outcome}); it was not "
+                                               f"cached, so the next look-up asks again", url=response.url,
+                                   status=response.status_code, retried=call.retries)
+        finally:
+            _CALL.reset(token)
+
+    def _wait_to_retry(self, call: _Call, reason: str, retry_after: float | None, *, state: str,
+                       status: int | None = None) -> bool:
+        """Sleep before the next try and return True, or return False when the retries are used up.
+
+        A ``Retry-After`` beyond ``backoff_max`` raises :class:`Throttled`; a wait that would end after the
+        look-up's deadline raises a ``ServiceError`` saying so.
+        """
+        http = self.settings.http
+        if call.retries >= http.max_retries:
+            return False
+        if retry_after is not None and retry_after > http.backoff_max:
+            when = (datetime.now() + timedelta(seconds=retry_after)).strftime("%H:%M:%S")
+            raise Throttled(self.label, f"asked to wait {retry_after:.0f} s (Retry-After) after {reason}, "
+                                        f"longer than this client waits ({http.backoff_max:g} s); try again after {when}",
+                            retry_after=retry_after, status=status, retried=call.retries)
+        wait = retry_after if retry_after is not None else backoff_time(call.retries + 1, http.backoff_factor,
+                                                                          http.backoff_jitter, http.backoff_max)
+        if wait >= call.remaining():
+            raise self._deadline_error(call.what, None, call, reason, status=status)
+        attempt = call.retries + 1
+        report(f"{self.label} {state} ({reason}), retrying in {wait:.1f} s (retry {attempt} of {http.max_retries})",
+               service=self.service, reason=reason, wait=wait, attempt=attempt, retry_after=retry_after)
+        if wait > 0:
+            time.sleep(wait)
+        call.retries = attempt
+        return True
+
+    def _deadline_error(self, what: str, url: str | None, call: _Call, reason: str,
+                        status: int | None = None) -> ServiceError:
+        deadline = self.settings.http.deadline
+        tries = call.retries + 1
+        return ServiceError(self.label, f"{what}: no answer within the {deadline:g} s deadline of one look-up "
+                                        f"({tries} {'try' if tries == 1 else 'tries'}; last: {reason}; "
+                                        f"[http] deadline)", url=url, status=status, retried=call.retries)
+
+    def _transport_error(self, error: BaseException, url: str, what: str, call: _Call) -> ServiceError:
         description = _describe_exception(error)
         connect, read = self.timeout
+        retried = call.retries
         if description == "read timed out":
+            if call.remaining() <= 0.05:
+                return self._deadline_error(what, url, call, "read timed out")
             message = f"{what}: no answer within the {read:g} s read timeout"
         elif description == "connect timed out":
+            if call.remaining() <= 0.05:
+                return self._deadline_error(what, url, call, "connect timed out")
             message = f"{what}: could not connect to {urlsplit(url).netloc} within {connect:g} s"
         else:
             message = f"{what}: {description}"
         return ServiceError(self.label, message, url=url, retried=retried)
 
     def json_of(self, response: requests.Response, what: str) -> Any:
-        """The parsed JSON body; malformed bodies are dropped from the cache and raise ServiceError."""
+        """The parsed JSON body (for answers fetched with ``expect=None``); malformed bodies raise ServiceError."""
         try:
-            return response.json()
-        except ValueError:
-            # Never keep garbage: the next call must ask again instead of replaying it.
+            return parse_json(response)
+        except InvalidAnswer as error:
             self._forget(response)
-            excerpt = " ".join((response.text or "")[:80].split())
-            raise ServiceError(self.label, f"{what}: the answer was not valid JSON ({excerpt!r})",
-                               url=response.url, status=response.status_code) from None
+            raise ServiceError(self.label, f"{what}: {error}", url=response.url, status=response.status_code) from None
 
     def _forget(self, response: requests.Response) -> None:
         key = getattr(response, "cache_key", None)
@@ -626,20 +979,43 @@ class ServiceClient:
             except Exception:  # noqa: BLE001 - forgetting is best effort; the error below matters more
                 pass
 
-    def get(self, url: str, params: dict | None = None, what: str | None = None) -> requests.Response:
-        return self.request("GET", url, params=params, what=what)
+    def get(self, url: str, params: dict | None = None, what: str | None = None,
+            expect: Expect | None = ANY_JSON) -> requests.Response:
+        return self.request("GET", url, params=params, what=what, expect=expect)
 
-    def get_json(self, url: str, params: dict | None = None, what: str | None = None) -> Any:
-        what = what or f"GET {url}"
-        return self.json_of(self.request("GET", url, params=params, what=what), what)
+    def get_json(self, url: str, params: dict | None = None, what: str | None = None,
+                 expect: Expect = ANY_JSON) -> Any:
+        return self.fetch("GET", url, params=params, what=what or f"GET {url}", expect=expect)[1]
 
-    def post_json(self, url: str, data: dict, what: str | None = None) -> Any:
-        what = what or f"POST {url}"
-        return self.json_of(self.request("POST", url, data=data, what=what), what)
+    def post_json(self, url: str, data: dict, what: str | None = None, expect: Expect = ANY_JSON,
+                  params: dict | None = None) -> Any:
+        return self.fetch("POST", url, params=params, data=data, what=what or f"POST {url}", expect=expect)[1]
 
-    def get_text(self, url: str, params: dict | None = None, what: str | None = None) -> str:
-        return self.request("GET", url, params=params, what=what).text
+    def get_text(self, url: str, params: dict | None = None, what: str | None = None,
+                 expect: Expect | None = None) -> str:
+        return self.request("GET", url, params=params, what=what, expect=expect).text
 
-    def post_text(self, url: str, data: dict, what: str | None = None) -> str:
-        return self.request("POST", url, data=data, what=what).text
+    def post_text(self, url: str, data: dict, what: str | None = None, expect: Expect | None = None) -> str:
+        return self.request("POST", url, data=data, what=what, expect=expect).text
 
+
+def backoff_time(retry: int, factor: float, jitter: float, cap: float) -> float:
+    """The wait before the ``retry``-th retry: ``factor·2^(retry-1)`` plus up to ``jitter``, at most ``cap``.
+
+    The first retry already waits ``factor`` (retrying at once only adds load to a server that just
+    said it is busy).
+    """
+    value = factor * (2 ** (retry - 1))
+    if jitter:
+        value += random.random() * jitter
+    return float(max(0.0, min(cap, value)))
+
+
+def _transient(error: BaseException) -> bool:
+    """Faults worth another try: timeouts, refused/reset connections, bodies cut off; not TLS or URL errors."""
+    exceptions = requests.exceptions
+    if isinstance(error, (exceptions.SSLError, exceptions.InvalidURL, exceptions.InvalidSchema,
+                          exceptions.MissingSchema, exceptions.InvalidHeader, exceptions.TooManyRedirects)):
+        return False
+    return isinstance(error, (exceptions.ConnectionError, exceptions.Timeout, exceptions.ChunkedEncodingError,
+                              exceptions.ContentDecodingError))

@@ -18,12 +18,13 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from pydantic import BaseModel, ConfigDict, Field
 
 from biomedgpt.core.chem import try_parse_smiles
 from biomedgpt.core.errors import InputError, InvalidSmilesError
 from biomedgpt.core.settings import Settings
 from biomedgpt.tools.errors import NotFound, OfflineMiss, ServiceError
-from biomedgpt.tools.http import ServiceClient, body_summary
+from biomedgpt.tools.http import ServiceClient, body_summary, expect_json
 from biomedgpt.tools.progress import report
 from biomedgpt.tools.records import Compound, Description
 
@@ -34,6 +35,120 @@ PROPERTY_BATCH = 500  # CIDs per POST; PubChem accepts long lists in a POST body
 INCHIKEY_RE = re.compile(r"^[A-Z]{14}-[A-Z]{10}-[A-Z]$")
 _SMILES_ONLY_CHARS = set("=#@[]()\\/+%")  # characters a compound name practically never has without spaces
 _COMPOUND_PAGE = "https://pubchem.ncbi.nlm.nih.gov/compound/{cid}"
+
+
+# -- the envelopes PubChem answers with (checked before an answer is cached; tools/http.py) -------------------
+# Which empty answers are valid: a similarity search may find nothing (an empty or absent CID list);
+# a name/SMILES/InChIKey look-up always lists at least one CID (PubChem's "no such structure" is [0]);
+# a property, synonym or description look-up for a CID always has at least one row.
+
+
+class _Envelope(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+Text = str | None
+Number = float | str | None  # PubChem sends MolecularWeight as a string, XLogP/TPSA as numbers
+
+
+class _CIDs(_Envelope):
+    CID: list[int] = Field(min_length=1)
+
+
+class CIDLookupAnswer(_Envelope):
+    """``{"IdentifierList": {"CID": [2244]}}`` (``[0]``: no such compound)."""
+
+    IdentifierList: _CIDs
+
+
+class _MaybeCIDs(_Envelope):
+    CID: list[int] = Field(default_factory=list)
+
+
+class SimilarityAnswer(_Envelope):
+    """``{"IdentifierList": {"CID": [...]}}``; no hits is a valid answer."""
+
+    IdentifierList: _MaybeCIDs
+
+
+class PropertyRow(_Envelope):
+    CID: int = Field(gt=0)
+    Title: Text = None
+    IUPACName: Text = None
+    MolecularFormula: Text = None
+    MolecularWeight: Number = None
+    SMILES: Text = None
+    ConnectivitySMILES: Text = None
+    IsomericSMILES: Text = None
+    CanonicalSMILES: Text = None
+    InChI: Text = None
+    InChIKey: Text = None
+    XLogP: Number = None
+    TPSA: Number = None
+
+
+class _Properties(_Envelope):
+    Properties: list[PropertyRow] = Field(min_length=1)
+
+
+class PropertyAnswer(_Envelope):
+    """``{"PropertyTable": {"Properties": [{"CID": 2244, ...}]}}``: at least one row."""
+
+    PropertyTable: _Properties
+
+
+class _SynonymRow(_Envelope):
+    CID: int | None = None
+    Synonym: list[str] = Field(default_factory=list)
+
+
+class _DescriptionRow(_Envelope):
+    CID: int | None = None
+    Title: Text = None
+    Description: Text = None
+    DescriptionSourceName: Text = None
+    DescriptionURL: Text = None
+
+
+class _Synonyms(_Envelope):
+    Information: list[_SynonymRow] = Field(min_length=1)
+
+
+class _Descriptions(_Envelope):
+    Information: list[_DescriptionRow] = Field(min_length=1)
+
+
+class SynonymAnswer(_Envelope):
+    InformationList: _Synonyms
+
+
+class DescriptionAnswer(_Envelope):
+    InformationList: _Descriptions
+
+
+class _ViewSection(_Envelope):
+    TOCHeading: Text = None
+    Section: list[_ViewSection] | None = None
+    Information: list[dict] | None = None
+
+
+class _ViewRecord(_Envelope):
+    Section: list[_ViewSection] | None = None
+    Reference: list[dict] | None = None
+
+
+class PugViewAnswer(_Envelope):
+    """``{"Record": {"Section": [...], "Reference": [...]}}``."""
+
+    Record: _ViewRecord
+
+
+EXPECT_CIDS = expect_json(CIDLookupAnswer)
+EXPECT_SIMILAR = expect_json(SimilarityAnswer)
+EXPECT_PROPERTIES = expect_json(PropertyAnswer)
+EXPECT_SYNONYMS = expect_json(SynonymAnswer)
+EXPECT_DESCRIPTIONS = expect_json(DescriptionAnswer)
+EXPECT_PUG_VIEW = expect_json(PugViewAnswer)
 
 
 def classify_query(query: str | int) -> tuple[str, str | int]:
@@ -171,7 +286,7 @@ class PubChemClient:
         return "/" in smiles or "\\" in smiles or len(smiles) > 200
 
     def _cids(self, data: Any, what: str) -> list[int]:
-        cids = [int(c) for c in ((data or {}).get("IdentifierList") or {}).get("CID", []) if int(c) > 0]
+        cids = [int(c) for c in ((data or {}).get("IdentifierList") or {}).get("CID", []) or [] if int(c) > 0]
         if not cids:
             raise NotFound(self.http.label, f"no compound found for {what}")
         return cids
@@ -183,17 +298,19 @@ class PubChemClient:
         if not name:
             raise InputError("empty compound name")
         what = f"name {name!r}"
-        data = self.http.get_json(self._pug("compound", "name", quote(name, safe=""), "cids", "JSON"), what=what)
+        data = self.http.get_json(self._pug("compound", "name", quote(name, safe=""), "cids", "JSON"), what=what,
+                                  expect=EXPECT_CIDS)
         return self._cids(data, what)
 
     def cids_for_smiles(self, smiles: str) -> list[int]:
         smiles = self._valid_smiles(smiles)
         what = f"SMILES {smiles!r}"
         if self._awkward(smiles):
-            data = self.http.post_json(self._pug("compound", "smiles", "cids", "JSON"), {"smiles": smiles}, what=what)
+            data = self.http.post_json(self._pug("compound", "smiles", "cids", "JSON"), {"smiles": smiles}, what=what,
+                                       expect=EXPECT_CIDS)
         else:
             data = self.http.get_json(self._pug("compound", "smiles", quote(smiles, safe=""), "cids", "JSON"),
-                                      what=what)
+                                      what=what, expect=EXPECT_CIDS)
         return self._cids(data, what)
 
     def cids_for_inchikey(self, key: str) -> list[int]:
@@ -202,7 +319,8 @@ class PubChemClient:
             raise InputError(f"{key!r} is not an InChIKey (expected 14-10-1 upper-case letters, e.g. "
                              f"BSYNRYMUTXBXSQ-UHFFFAOYSA-N)")
         what = f"InChIKey {key}"
-        return self._cids(self.http.get_json(self._pug("compound", "inchikey", key, "cids", "JSON"), what=what), what)
+        return self._cids(self.http.get_json(self._pug("compound", "inchikey", key, "cids", "JSON"), what=what,
+                                             expect=EXPECT_CIDS), what)
 
     @staticmethod
     def _valid_smiles(smiles: str) -> str:
@@ -264,7 +382,7 @@ class PubChemClient:
                 report(f"PubChem properties: batch {number} of {len(batches)} ({len(batch)} CIDs)",
                        service="pubchem", batch=number, batches=len(batches))
             label = f"CID {batch[0]}" if len(batch) == 1 else f"CIDs {batch[0]}…{batch[-1]} ({len(batch)})"
-            data = self.http.post_json(url, {"cid": ",".join(map(str, batch))}, what=label)
+            data = self.http.post_json(url, {"cid": ",".join(map(str, batch))}, what=label, expect=EXPECT_PROPERTIES)
             table = (data or {}).get("PropertyTable") or {}
             for row in table.get("Properties", []) or []:
                 if "CID" in row:
@@ -276,7 +394,7 @@ class PubChemClient:
         """The first ``top`` synonyms (PubChem lists the most common names first)."""
         cid = _check_cid(cid)
         data = self.http.get_json(self._pug("compound", "cid", str(cid), "synonyms", "JSON"),
-                                  what=f"synonyms of CID {cid}")
+                                  what=f"synonyms of CID {cid}", expect=EXPECT_SYNONYMS)
         info = ((data or {}).get("InformationList") or {}).get("Information") or [{}]
         return list(info[0].get("Synonym", []))[:top]
 
@@ -286,7 +404,7 @@ class PubChemClient:
         found: list[Description] = []
         try:
             data = self.http.get_json(self._pug("compound", "cid", str(cid), "description", "JSON"),
-                                      what=f"descriptions of CID {cid}")
+                                      what=f"descriptions of CID {cid}", expect=EXPECT_DESCRIPTIONS)
             for info in ((data or {}).get("InformationList") or {}).get("Information", []) or []:
                 text = (info.get("Description") or "").strip()
                 if text:
@@ -298,7 +416,7 @@ class PubChemClient:
             try:
                 record = self.http.get_json(self.http.url("rest", "pug_view", "data", "compound", str(cid), "JSON"),
                                             params={"heading": "Record Description"},
-                                            what=f"PUG-View record of CID {cid}")
+                                            what=f"PUG-View record of CID {cid}", expect=EXPECT_PUG_VIEW)
                 found = descriptions_from_pug_view(record or {}, cid)
             except NotFound:
                 pass
@@ -322,19 +440,19 @@ class PubChemClient:
             query_cid = _check_cid(int(smiles_or_cid))
             what = f"compounds similar to CID {query_cid}"
             data = self.http.get_json(self._pug("compound", "fastsimilarity_2d", "cid", str(query_cid), "cids",
-                                                "JSON"), params=params, what=what)
+                                                "JSON"), params=params, what=what, expect=EXPECT_SIMILAR)
         else:
             smiles = self._valid_smiles(str(smiles_or_cid))
             what = f"compounds similar to SMILES {smiles!r}"
             if self._awkward(smiles):
-                response = self.http.request("POST", self._pug("compound", "fastsimilarity_2d", "smiles", "cids",
-                                                               "JSON"), params=params, data={"smiles": smiles},
-                                             what=what)
-                data = self.http.json_of(response, what)
+                data = self.http.post_json(self._pug("compound", "fastsimilarity_2d", "smiles", "cids", "JSON"),
+                                           {"smiles": smiles}, params=params, what=what, expect=EXPECT_SIMILAR)
             else:
                 data = self.http.get_json(self._pug("compound", "fastsimilarity_2d", "smiles",
-                                                    quote(smiles, safe=""), "cids", "JSON"), params=params, what=what)
-        cids = [c for c in self._cids(data, what) if c != query_cid][:max_records]
+                                                    quote(smiles, safe=""), "cids", "JSON"), params=params, what=what,
+                                          expect=EXPECT_SIMILAR)
+        found = [int(c) for c in ((data or {}).get("IdentifierList") or {}).get("CID", []) or [] if int(c) > 0]
+        cids = [c for c in found if c != query_cid][:max_records]
         return self.properties(cids) if cids else []
 
     # -- details ----------------------------------------------------------------------------------------

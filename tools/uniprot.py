@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from pydantic import BaseModel, ConfigDict, Field
 
 from biomedgpt.core.errors import InputError
 from biomedgpt.core.settings import Settings
 from biomedgpt.tools.errors import InactiveEntry, NotFound, ServiceError
-from biomedgpt.tools.http import ServiceClient, body_summary
+from biomedgpt.tools.http import ServiceClient, body_summary, expect_json
 from biomedgpt.tools.progress import report
 from biomedgpt.tools.records import ProteinEntry
 
@@ -34,6 +35,85 @@ ORGANISMS = {
     "c. elegans": 6239, "arabidopsis": 3702, "ecoli": 83333, "e. coli": 83333, "bovine": 9913,
     "cow": 9913, "pig": 9823, "chicken": 9031, "xenopus": 8355,
 }
+
+
+# -- the envelopes UniProt answers with (checked before an answer is cached; tools/http.py) --------------------
+# An entry always has a non-empty primaryAccession (also an inactive one); a search answers
+# {"results": [...]}, and no hits is a valid answer. The fields the parser reads have their types checked.
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class _Value(_Shape):
+    value: str | None = None
+
+
+class _Name(_Shape):
+    fullName: _Value | None = None
+
+
+class _Description(_Shape):
+    recommendedName: _Name | None = None
+    submissionNames: list[_Name] | None = None
+
+
+class _Gene(_Shape):
+    geneName: _Value | None = None
+    synonyms: list[_Value] | None = None
+    orderedLocusNames: list[_Value] | None = None
+    orfNames: list[_Value] | None = None
+
+
+class _Comment(_Shape):
+    commentType: str | None = None
+    texts: list[_Value] | None = None
+    subcellularLocations: list[dict] | None = None
+    disease: dict | None = None
+
+
+class _XRef(_Shape):
+    database: str | None = None
+    id: str | None = None
+    properties: list[dict] | None = None
+
+
+class _Organism(_Shape):
+    scientificName: str | None = None
+    taxonId: int | None = None
+
+
+class _Sequence(_Shape):
+    value: str | None = None
+    length: int | None = None
+    molWeight: float | None = None
+
+
+class EntryAnswer(_Shape):
+    """One UniProtKB entry (``/uniprotkb/P05067.json`` or a search hit)."""
+
+    primaryAccession: str = Field(min_length=1)
+    entryType: str | None = None
+    uniProtkbId: str | None = None
+    proteinDescription: _Description | None = None
+    genes: list[_Gene] | None = None
+    comments: list[_Comment] | None = None
+    uniProtKBCrossReferences: list[_XRef] | None = None
+    keywords: list[dict] | None = None
+    organism: _Organism | None = None
+    sequence: _Sequence | None = None
+    inactiveReason: dict | None = None
+
+
+class SearchAnswer(_Shape):
+    """``{"results": [entry, ...]}``; an empty list is a valid answer (no hits)."""
+
+    results: list[EntryAnswer]
+
+
+EXPECT_ENTRY = expect_json(EntryAnswer)
+EXPECT_SEARCH = expect_json(SearchAnswer)
 
 
 @dataclass
@@ -177,7 +257,7 @@ class UniProtClient:
         """The entry of ``accession``; the accession is checked before anything is sent."""
         accession = check_accession(accession)
         data = self.http.get_json(self.http.url("uniprotkb", f"{accession}.json"),
-                                  what=f"accession {accession}")
+                                  what=f"accession {accession}", expect=EXPECT_ENTRY)
         return protein_from_json(data or {})
 
     def search(self, query: str, fields: Sequence[str] | str | None = None, size: int = 25,
@@ -207,8 +287,8 @@ class UniProtClient:
             if page > 1:
                 report(f"UniProt search {query!r}: page {page} ({len(entries)} of {min(wanted, total)} entries so far)",
                        service="uniprot", page=page, fetched=len(entries), total=total)
-            response = self.http.get(url, params=params, what=f"search {query!r} (page {page})")
-            data = self.http.json_of(response, f"search {query!r}")
+            response, data = self.http.fetch("GET", url, params=params, what=f"search {query!r} (page {page})",
+                                             expect=EXPECT_SEARCH)
             header = response.headers.get("X-Total-Results")
             if header and header.isdigit():
                 total = int(header)

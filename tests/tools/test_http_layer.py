@@ -12,7 +12,7 @@ import pytest
 
 from biomedgpt.core.settings import reset_settings
 from biomedgpt.tools.errors import OfflineMiss, ServiceError, StoreError, Throttled
-from biomedgpt.tools.http import RateLimiter, parse_throttling, reset_sessions
+from biomedgpt.tools.http import SharedRateLimiter, parse_throttling, reset_sessions
 from biomedgpt.tools.pubchem import PubChemClient
 from tests.fakeservers import (
     PROPERTY_URI,
@@ -214,29 +214,32 @@ def test_twenty_lookups_on_four_threads_respect_five_per_second(fake_services, h
     assert max_in_window(times, 1.0) <= 5
 
 
-def test_rate_limiter_windows_with_an_injected_clock():
-    now = [0.0]
-    slept = []
+def test_shared_rate_limiter_windows_with_small_limits(tmp_path):
+    import time
 
-    def sleep(seconds):
-        slept.append(seconds)
-        now[0] += seconds
+    from biomedgpt.tools.http import _NoSlot
 
-    limiter = RateLimiter([(5, 1.0), (8, 60.0)], clock=lambda: now[0], sleep=sleep)
+    limiter = SharedRateLimiter(tmp_path / "rate.sqlite", "test", [(3, 0.5), (5, 60.0)])
     stamps = []
-    for _ in range(10):
+    started = time.monotonic()
+    for _ in range(5):
         limiter.acquire()
-        stamps.append(now[0])
+        stamps.append(time.monotonic() - started)
 
-    assert stamps[:5] == [0.0] * 5
-    assert stamps[5:8] == [1.0, 1.0, 1.0]  # the per-second window opens again after 1 s
-    assert stamps[8:] == [60.0, 60.0]  # then the per-minute window (8/min) holds the rest back
-    assert max_in_window(stamps, 1.0) <= 5
+    assert max_in_window(stamps, 0.5) <= 3  # the short window: 3 per 0.5 s
+    assert stamps[3] >= 0.45  # the fourth waited for it
+    with pytest.raises(_NoSlot) as caught:  # the long window (5 per minute) is used up
+        limiter.acquire(deadline=time.monotonic() + 1.0)
+    assert caught.value.limit == 5 and 55 < caught.value.wait <= 61
 
-    limiter.scale = 0.2  # Red: a fifth of the rate
-    assert limiter.limits() == [(1, 1.0), (1, 60.0)]
+    assert limiter.limits(0.5) == [(1, 0.5), (2, 60.0)]  # Yellow: weight 2
+    assert limiter.limits(0.2) == [(1, 0.5), (1, 60.0)]  # Red: weight capped at the smallest limit
+    other = SharedRateLimiter(tmp_path / "rate.sqlite", "test", [(3, 0.5), (5, 60.0)])  # another process, same file
+    with pytest.raises(_NoSlot):
+        other.acquire(deadline=time.monotonic() + 0.5)
+    assert SharedRateLimiter(tmp_path / "r2.sqlite", "t", [(5, 1.0), (3, 60.0)]).windows == [(3, 60.0)]
     with pytest.raises(ValueError):
-        RateLimiter([(0, 1.0)])
+        SharedRateLimiter(tmp_path / "r3.sqlite", "t", [(0, 1.0)])
 
 
 # -- cache and offline mode ------------------------------------------------------------------------------
