@@ -13,6 +13,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,12 +192,21 @@ class Assistant:
             yield from self._stream(question, session)
 
     def _stream(self, question: str, session: str | None) -> Iterator[Event]:
+        graph, config, context, inputs = self._prepare(question, session)
+        # A named session: one turn at a time (its lock), continuing from its last answered turn
+        # (agent/session.py: a turn without a stored answer leaves nothing behind).
+        turn = self.store().turn(session) if session is not None else nullcontext(dict(config["configurable"]))
+        with turn as configurable:
+            yield from self._run(graph, {**config, "configurable": configurable}, config, context, inputs,
+                                 question, session)
+
+    def _run(self, graph: Any, run_config: dict, config: dict, context: Any, inputs: dict, question: str,
+             session: str | None) -> Iterator[Event]:
         from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
         from langgraph.errors import GraphRecursionError
 
-        graph, config, context, inputs = self._prepare(question, session)
         try:
-            for mode, chunk in graph.stream(inputs, config, context=context,
+            for mode, chunk in graph.stream(inputs, run_config, context=context,
                                             stream_mode=["updates", "messages", "custom"]):
                 if mode == "custom":
                     message = chunk.get("progress") if isinstance(chunk, dict) else chunk
