@@ -66,6 +66,9 @@ class TrainConfig(StrictConfig):
     keep_checkpoints: int = Field(2, ge=1)
     log_every: int = Field(1, ge=1)
     resume: bool = Field(True, description="continue from the newest checkpoint in run_dir when present")
+    trust_run_dir: bool = Field(False, description="load checkpoints holding pickled objects (run directories from "
+                                                   "before issue 13); they can run code: only for run dirs you trust. "
+                                                   "Never written to config.yaml")
     progress: bool = True
     save_final_model: bool = True
 
@@ -245,4 +248,4 @@ def load_config(kind: str, name_or_path: str | Path = "tiny", overrides: list[st
 
 def dump_config(config: TrainConfig) -> str:
     """The resolved config as YAML (paths as strings), as written to ``run_dir/config.yaml``."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    return yaml.safe_dump(config.model_dump(mode="json", exclude={"trust_run_dir"}), sort_keys=False)

@@ -77,18 +77,61 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The RNG states of this process as tensors and plain values only (``torch.load(weights_only=True)`` reads them)."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),  # (version, tuple of ints, gauss or None)
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                  "position": int(position), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    python = state["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    numpy_state = state["numpy"]
+    if isinstance(numpy_state, dict):
+        keys = np.asarray(numpy_state["keys"].numpy() if torch.is_tensor(numpy_state["keys"]) else numpy_state["keys"],
+                          dtype=np.uint32)
+        np.random.set_state((numpy_state["kind"], keys, numpy_state["position"], numpy_state["has_gauss"],
+                             numpy_state["cached_gaussian"]))
+    else:  # a run directory from before issue 13, loaded with --trust-run-dir
+        np.random.set_state(numpy_state)
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_checkpoint_file(path: Path, *, trust: bool = False) -> Any:
+    """``torch.load`` a checkpoint file with ``weights_only=True``; pickled objects need ``trust``.
+
+    Why: ``torch.load(weights_only=False)`` runs whatever the pickle names, so resuming from someone else's
+    run directory could execute code. Checkpoints written since issue 13 hold tensors and plain values
+    only; an older file (numpy RNG state pickled as an ndarray) loads only when the user vouches for it
+    with ``--trust-run-dir``.
+    """
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if not trust:
+            raise CheckpointError(
+                f"checkpoint file {path} holds pickled Python objects, which loading could execute (a run "
+                f"directory from an older biomedgpt, or not written by biomedgpt); if you trust this run "
+                f"directory, resume with `biomedgpt train ... --trust-run-dir` (or --set trust_run_dir=true); "
+                f"otherwise start a new run_dir ({str(error).splitlines()[-1][:160] if str(error) else ''})"
+            ) from None
+    except Exception as error:  # noqa: BLE001 - any unreadable file is the same user problem
+        raise CheckpointError(f"checkpoint file {path} cannot be read: {error}") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # noqa: BLE001
+        raise CheckpointError(f"checkpoint file {path} cannot be read: {error}") from None
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -259,10 +302,10 @@ class Trainer:
         """Restore everything ``save_checkpoint`` wrote; a mismatched run is a ``CheckpointError``."""
         from torch.distributed.checkpoint.state_dict import set_state_dict
 
-        try:
-            state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
-        except Exception as error:  # noqa: BLE001 - any unreadable file is the same user problem
-            raise CheckpointError(f"checkpoint {path} cannot be read: {error}") from None
+        trust = self.config.trust_run_dir
+        rng_file = path / f"rng-rank{self.env.rank}.pt"
+        state = load_checkpoint_file(path / "state.pt", trust=trust)
+        rng = load_checkpoint_file(rng_file, trust=trust) if rng_file.is_file() else None  # checked before anything changes
         for key in ("global_batch_size", "seed"):
             if state[key] != getattr(self.config, key):
                 raise CheckpointError(
@@ -283,9 +326,8 @@ class Trainer:
         for group, base, fn in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):
             group["lr"] = base * fn(self.scheduler.last_epoch)
         self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
-        rng_file = path / f"rng-rank{self.env.rank}.pt"
-        if rng_file.is_file():
-            set_rng_state(torch.load(rng_file, map_location="cpu", weights_only=False))
+        if rng is not None:
+            set_rng_state(rng)
 
     # ---- logging ------------------------------------------------------------------------------
     @property

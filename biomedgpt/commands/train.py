@@ -23,11 +23,15 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if k != "loss_history"}
 
 
-def _run(kind: str, config_name: str, overrides: list[str], as_json: bool) -> None:
+HELP_TRUST = ("Resume from checkpoints that hold pickled Python objects (run directories written before "
+              "issue 13). Loading them can run code: use only for run directories you trust.")
+
+
+def _run(kind: str, config_name: str, overrides: list[str], as_json: bool, trust_run_dir: bool = False) -> None:
     from biomedgpt.training.config import load_config
     from biomedgpt.training.distributed import cleanup, init_distributed
 
-    config = load_config(kind, config_name, overrides)
+    config = load_config(kind, config_name, [*overrides, *(["trust_run_dir=true"] if trust_run_dir else [])])
     env = init_distributed()
     try:
         if kind == "lm":
@@ -67,26 +71,29 @@ def register(app: typer.Typer) -> None:
         config: str = typer.Option(..., "--config", "-c", help=HELP_CONFIG),
         set_: list[str] = typer.Option([], "--set", help=HELP_SET),
         as_json: bool = typer.Option(False, "--json", help="Print the final metrics as one JSON object."),
+        trust_run_dir: bool = typer.Option(False, "--trust-run-dir", help=HELP_TRUST),
     ) -> None:
         """Incremental causal-LM training on raw text (sentence-packed to the context length)."""
-        _run("lm", config, set_, as_json)
+        _run("lm", config, set_, as_json, trust_run_dir)
 
     @train_app.command("align")
     def train_align_command(
         config: str = typer.Option(..., "--config", "-c", help=HELP_CONFIG),
         set_: list[str] = typer.Option([], "--set", help=HELP_SET),
         as_json: bool = typer.Option(False, "--json", help="Print the final metrics as one JSON object."),
+        trust_run_dir: bool = typer.Option(False, "--trust-run-dir", help=HELP_TRUST),
     ) -> None:
         """Multimodal alignment: LM frozen, adaptors (and optionally encoders) trained."""
-        _run("align", config, set_, as_json)
+        _run("align", config, set_, as_json, trust_run_dir)
 
     @train_app.command("qa")
     def train_qa_command(
         config: str = typer.Option(..., "--config", "-c", help=HELP_CONFIG),
         set_: list[str] = typer.Option([], "--set", help=HELP_SET),
         as_json: bool = typer.Option(False, "--json", help="Print the final metrics as one JSON object."),
+        trust_run_dir: bool = typer.Option(False, "--trust-run-dir", help=HELP_TRUST),
     ) -> None:
         """MCQA fine-tuning, then accuracy by generation and by option log-likelihood."""
-        _run("qa", config, set_, as_json)
+        _run("qa", config, set_, as_json, trust_run_dir)
 
     app.add_typer(train_app, name="train")

@@ -143,7 +143,7 @@ def test_alignment_freezes_the_lm_and_respects_encoder_flags(tmp_path):
     assert all(torch.equal(v, model.prot_structure_encoder.state_dict()[k]) for k, v in prot_before.items())
     assert any(not torch.equal(v, model.mol_structure_encoder.state_dict()[k]) for k, v in gin_before.items())
     assert not torch.equal(adaptor_before, model.proj_prot.weight)
-    saved = torch.load(latest_checkpoint(tmp_path) / "state.pt", weights_only=False)["model"]
+    saved = torch.load(latest_checkpoint(tmp_path) / "state.pt", weights_only=True)["model"]
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     gin_statistics = {f"mol_structure_encoder.{n}" for n, _ in model.mol_structure_encoder.named_buffers()}
     assert gin_statistics and all(".batch_norms." in k for k in gin_statistics)
