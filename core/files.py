@@ -1,13 +1,15 @@
-"""Atomic file and folder writes: ``from biomedgpt.core.files import atomic_write_text, atomic_dir``.
+"""Atomic file and folder writes and checksums: ``from biomedgpt.core.files import atomic_write_text, atomic_dir``.
 
 Why one module: caches, indexes, checkpoints, reports and converted weights must never be seen half
-written (a killed process leaves the old version or the new one, nothing in between). ``core/`` is
-the ground floor of the import graph, so every room uses these.
+written (a killed process leaves the old version or the new one, nothing in between), and shipped
+weights must never load corrupted (``SHA256SUMS`` next to them, checked at load). ``core/`` is the
+ground floor of the import graph, so every room uses these.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -74,3 +76,54 @@ def atomic_dir(folder: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+SUMS_FILE = "SHA256SUMS"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256sums_text(folder: str | Path, names: list[str]) -> str:
+    """``sha256sum``-format lines (``<hex>  <name>``) for ``names`` in ``folder``."""
+    return "".join(f"{sha256_file(Path(folder) / name)}  {name}\n" for name in sorted(names))
+
+
+def read_sha256sums(path: str | Path) -> dict[str, str]:
+    """``{name: sha256}`` from a ``sha256sum``-format file (``<hex>  <name>`` or ``<hex> *<name>``)."""
+    from biomedgpt.core.errors import CheckpointError
+
+    sums: dict[str, str] = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or len(parts[0]) != 64 or any(c not in "0123456789abcdef" for c in parts[0].lower()):
+            raise CheckpointError(f"{path}:{number} is not a sha256sum line (<64 hex digits>  <file name>)")
+        sums[parts[1].strip().lstrip("*")] = parts[0].lower()
+    return sums
+
+
+def verify_sha256sums(folder: str | Path) -> dict[str, str]:
+    """Check every file listed in ``folder/SHA256SUMS``; a missing or different file is a ``CheckpointError``."""
+    from biomedgpt.core.errors import CheckpointError
+
+    folder = Path(folder)
+    sums = read_sha256sums(folder / SUMS_FILE)
+    for name, expected in sums.items():
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"{path} is listed in {folder / SUMS_FILE} but missing; reinstall or re-export "
+                                  f"the weights")
+        found = sha256_file(path)
+        if found != expected:
+            raise CheckpointError(f"{path} does not match its checksum in {folder / SUMS_FILE} (expected "
+                                  f"{expected}, found {found}): the file is corrupt or was changed; reinstall "
+                                  f"the package or re-export the weights")
+    return sums

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from biomedgpt.core.files import atomic_dir
+from biomedgpt.core.files import SUMS_FILE, atomic_dir, verify_sha256sums
 from torch import nn
 
 from biomedgpt.model.config import BioMedGPTConfig, get_preset
@@ -207,12 +207,18 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
 def load_pretrained(
     folder: str | Path, *, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None
 ) -> Any:
-    """A model saved by ``save_pretrained`` (keys checked exactly; the LM from ``llm/`` or its source)."""
+    """A model saved by ``save_pretrained`` (keys checked exactly; the LM from ``llm/`` or its source).
+
+    A folder with a ``SHA256SUMS`` file (the shipped ``model/weights/*``, ``export-weights`` output) is checked
+    against it first: a corrupted file is a ``CheckpointError`` naming it, before any weight is read.
+    """
     from safetensors.torch import load_file
 
     from biomedgpt.model.biomedgpt import BioMedGPT
 
     folder = Path(folder)
+    if (folder / SUMS_FILE).is_file():  # shipped and exported folders: checked before anything is loaded
+        verify_sha256sums(folder)
     manifest = read_manifest(folder)
     config = BioMedGPTConfig.from_dict(manifest["config"])
     weights = folder / "model.safetensors"

@@ -98,10 +98,63 @@ def _cache_complete(folder: Path) -> bool:
     return (folder / CONVERSION_MARKER).is_file() and (folder / "config.json").is_file()
 
 
+def write_conversion_stamp(folder: Path, info: dict[str, Any]) -> None:
+    """Write ``CONVERSION_MARKER``: ``info`` plus each file's size, mtime and sha256 (checked at every load)."""
+    from biomedgpt.core.files import atomic_write_text, sha256_file
+
+    files = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.name != CONVERSION_MARKER:
+            stat = path.stat()
+            files[path.name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256_file(path)}
+    atomic_write_text(folder / CONVERSION_MARKER, json.dumps({**info, "files": files}, indent=2))
+
+
+def check_conversion(folder: Path) -> None:
+    """Check a converted LM folder against its stamp: files whose size and mtime are as stamped pass without
+    being read (270 MB are not rehashed on every load); a changed one is rehashed once and must still match.
+
+    A folder converted before stamps existed is stamped now. A damaged file is a ``CheckpointError`` that says
+    how to rebuild the cache.
+    """
+    from biomedgpt.core.files import sha256_file
+
+    marker = folder / CONVERSION_MARKER
+    try:
+        stamp = json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError):
+        stamp = {}
+    files = stamp.get("files") if isinstance(stamp, dict) else None
+    if not isinstance(files, dict) or not files:
+        write_conversion_stamp(folder, {k: v for k, v in (stamp or {}).items() if k != "files"})
+        return
+    restamp = False
+    for name, expected in files.items():
+        path = folder / name
+        damaged = None
+        if not path.is_file():
+            damaged = f"{name} is missing"
+        else:
+            stat = path.stat()
+            if stat.st_size == expected.get("size") and stat.st_mtime_ns == expected.get("mtime_ns"):
+                continue
+            if sha256_file(path) != expected.get("sha256"):
+                damaged = f"{name} changed since the conversion (sha256 differs)"
+            else:
+                restamp = True  # touched or copied, same bytes
+        if damaged:
+            raise CheckpointError(f"the converted LM cache {folder} is damaged: {damaged}; delete the folder "
+                                  f"(rm -r {folder}) and it is converted again on the next load")
+    if restamp:
+        write_conversion_stamp(folder, {k: v for k, v in stamp.items() if k != "files"})
+
+
 def ensure_smollm2() -> Path:
-    """The converted SmolLM2 folder, converting the GGUF once (atomically) when it is missing."""
+    """The converted SmolLM2 folder, converting the GGUF once (atomically) when it is missing; an existing
+    one is checked against its conversion stamp (:func:`check_conversion`)."""
     target = smollm2_cache_dir()
     if _cache_complete(target):
+        check_conversion(target)
         return target
     gguf = smollm2_gguf_path()
     from transformers import AutoTokenizer, GgufConfig, LlamaConfig, LlamaForCausalLM
@@ -126,9 +179,7 @@ def ensure_smollm2() -> Path:
         del quantized, clean
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         tokenizer.save_pretrained(tmp)
-        (tmp / CONVERSION_MARKER).write_text(
-            json.dumps({"source": str(gguf), "size": gguf.stat().st_size, "dtype": "bfloat16"}, indent=2)
-        )
+        write_conversion_stamp(tmp, {"source": str(gguf), "size": gguf.stat().st_size, "dtype": "bfloat16"})
         if target.exists():  # a stale, incomplete folder (the complete case returned above)
             shutil.rmtree(target)
         try:

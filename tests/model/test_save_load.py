@@ -79,7 +79,7 @@ def test_weights_report_lists_the_three_weight_sets():
     from biomedgpt.model import weights_report
 
     rows = weights_report(with_hashes=False)
-    assert [set(r) for r in rows] == [{"name", "path", "found", "trained", "sha256", "note"}] * 3
+    assert [set(r) for r in rows] == [{"name", "path", "found", "trained", "sha256", "files", "note"}] * 3
     gguf, _cache, mini = rows
     assert gguf["found"] is True and gguf["path"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
     assert mini["found"] is True and mini["trained"] is True and mini["path"].endswith("weights/mini")
@@ -133,7 +133,7 @@ def test_export_weights_ships_a_trained_folder_in_fp16_atomically(tiny_model, tm
     (tmp_path / "shipped" / "stale.bin").write_bytes(b"old")  # replaced as a whole, not merged
     result = CliRunner().invoke(app, ["export-weights", str(run), "--out", str(tmp_path / "shipped")])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "shipped").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "shipped").iterdir()) == ["SHA256SUMS", "config.json", "model.safetensors"]
     assert "model.safetensors\t" in result.output and len(result.output.split("\t")[-1].strip()) == 64
     shipped = load_pretrained(tmp_path / "shipped")
     assert shipped.config.trained
