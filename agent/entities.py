@@ -101,6 +101,20 @@ def looks_like_smiles(token: str) -> bool:
     return False
 
 
+#: Written only in SMILES's alphabet (organic-subset atoms, bracket atoms, bonds, rings, branches): a token
+#: like this that RDKit rejects is a malformed structure, not a name ("(R)-ibuprofen" has other letters).
+_SMILES_ALPHABET_RE = re.compile(r"^(?:Cl|Br|[BCNOSPFIbcnosp]|\[[^\]\s]*\]|[0-9@+\-=#$/\\%().:*])+$")
+
+
+def malformed_smiles(token: str) -> bool:
+    """True for a token written as a SMILES that RDKit cannot read (``C1CC(C``, ``c1cccc1``, ``C[Xx]C``)."""
+    token = token.strip("?!,;:.\"'`“”‘’")
+    atoms = len(re.findall(r"Cl|Br|[BCNOSPFIbcnosp]", re.sub(r"\[[^\]]*\]", "C", token)))
+    structured = any(ch in "=#()[]@" for ch in token) or (atoms >= 3 and re.search(r"[A-Za-z]\d", token))
+    return (len(token) >= 3 and bool(structured) and looks_like_smiles(token)
+            and bool(_SMILES_ALPHABET_RE.match(token)) and not is_valid_smiles(token))
+
+
 def _smiles_variants(token: str) -> list[str]:
     """The token and the trims that undo the punctuation of a sentence around it."""
     out = [token]

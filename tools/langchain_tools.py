@@ -16,6 +16,7 @@ The clients are built lazily and reused while the settings object is the same (t
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -219,7 +220,8 @@ def _uniprot_search(query: str, size: int = DEFAULT_SIZE) -> tuple[str, list[dic
 
 def _literature_search(query: str, k: int = DEFAULT_K) -> tuple[str, dict]:
     store = _store()
-    passages = list(store.search(query, k=k))
+    asked = re.fullmatch(r"\s*PMID[:\s]*(\d{1,9})\s*", query, re.I)  # one record by its identifier
+    passages = list(store.search(query, k=k, pmid=asked.group(1) if asked else None))
     searched = store.count()
     if not passages:
         return f"The literature store has no passages for {query!r} ({searched} chunks searched).", \

@@ -75,10 +75,18 @@ class IngestReport(BaseModel):
     chunks_added: int = 0
     chunks_skipped: int = 0
     skipped_rows: int = 0
+    skipped_files: int = 0  # whole files not read: binary content (an executable or image named .md/.txt)
     problems: list[str] = Field(default_factory=list)
 
     def problem(self, message: str) -> None:
         self.skipped_rows += 1
+        self._note(message)
+
+    def skip_file(self, message: str) -> None:
+        self.skipped_files += 1
+        self._note(message)
+
+    def _note(self, message: str) -> None:
         if len(self.problems) < 50:
             self.problems.append(message)
         log.info("skipped: %s", message)
@@ -356,9 +364,29 @@ def _looks_like_medline(path: Path) -> bool:
     return head.startswith("PMID-")
 
 
+def looks_binary(data: bytes, sample: int = 8192) -> bool:
+    """True for content that is not text: a NUL byte in the first ``sample`` bytes, or more than 10 % of them
+    undecodable as UTF-8 or control characters (an ELF, a PDF's binary streams, an image)."""
+    head = data[:sample]
+    if not head:
+        return False
+    if b"\x00" in head:
+        return True
+    text = head.decode("utf-8", errors="replace")
+    odd = text.count("\ufffd") + sum(1 for ch in text if ord(ch) < 32 and ch not in "\t\n\r\f\v\b")
+    return odd > 0.1 * len(text)
+
+
 def iter_documents(path: Path, report: IngestReport) -> Iterator[Document]:
-    """Documents of one file, chosen by its suffix (``.gz`` allowed); unreadable rows go to ``report``."""
+    """Documents of one file, chosen by its suffix (``.gz`` allowed); unreadable rows go to ``report``.
+
+    A file whose content is binary (whatever its name) is skipped and counted in ``report.skipped_files``.
+    """
     suffix = _suffix(path)
+    if suffix in ALL_SUFFIXES and looks_binary(_open_bytes(path)):
+        report.skip_file(f"{path}: binary content (not text), not ingested; ingest reads text formats "
+                         f"({', '.join(ALL_SUFFIXES)})")
+        return
     if suffix in JSONL_SUFFIXES:
         yield from _read_jsonl(path, report)
     elif suffix in XML_SUFFIXES:
@@ -627,8 +655,12 @@ class LiteratureStore:
 
     # -- search ----------------------------------------------------------------------------------
 
-    def search(self, query: str, k: int = 5) -> list[Passage]:
-        """The ``k`` chunks closest to ``query``; ``score`` is the cosine similarity (higher is closer)."""
+    def search(self, query: str, k: int = 5, *, pmid: str | None = None) -> list[Passage]:
+        """The ``k`` chunks closest to ``query``; ``score`` is the cosine similarity (higher is closer).
+
+        With ``pmid``, only that record's chunks are searched and each scores 1.0: it was asked for by
+        its identifier, so it is relevant by identity, not by similarity.
+        """
         if not isinstance(query, str) or not query.strip():
             raise InputError("search needs a non-empty query")
         if not isinstance(k, int) or not 1 <= k <= MAX_K:
@@ -638,7 +670,8 @@ class LiteratureStore:
         collection = self.collection
         if self.count() == 0:
             return []
-        result = self._call("query", collection.query, query_texts=[query.strip()], n_results=k,
+        where = {"pmid": str(pmid)} if pmid else None
+        result = self._call("query", collection.query, query_texts=[query.strip()], n_results=k, where=where,
                             include=["documents", "metadatas", "distances"])
         passages = []
         for text, meta, distance in zip(result["documents"][0], result["metadatas"][0], result["distances"][0]):
@@ -646,7 +679,7 @@ class LiteratureStore:
             year = meta.get("year")
             passages.append(Passage(text=text or "", pmid=meta.get("pmid"), title=meta.get("title"),
                                     year=int(year) if year is not None else None, chunk=int(meta.get("chunk", 0)),
-                                    score=round(1.0 - float(distance), 4),
+                                    score=1.0 if pmid else round(1.0 - float(distance), 4),
                                     source=meta.get("source") if not meta.get("pmid") else None))
         return passages
 

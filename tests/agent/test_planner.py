@@ -93,7 +93,7 @@ def test_routing_table(question, context, offline, intent, attributes, calls):
     result = plan(question, PlanContext(entities=context, offline=offline))
     assert result.intent == intent, (result.intent, result.entities)
     if attributes is not None:
-        assert result.attributes == attributes
+        assert set(attributes) <= set(result.attributes) and result.attributes[:1] == attributes[:1]
     _check_calls(result, calls)
 
 

@@ -1,7 +1,7 @@
 """Question understanding learned from the example table: ``pytest -q tests/agent/test_understanding.py``.
 
 The dev split of ``agent/data/intents.yaml`` (rows marked ``split: dev``) never trains the classifiers; the
-floors below are what it measured when the thresholds were chosen (intent 0.81, attributes P 0.89 / R 0.81),
+floors below are what it measured when the thresholds were chosen (intent 0.82, attributes P 0.84 / R 0.80),
 minus a margin, so a change to the table or the classifier that loses accuracy fails here.
 """
 
@@ -48,8 +48,8 @@ def test_dev_split_accuracy():
         if row["intent"] in ("attribute", "compare", "similar"):
             gold, found = set(row.get("attributes") or []), set(got.attributes)
             tp, fp, fn = tp + len(gold & found), fp + len(found - gold), fn + len(gold - found)
-    assert correct / len(rows) >= 0.75
-    assert tp / (tp + fp) >= 0.8 and tp / (tp + fn) >= 0.72
+    assert correct / len(rows) >= 0.78
+    assert tp / (tp + fp) >= 0.8 and tp / (tp + fn) >= 0.75
 
 
 @pytest.mark.parametrize(("question", "names"), [
