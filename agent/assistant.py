@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from biomedgpt.core.errors import InputError
+from biomedgpt.core.errors import InputError, shorten
 from biomedgpt.core.settings import Settings, get_settings, use_settings
 
 #: Plan rounds per question before the graceful end.
@@ -157,7 +157,11 @@ class Assistant:
         from biomedgpt.agent.session import check_session_name
 
         if not isinstance(question, str) or not question.strip():
-            raise InputError(f"question {question!r} is empty; ask something, e.g. 'Describe aspirin'")
+            raise InputError(f"question {shorten(question)} is empty; ask something, e.g. 'Describe aspirin'")
+        limit = self.settings.max_question_chars
+        if len(question) > limit:  # refused before the graph (or anything heavy) starts
+            raise InputError(f"the question has {len(question):,} characters, more than the {limit:,} accepted "
+                             f"(BIOMEDGPT_MAX_QUESTION_CHARS); ask a shorter one")
         if session is not None:
             check_session_name(session)
         graph = self.graph(persistent=session is not None)

@@ -30,7 +30,7 @@ from typing import Any
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from biomedgpt.core.errors import InputError
+from biomedgpt.core.errors import InputError, shorten
 from biomedgpt.core.settings import Settings, get_settings
 
 SESSIONS_FILE = "sessions.sqlite"
@@ -48,7 +48,7 @@ def strict_serializer() -> JsonPlusSerializer:
 def check_session_name(name: str) -> str:
     """A session name is 1–128 letters, digits or ``._:@-``; anything else is a clear error."""
     if not isinstance(name, str) or not _NAME.match(name):
-        raise InputError(f"session name {name!r} is not valid: use 1-128 letters, digits, '.', '_', ':', '@' or '-'")
+        raise InputError(f"session name {shorten(name)} is not valid: use 1-128 letters, digits, '.', '_', ':', '@' or '-'")
     return name
 
 

@@ -2,8 +2,9 @@
 
 Each area registers its commands from a module in ``biomedgpt/commands/`` that defines
 ``register(app)``; this file only builds the app, the global flags and the error policy:
-an expected failure (``BiomedGPTError``) prints one clear line and exits 1; ``--debug`` (or
-``BIOMEDGPT_DEBUG=1``) shows the traceback instead.
+a usage error (unknown option, bad value, missing argument) is typer's own message and exit code 2;
+an expected failure (``BiomedGPTError``, config errors included) prints one clear line and exits 1;
+``--debug`` (or ``BIOMEDGPT_DEBUG=1``) shows the traceback instead. No line echoes a long input whole.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import re
 import sys
 from typing import Any
 
@@ -23,25 +25,38 @@ from biomedgpt import __version__
 _STATE = {"debug": os.environ.get("BIOMEDGPT_DEBUG", "") not in ("", "0", "false")}
 
 
+_LONG_WORD = re.compile(r"\S{160,}")
+MAX_LINE = 1000
+
+
+def clip(message: str, limit: int = MAX_LINE) -> str:
+    """``message`` with every run of 160+ non-space characters cut in the middle, then at most ``limit``
+    characters: a 10 kB SMILES, sequence or question is never echoed whole."""
+    message = _LONG_WORD.sub(lambda m: f"{m.group(0)[:60]}…({len(m.group(0)):,} characters)…{m.group(0)[-20:]}", message)
+    return message if len(message) <= limit else message[: limit - 40] + f"… ({len(message):,} characters in all)"
+
+
 def _describe(error: BaseException) -> str:
     from biomedgpt.core.errors import BiomedGPTError
 
     if isinstance(error, BiomedGPTError):
-        return f"error: {error}"
+        return clip(f"error: {error}")
     if isinstance(error, KeyboardInterrupt):
         return "interrupted"
     name = type(error).__name__
-    return f"unexpected error ({name}): {error} — run with --debug for the traceback"
+    return clip(f"unexpected error ({name}): {error} — run with --debug for the traceback")
 
 
 class _Group(TyperGroup):
-    """Turns exceptions from any sub-command into one line on stderr and exit code 1."""
+    """Turns exceptions from any sub-command into one line on stderr and exit code 1; usage errors stay
+    typer's (its message and exit code 2)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, typer.Exit, click.exceptions.Abort, click.ClickException):
-            raise
+        except (typer.TyperException, typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort,
+                click.ClickException):
+            raise  # typer's usage errors (its vendored click), Exit and Abort: typer prints and exits
         except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - this is the error policy
             if _STATE["debug"]:
                 raise

@@ -30,3 +30,9 @@ class CheckpointError(BiomedGPTError):
 
 class ConfigError(BiomedGPTError, ValueError):
     """A configuration value or preset name is wrong."""
+
+
+def shorten(value: object, limit: int = 80) -> str:
+    """``repr`` of a user input for an error message, cut at ``limit`` characters (a 10 kB input is not echoed)."""
+    text = value if isinstance(value, str) else str(value)
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"… ({len(text):,} characters)"

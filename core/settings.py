@@ -4,8 +4,12 @@ Why one object: users configure base URLs, timeouts, rate limits and cache TTLs 
 (``BIOMEDGPT_*`` variables or a TOML file), and tests point everything at loopback servers and a
 temporary ``BIOMEDGPT_HOME`` by setting environment variables only.
 
-This module is a leaf: it imports nothing from the rest of the package, so ``model/``, ``tools/``,
+This module imports only ``core.errors`` from the rest of the package, so ``model/``, ``tools/``,
 ``training/`` and ``agent/`` may all read it without breaking the one-way import rule.
+
+A wrong value is a ``ConfigError`` naming where it came from and the field: the variable
+(``BIOMEDGPT_HTTP__READ_TIMEOUT (http.read_timeout): Input should be a valid number (got 'abc')``) or the
+TOML file and its key (``config.toml: [http] max_retries``); a TOML syntax error names the file and line.
 
 Precedence (highest first): keyword arguments, ``BIOMEDGPT_*`` environment variables, the TOML file
 (``BIOMEDGPT_CONFIG`` or ``~/.config/biomedgpt/config.toml``), the defaults below.
@@ -19,6 +23,7 @@ graph inside it, so the tools it calls read that object, not the process-wide on
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -26,13 +31,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from biomedgpt.core.errors import ConfigError
 
 
 def config_file_path() -> Path:
@@ -106,6 +113,15 @@ class Settings(BaseSettings):
     molecule_db: str | None = Field(None, description="a large molecule reference for similarity (reserved, #16)")
     http: HttpSettings = Field(default_factory=HttpSettings)
 
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise ConfigError(describe_settings_error(error, values)) from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"config file {config_file_path()} is not valid TOML: {error} (fix it, or point "
+                              f"BIOMEDGPT_CONFIG at another file)") from None
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand(cls, value: Path) -> Path:
@@ -133,6 +149,51 @@ class Settings(BaseSettings):
         target = self.home.joinpath(*parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _toml_has(path: Path, loc: tuple) -> bool:
+    try:
+        node: Any = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    for part in loc:
+        if not isinstance(node, dict) or str(part) not in node:
+            return False
+        node = node[str(part)]
+    return True
+
+
+def describe_settings_error(error: ValidationError, given: dict | None = None) -> str:
+    """One line per wrong field, naming where the value came from: an argument, a ``BIOMEDGPT_*`` variable or
+    the TOML file (with its ``[table] key``)."""
+    given = given or {}
+    config = config_file_path()
+    environ = {name.upper(): name for name in os.environ}
+    lines = []
+    for problem in error.errors(include_url=False):
+        loc = tuple(str(part) for part in problem.get("loc", ()))
+        field = ".".join(loc) or "settings"
+        got = "" if problem.get("type") == "missing" else f" (got {_shown(problem.get('input'))})"
+        what = f"{problem.get('msg', 'invalid value')}{got}"
+        variable = "BIOMEDGPT_" + "__".join(loc).upper()
+        parent = "BIOMEDGPT_" + loc[0].upper() if loc else ""
+        if loc and loc[0] in given:
+            lines.append(f"Settings({field}=...): {what}")
+        elif variable in environ:
+            lines.append(f"{environ[variable]} ({field}): {what}")
+        elif len(loc) > 1 and parent in environ:
+            lines.append(f"{environ[parent]} ({field}): {what}")
+        elif config.is_file() and _toml_has(config, loc):
+            key = f"[{'.'.join(loc[:-1])}] {loc[-1]}" if len(loc) > 1 else loc[0]
+            lines.append(f"config file {config}: {key}: {what}")
+        else:
+            lines.append(f"setting {field}: {what}")
+    return "invalid configuration: " + "; ".join(lines)
 
 
 @lru_cache(maxsize=1)

@@ -21,7 +21,7 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field
 
 from biomedgpt.core.chem import try_parse_smiles
-from biomedgpt.core.errors import InputError, InvalidSmilesError
+from biomedgpt.core.errors import InputError, InvalidSmilesError, shorten
 from biomedgpt.core.settings import Settings
 from biomedgpt.tools.errors import NotFound, OfflineMiss, ServiceError
 from biomedgpt.tools.http import ServiceClient, body_summary, expect_json
@@ -176,7 +176,7 @@ def classify_query(query: str | int) -> tuple[str, str | int]:
         if try_parse_smiles(text) is not None:
             return "smiles", text
         if _SMILES_ONLY_CHARS & set(text) and not re.search(r"[a-z]{4,}", text):
-            raise InvalidSmilesError(f"{text!r} looks like a SMILES but RDKit cannot parse it")
+            raise InvalidSmilesError(f"{shorten(text)} looks like a SMILES but RDKit cannot parse it")
     return "name", text
 
 
@@ -297,14 +297,14 @@ class PubChemClient:
         name = name.strip()
         if not name:
             raise InputError("empty compound name")
-        what = f"name {name!r}"
+        what = f"name {shorten(name)}"
         data = self.http.get_json(self._pug("compound", "name", quote(name, safe=""), "cids", "JSON"), what=what,
                                   expect=EXPECT_CIDS)
         return self._cids(data, what)
 
     def cids_for_smiles(self, smiles: str) -> list[int]:
         smiles = self._valid_smiles(smiles)
-        what = f"SMILES {smiles!r}"
+        what = f"SMILES {shorten(smiles)}"
         if self._awkward(smiles):
             data = self.http.post_json(self._pug("compound", "smiles", "cids", "JSON"), {"smiles": smiles}, what=what,
                                        expect=EXPECT_CIDS)
@@ -316,7 +316,7 @@ class PubChemClient:
     def cids_for_inchikey(self, key: str) -> list[int]:
         key = key.strip()
         if not INCHIKEY_RE.match(key):
-            raise InputError(f"{key!r} is not an InChIKey (expected 14-10-1 upper-case letters, e.g. "
+            raise InputError(f"{shorten(key)} is not an InChIKey (expected 14-10-1 upper-case letters, e.g. "
                              f"BSYNRYMUTXBXSQ-UHFFFAOYSA-N)")
         what = f"InChIKey {key}"
         return self._cids(self.http.get_json(self._pug("compound", "inchikey", key, "cids", "JSON"), what=what,
@@ -326,7 +326,7 @@ class PubChemClient:
     def _valid_smiles(smiles: str) -> str:
         smiles = (smiles or "").strip()
         if try_parse_smiles(smiles) is None:
-            raise InvalidSmilesError(f"SMILES {smiles!r} is not valid: RDKit cannot parse it")
+            raise InvalidSmilesError(f"SMILES {shorten(smiles)} is not valid: RDKit cannot parse it")
         return smiles
 
     # -- look-ups -------------------------------------------------------------------------------------
@@ -443,7 +443,7 @@ class PubChemClient:
                                                 "JSON"), params=params, what=what, expect=EXPECT_SIMILAR)
         else:
             smiles = self._valid_smiles(str(smiles_or_cid))
-            what = f"compounds similar to SMILES {smiles!r}"
+            what = f"compounds similar to SMILES {shorten(smiles)}"
             if self._awkward(smiles):
                 data = self.http.post_json(self._pug("compound", "fastsimilarity_2d", "smiles", "cids", "JSON"),
                                            {"smiles": smiles}, params=params, what=what, expect=EXPECT_SIMILAR)

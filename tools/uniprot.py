@@ -17,7 +17,7 @@ from typing import Any
 import requests
 from pydantic import BaseModel, ConfigDict, Field
 
-from biomedgpt.core.errors import InputError
+from biomedgpt.core.errors import InputError, shorten
 from biomedgpt.core.settings import Settings
 from biomedgpt.tools.errors import InactiveEntry, NotFound, ServiceError
 from biomedgpt.tools.http import ServiceClient, body_summary, expect_json
@@ -132,7 +132,7 @@ def check_accession(accession: str) -> str:
     """The accession, trimmed and upper-cased, or ``InputError`` saying what is wrong with it."""
     value = (accession or "").strip().upper()
     if not ACCESSION_RE.match(value):
-        raise InputError(f"{accession!r} is not a UniProt accession (expected e.g. P05067 or A0A023GPI8; "
+        raise InputError(f"{shorten(accession)} is not a UniProt accession (expected e.g. P05067 or A0A023GPI8; "
                          f"pattern [OPQ][0-9][A-Z0-9]{{3}}[0-9] or [A-NR-Z][0-9]([A-Z][A-Z0-9]{{2}}[0-9]){{1,2}})")
     return value
 

@@ -47,8 +47,14 @@ def chat(
 
     from biomedgpt.agent.assistant import Assistant
     from biomedgpt.agent.render import show_stream
-    from biomedgpt.core.errors import BiomedGPTError
+    from biomedgpt.agent.session import check_session_name
+    from biomedgpt.core.errors import BiomedGPTError, InputError
 
+    if session is not None:  # a bad name stops chat here, not at every question
+        try:
+            check_session_name(session)
+        except InputError as error:
+            raise typer.BadParameter(str(error), param_hint="'--session'") from None
     console = Console()
     assistant = Assistant()
     current = session or _new_session_name()
@@ -67,7 +73,12 @@ def chat(
             if command in ("/quit", "/exit", "/q"):
                 break
             if command == "/new":
-                current = line.split(maxsplit=1)[1].strip() if " " in line else _new_session_name()
+                wanted = line.split(maxsplit=1)[1].strip() if " " in line else _new_session_name()
+                try:
+                    current = check_session_name(wanted)
+                except InputError as error:
+                    console.print(Text(f"error: {error}", style="red"))
+                    continue
                 console.print(Text(f"new session '{current}'", style="dim"))
             elif command == "/sessions":
                 table = Table("session", "questions", "last question", box=None)

@@ -31,7 +31,9 @@ def ingest(
     console = Console(stderr=False)
     console.print(f"ingested {report.files} file(s), {report.records} record(s): "
                   f"{report.chunks_added} new chunk(s), {report.chunks_skipped} already stored, "
-                  f"{report.skipped_rows} unreadable row(s) -> {store.location}", highlight=False, soft_wrap=True)
+                  f"{report.skipped_rows} unreadable row(s)"
+                  + (f", {report.skipped_files} binary file(s) skipped" if report.skipped_files else "")
+                  + f" -> {store.location}", highlight=False, soft_wrap=True)
     for problem in report.problems:
         console.print(f"  skipped: {problem}", highlight=False, markup=False, soft_wrap=True)
 

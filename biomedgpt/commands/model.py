@@ -72,8 +72,14 @@ def register(app: typer.Typer) -> None:
         max_new_tokens: int = typer.Option(64, help="Tokens to generate."),
     ) -> None:
         """Ask the BioMedGPT model directly about molecules (--smiles) and/or proteins (--sequence)."""
+        from biomedgpt.core.chem import parse_smiles, validate_sequence
         from biomedgpt.model import load_model
 
+        # Inputs first: a typo must not cost a model load (or the one-time LM conversion).
+        for value in smiles or []:
+            parse_smiles(value, where=" (--smiles)")
+        for value in sequence or []:
+            validate_sequence(value)
         model = load_model(model_name)
         note = _untrained_note(model)
         if note:

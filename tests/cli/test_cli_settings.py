@@ -54,7 +54,7 @@ def test_errors_are_one_line_and_debug_shows_traceback(tmp_path):
     assert plain.returncode == 1
     lines = [line for line in plain.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, plain.stderr
-    assert "Traceback" not in plain.stderr and "debug" in lines[0]
+    assert "Traceback" not in plain.stderr and str(bad) in lines[0] and "unexpected" not in lines[0]
     debug = subprocess.run([sys.executable, "-m", "biomedgpt.cli", "--debug", "doctor", "--json"],
                            capture_output=True, text=True, env=env, timeout=120)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
