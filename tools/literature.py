@@ -655,8 +655,12 @@ class LiteratureStore:
 
     # -- search ----------------------------------------------------------------------------------
 
-    def search(self, query: str, k: int = 5) -> list[Passage]:
-        """The ``k`` chunks closest to ``query``; ``score`` is the cosine similarity (higher is closer)."""
+    def search(self, query: str, k: int = 5, *, pmid: str | None = None) -> list[Passage]:
+        """The ``k`` chunks closest to ``query``; ``score`` is the cosine similarity (higher is closer).
+
+        With ``pmid``, only that record's chunks are searched and each scores 1.0: it was asked for by
+        its identifier, so it is relevant by identity, not by similarity.
+        """
         if not isinstance(query, str) or not query.strip():
             raise InputError("search needs a non-empty query")
         if not isinstance(k, int) or not 1 <= k <= MAX_K:
@@ -666,7 +670,8 @@ class LiteratureStore:
         collection = self.collection
         if self.count() == 0:
             return []
-        result = self._call("query", collection.query, query_texts=[query.strip()], n_results=k,
+        where = {"pmid": str(pmid)} if pmid else None
+        result = self._call("query", collection.query, query_texts=[query.strip()], n_results=k, where=where,
                             include=["documents", "metadatas", "distances"])
         passages = []
         for text, meta, distance in zip(result["documents"][0], result["metadatas"][0], result["distances"][0]):
@@ -674,7 +679,7 @@ class LiteratureStore:
             year = meta.get("year")
             passages.append(Passage(text=text or "", pmid=meta.get("pmid"), title=meta.get("title"),
                                     year=int(year) if year is not None else None, chunk=int(meta.get("chunk", 0)),
-                                    score=round(1.0 - float(distance), 4),
+                                    score=1.0 if pmid else round(1.0 - float(distance), 4),
                                     source=meta.get("source") if not meta.get("pmid") else None))
         return passages
 
