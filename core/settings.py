@@ -55,7 +55,8 @@ class HttpSettings(BaseModel):
 
     connect_timeout: float = Field(5.0, description="seconds to open a connection")
     read_timeout: float = Field(30.0, description="seconds between two bytes of a response (PubChem cuts a call at 30 s)")
-    max_retries: int = Field(4, description="retries of a transient failure (5xx, 429, connection errors)")
+    max_retries: int = Field(4, description="retries of a transient failure (5xx, 429, connection errors, resets, "
+                                            "bodies cut off mid-transfer)")
     backoff_factor: float = Field(0.5, description="seconds before the first retry; doubled on each retry, plus jitter")
     backoff_jitter: float = Field(0.25, description="random extra seconds added to each backoff")
     backoff_max: float = Field(30.0, description="the longest wait between two tries")
@@ -68,9 +69,10 @@ class HttpSettings(BaseModel):
     eutils_cache_ttl: int = Field(24 * 3600, description="seconds a cached E-utilities answer is reused")
     user_agent: str = Field("biomedgpt/0.1 (+https://github.com/biomedgpt/biomedgpt)",
                             description="the User-Agent sent to every service")
-    # Reserved for the reliability issue (#13): named here so the names do not drift.
-    max_response_bytes: int = Field(20 * 1024 * 1024, description="largest response body read (reserved, #13)")
-    deadline: float = Field(45.0, description="seconds for one look-up, retries and backoff included (reserved, #13)")
+    max_response_bytes: int = Field(20 * 1024 * 1024, gt=0, description="largest response body read; a larger one "
+                                    "is refused (early when Content-Length says so) and never parsed or cached")
+    deadline: float = Field(45.0, gt=0, description="seconds for one look-up: every try, the waits between tries and "
+                                                    "the rate limiter's waits; each try's timeouts are cut to fit")
 
 
 class Settings(BaseSettings):
