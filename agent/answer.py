@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from biomedgpt.agent.state import ARTIFACT_KINDS
-from biomedgpt.agent.understanding import PROTEIN_ATTRIBUTES
+from biomedgpt.agent.understanding import CROSS_KIND, PROTEIN_ATTRIBUTES
 from biomedgpt.tools.records import (
     MODEL_OUTPUT_NOTE,
     UNTRAINED_NOTE,
@@ -187,6 +187,7 @@ ATTRIBUTE_NAMES = {
     "subcellular_location": "subcellular location", "family": "family", "diseases": "associated diseases",
     "go_terms": "GO terms", "pdb_structures": "PDB structures", "keywords": "UniProt keywords",
     "sequence": "sequence", "reviewed": "review status", "accession": "UniProt accession",
+    "unlisted": "requested field",
 }
 #: Attributes a table of several molecules shows when none was asked.
 DEFAULT_MOLECULE_COLUMNS = ("molecular_weight", "formula", "logp", "tpsa", "hbond_donors", "hbond_acceptors")
@@ -224,7 +225,12 @@ class Subject:
         return self.properties.smiles if self.properties else None
 
     def value(self, attribute: str) -> Fact | None:
-        """``attribute`` from the record that holds it: UniProt for a protein, else PubChem, else RDKit."""
+        """``attribute`` from the record that holds it: UniProt for a protein, else PubChem, else RDKit.
+
+        The same question means another field for the other kind of entity ("mass" of a protein is its
+        UniProt mass, "function" of a drug its description): ``CROSS_KIND`` maps it.
+        """
+        attribute = CROSS_KIND[self.kind].get(attribute, attribute)
         for record in (self.protein, self.compound, self.properties):
             if record is not None:
                 fact = record.get(attribute)
@@ -277,6 +283,13 @@ def subjects_from_state(state: Mapping[str, Any]) -> list[Subject]:
 def _attribute_sentence(subject: Subject, attribute: str, offline: bool) -> str:
     found = subject.value(attribute)
     wording = ATTRIBUTE_NAMES.get(attribute, attribute)
+    if attribute == "unlisted":
+        record = subject.protein or subject.compound or subject.properties
+        holds = ("UniProt's entry" if subject.protein else "PubChem's record" if subject.compound
+                 else "the RDKit descriptors")
+        cite = f" [{record.label}]" if record is not None else ""
+        return (f"That field is not available: {holds} for {subject.name}, as this assistant reads it, does not "
+                f"include it{cite}.")
     if found is not None:
         value, label, field = found
         if attribute == "rule_of_five":
@@ -409,6 +422,8 @@ def compose_answer(question: str, state: Mapping[str, Any], errors: list[dict] |
         return "Hello! " + CAPABILITIES
     if intent == "unclear":
         return UNCLEAR
+    if intent == "invalid":
+        return state.get("problem") or "I can't read the structure in that question."
     subjects = subjects_from_state(state)
     parts: list[str] = []
     if limited_after is not None:
@@ -434,6 +449,8 @@ def compose_answer(question: str, state: Mapping[str, Any], errors: list[dict] |
     elif intent in ("attribute", "compare") and attributes:
         for subject in subjects or []:
             lead += [_attribute_sentence(subject, a, offline) for a in attributes]
+        if len(subjects) > 1 and (_HIGHER.search(question) or _LOWER.search(question)):
+            lead = [r for r in (_ranking(subjects, a, question) for a in attributes) if r] + lead
         if len(subjects) > 1 and len(attributes) > 0:
             parts.append(" ".join(lead))
             parts.append(_table(subjects, attributes))
@@ -441,6 +458,9 @@ def compose_answer(question: str, state: Mapping[str, Any], errors: list[dict] |
     if lead:
         parts.append(" ".join(lead))
 
+    residues = [ModelAnswer.model_validate(a).inputs.get("residues") for a in state.get("model_answers") or []]
+    if intent in ("describe", "model", "similar") and not subjects and any(residues):
+        parts.insert(0, f"The query is a protein sequence of {next(r for r in residues if r)} residues.")
     blocks: list[list[str]] = []
     if intent in ("describe", "similar", "model") or (intent in ("attribute", "compare") and not subjects):
         if intent != "model":

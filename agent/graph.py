@@ -106,12 +106,14 @@ def _offline_plan(question: str, state: State, ctx: Context) -> dict:
         "intent": planned.intent,
         "attributes": planned.attributes,
         "offline": planned.offline,
+        "problem": planned.problem,
     }
     subjects = [e.model_dump(exclude={"from_context"}) for e in planned.entities
                 if e.kind in ("molecule", "protein", "cid", "inchikey")]
     if subjects:
         update["entity"] = subjects[0]
-        update["entities"] = subjects
+        if not planned.follow_up:  # a follow-up refers to remembered entities: their order stays as named
+            update["entities"] = subjects
     return update
 
 
@@ -133,7 +135,7 @@ def build_graph(tools: Sequence[BaseTool] | None = None, checkpointer: Any = Non
         update: dict[str, Any] = {"steps": steps}
         if new_question:
             update.update(empty_artifacts())
-            update.update({"limited": False, "intent": None, "attributes": None, "searched": None})
+            update.update({"limited": False, "intent": None, "attributes": None, "searched": None, "problem": None})
         if steps > ctx.max_steps:
             update["limited"] = True
             return update

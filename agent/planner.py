@@ -62,12 +62,14 @@ class PlanContext(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     entities: list[Entity] = Field(default_factory=list)
+    #: What the conversation is about now ("it"); default the last of ``entities``.
+    current: Entity | None = None
     offline: bool | None = None
     settings: Settings | None = None
 
     @property
     def last_entity(self) -> Entity | None:
-        return self.entities[-1] if self.entities else None
+        return self.current or (self.entities[-1] if self.entities else None)
 
     def is_offline(self) -> bool:
         if self.offline is not None:
@@ -81,17 +83,21 @@ class PlanContext(BaseModel):
 
         Messages, passages and tool artifacts are deliberately not read: they are data.
         """
-        raw: list[Any] = list(state.get("entities") or [])
-        if state.get("entity"):
-            raw.append(state["entity"])  # "the" entity goes last: it is what "it" refers to
         entities: list[Entity] = []
-        for item in raw:
+        for item in list(state.get("entities") or []):  # in the order they were named: "the second one"
             entity = item if isinstance(item, Entity) else Entity.model_validate(item)
             if entity.kind not in ("molecule", "protein", "cid", "inchikey"):
                 continue
             entities = [e for e in entities if (e.kind, e.value) != (entity.kind, entity.value)]
             entities.append(entity.model_copy(update={"from_context": True}))
-        return cls(entities=entities[-MAX_ENTITIES:], offline=offline, settings=settings)
+        current = None
+        if state.get("entity"):  # what the conversation is about now: "it"
+            raw = state["entity"]
+            current = (raw if isinstance(raw, Entity) else Entity.model_validate(raw)).model_copy(
+                update={"from_context": True})
+            if all((e.kind, e.value) != (current.kind, current.value) for e in entities):
+                entities.append(current)
+        return cls(entities=entities[-MAX_ENTITIES:], current=current, offline=offline, settings=settings)
 
 
 class Plan(BaseModel):
@@ -105,6 +111,8 @@ class Plan(BaseModel):
     follow_up: bool = False
     offline: bool = False
     confidence: float = 0.0
+    #: For an invalid structure: what is wrong with it (the answer says so; nothing is looked up).
+    problem: str = ""
 
     @property
     def tool_names(self) -> list[str]:
@@ -192,7 +200,7 @@ def _dedupe(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def calls_for(understood: Understanding, offline: bool) -> list[dict[str, Any]]:
     """The tool calls that answer an understood question (none for off-domain, help or unclear questions)."""
     intent = understood.intent
-    if intent in ("out_of_domain", "help", "unclear"):
+    if intent in ("out_of_domain", "help", "unclear", "invalid"):
         return []
     attributes = set(understood.attributes)
     calls: list[dict[str, Any]] = []
@@ -228,7 +236,8 @@ def plan(question: str, context: PlanContext | None = None) -> Plan:
                          "tool results and passages are data and are never planned from")
     context = context or PlanContext()
     offline = context.is_offline()
-    understood = understand(question, UnderstandingContext(entities=context.entities), settings=context.settings)
+    understood = understand(question, UnderstandingContext(entities=context.entities, current=context.current),
+                            settings=context.settings)
     return Plan(question=understood.question, intent=understood.intent, attributes=understood.attributes,
                 entities=understood.entities, calls=calls_for(understood, offline), follow_up=understood.follow_up,
-                offline=offline, confidence=understood.confidence)
+                offline=offline, confidence=understood.confidence, problem=understood.problem)

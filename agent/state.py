@@ -81,6 +81,8 @@ class State(InputState, total=False):
     attributes: Annotated[list[str] | None, replace_value]
     #: Whether the current question was planned offline (the answer says what needs the network).
     offline: Annotated[bool, replace_value]
+    #: For a question whose structure could not be read: the one-sentence reason (nothing was looked up).
+    problem: Annotated[str | None, replace_value]
     #: How many chunks the literature store held when it was searched this turn.
     searched: Annotated[int | None, replace_value]
     #: Plan steps taken for the current question (reset on every new question).

@@ -42,12 +42,12 @@ from biomedgpt.core.settings import Settings, get_settings
 INTENTS_FILE = Path(__file__).resolve().parent / "data" / "intents.yaml"
 
 Intent = Literal["describe", "attribute", "compare", "similar", "similarity_pair", "literature", "model", "help",
-                 "out_of_domain", "unclear"]
+                 "out_of_domain", "unclear", "invalid"]
 
 #: Attributes a protein record answers; the others are molecule attributes.
 PROTEIN_ATTRIBUTES = frozenset({"function", "gene", "organism", "length", "mass", "subcellular_location", "family",
                                 "diseases", "go_terms", "pdb_structures", "keywords", "sequence", "reviewed",
-                                "accession"})
+                                "accession", "unlisted"})
 #: The same question asked of the other kind of entity ("what does X do" of a drug is its description).
 CROSS_KIND = {"molecule": {"function": "description", "mass": "molecular_weight", "sequence": "smiles",
                            "accession": "cid", "family": "description", "diseases": "description"},
@@ -126,6 +126,8 @@ class Understanding(BaseModel):
     fresh: bool = False
     #: Names found in the question (before they were resolved to entities).
     names: list[str] = Field(default_factory=list)
+    #: For ``intent == "invalid"``: what is wrong with the structure given, in one sentence.
+    problem: str = ""
 
     @property
     def subjects(self) -> list[Entity]:
@@ -133,9 +135,14 @@ class Understanding(BaseModel):
 
 
 class UnderstandingContext(BaseModel):
-    """What understanding may know besides the question: the conversation's recent entities (newest last)."""
+    """What understanding may know besides the question: the conversation's entities.
+
+    ``entities`` are the recent entities in the order they were named (so "the second one" is the second
+    one named); ``current`` is what the conversation is about now (what "it" refers to), default the last.
+    """
 
     entities: list[Entity] = Field(default_factory=list)
+    current: Entity | None = None
 
 
 # ----------------------------------------------------------------------------- the example table
@@ -367,6 +374,9 @@ def _resolve_references(question: str, context: UnderstandingContext) -> list[En
             return [recent[index].model_copy(update={"from_context": True})]
     if _PLURAL_REF.search(question) and len(recent) > 1:
         return [e.model_copy(update={"from_context": True}) for e in recent[-MAX_ENTITIES:]]
+    if context.current is not None and not re.search(
+            r"\b(?:protein|enzyme|sequence|receptor|kinase|molecule|compound|drug|structure|chemical)\b", question, re.I):
+        return [context.current.model_copy(update={"from_context": True})]
     if re.search(r"\b(?:protein|enzyme|sequence|receptor|kinase)\b", question, re.I):
         for entity in reversed(recent):
             if entity.kind == "protein":
@@ -393,6 +403,29 @@ def _mask(text: str, spans: list[tuple[int, int]]) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+_QUOTE_CHARS = "?!,;:.\"'`“”‘’"
+
+
+def _malformed_structure(question: str, matches: list) -> str:
+    """The one-sentence problem of a malformed SMILES or protein sequence in ``question``, or ""."""
+    from biomedgpt.core.chem import parse_smiles, validate_sequence
+    from biomedgpt.core.errors import InputError as Invalid
+
+    for token in re.finditer(r"\S+", question):
+        text = token.group().strip(_QUOTE_CHARS)
+        inside = [m for m in matches if m.start < token.end() and token.start() < m.end]
+        if inside and not (len(text) >= 20 and all(m.end - m.start < len(text) for m in inside)):
+            continue  # a recognised identifier (an accession, a whole sequence, a valid SMILES)
+        try:
+            if malformed_smiles(text):
+                parse_smiles(text)
+            if len(text) >= 20 and re.fullmatch(r"[A-Z0-9*]+", text) and sum(c.isalpha() for c in text) >= 0.8 * len(text):
+                validate_sequence(text)  # a pasted sequence with letters no protein has
+        except Invalid as error:
+            return f"I can't read that structure: {error}."
+    return ""
+
+
 def understand(question: str, context: UnderstandingContext | None = None, *,
                settings: Settings | None = None) -> Understanding:
     """Read one question: its intent, the attributes it asks for, and the entities it is about.
@@ -414,13 +447,9 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
     table = example_table(settings)
 
     matches = recognise(question)
-    for token in re.finditer(r"\S+", question):
-        if any(m.start < token.end() and token.start() < m.end for m in matches):
-            continue  # part of a recognised identifier (an accession, a sequence, a valid SMILES)
-        if malformed_smiles(token.group()):  # a structure RDKit rejects: say why, look nothing up
-            from biomedgpt.core.chem import parse_smiles
-
-            parse_smiles(token.group().strip("?!,;:.\"'`“”‘’"))
+    problem = _malformed_structure(question, matches)
+    if problem:  # a structure RDKit or the sequence rules reject: say why, look nothing up
+        return Understanding(question=question, intent="invalid", problem=problem)
     blanked = question
     for match in sorted(matches, key=lambda m: m.start, reverse=True):
         blanked = blanked[:match.start] + "\u2063" * (match.end - match.start) + blanked[match.end:]
@@ -456,7 +485,10 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
 
     entities: list[Entity] = list(subjects)
     name_texts = [n for n, _, _ in names]
-    if intent not in ("literature", "out_of_domain", "help"):
+    # A question that gives a structure is about it; other words next to it ("zwitterion", "proteomics hit")
+    # are not names to look up, unless the question compares several things.
+    use_names = not subjects or intent in ("compare", "similarity_pair")
+    if intent not in ("literature", "out_of_domain", "help") and use_names:
         hint = None
         if _DATABASE_PROTEIN.search(question) or any(a in PROTEIN_ATTRIBUTES for a in attributes):
             hint = "protein"

@@ -244,7 +244,10 @@ def _molecule_properties(smiles: str) -> tuple[str, dict]:
     from biomedgpt.tools.biomedgpt_tool import resolve_molecule
     from biomedgpt.tools.properties import molecule_properties
 
-    props = molecule_properties(resolve_molecule(smiles).smiles)
+    resolved = resolve_molecule(smiles)
+    props = molecule_properties(resolved.smiles)
+    if resolved.compound is not None:  # asked by name or CID: keep the name people know it by
+        props = props.model_copy(update={"title": resolved.compound.title or smiles.strip()})
     return props.chat_text(), _dump(props)
 
 

@@ -31,6 +31,8 @@ from biomedgpt.tools.records import Compound, Description
 # The properties fetched for every Compound; PubChem's current names (old SMILES names still parse).
 PROPERTIES = ("Title", "IUPACName", "MolecularFormula", "MolecularWeight", "SMILES", "ConnectivitySMILES",
               "InChI", "InChIKey", "XLogP", "TPSA")
+#: How many of a name's CIDs are checked for an exact title match (one POST).
+PROPERTY_BATCH_FOR_NAMES = 5
 PROPERTY_BATCH = 500  # CIDs per POST; PubChem accepts long lists in a POST body, this keeps each call quick
 INCHIKEY_RE = re.compile(r"^[A-Z]{14}-[A-Z]{10}-[A-Z]$")
 _SMILES_ONLY_CHARS = set("=#@[]()\\/+%")  # characters a compound name practically never has without spaces
@@ -349,7 +351,14 @@ class PubChemClient:
         return self._with_details(found[0]) if details else found[0]
 
     def by_name(self, name: str, *, details: bool = True) -> Compound:
-        return self.by_cid(self.cids_for_name(name)[0], details=details)
+        """The compound a name means: when PubChem matches several, the one titled exactly so, else its first."""
+        cids = self.cids_for_name(name)
+        if len(cids) > 1:
+            found = self.properties(cids[:PROPERTY_BATCH_FOR_NAMES])
+            exact = [c for c in found if (c.title or "").casefold() == name.strip().casefold()]
+            if exact:
+                return self._with_details(exact[0]) if details else exact[0]
+        return self.by_cid(cids[0], details=details)
 
     def by_smiles(self, smiles: str, *, details: bool = True) -> Compound:
         return self.by_cid(self.cids_for_smiles(smiles)[0], details=details)

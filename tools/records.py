@@ -350,11 +350,13 @@ class MoleculeProperties(BaseModel):
     inchikey: str | None = None
     inchi: str | None = None
     formal_charge: int | None = None
+    #: The name the structure was asked by, when it was resolved from one ("aspirin"); None for a SMILES.
+    title: str | None = None
     source: str = "computed locally with RDKit"
 
     @property
     def name(self) -> str:
-        return f"`{self.smiles}`"
+        return self.title or f"`{self.smiles}`"
 
     @property
     def rule_of_five(self) -> str:

@@ -214,14 +214,14 @@ def test_plan_refuses_messages_and_empty_questions():
         plan("   ")
 
 
-def test_context_from_state_orders_the_current_entity_last():
+def test_context_keeps_the_named_order_and_the_current_entity_apart():
     state = {"entities": [{"kind": "molecule", "value": "aspirin"}, {"kind": "molecule", "value": "ibuprofen"}],
              "entity": {"kind": "molecule", "value": "aspirin", "name": "aspirin", "label": "PubChem CID 2244"}}
-    context = PlanContext.from_state(state, offline=True)
-    assert [e.value for e in context.entities] == ["ibuprofen", "aspirin"]
-    assert context.last_entity.from_context and context.last_entity.source == "name"
-    assert plan("What is its molecular weight?", context.model_copy(update={"offline": False})).calls[0]["args"] == {
-        "query": "aspirin"}
+    context = PlanContext.from_state(state, offline=False)
+    assert [e.value for e in context.entities] == ["aspirin", "ibuprofen"]  # "the second one" is ibuprofen
+    assert context.last_entity.value == "aspirin" and context.last_entity.from_context
+    assert plan("What is its molecular weight?", context).calls[0]["args"] == {"query": "aspirin"}
+    assert plan("and the second one's formula?", context).calls[0]["args"] == {"query": "ibuprofen"}
 
 
 def test_offline_flag_defaults_to_settings(monkeypatch):
