@@ -64,7 +64,7 @@ def parse_smiles(smiles: object, where: str = "") -> Any:
 
 def diagnose_smiles(text: str) -> str:
     """Why RDKit rejects a SMILES: a syntax error, no atoms, or the chemistry problems it detects."""
-    from rdkit import Chem, rdBase
+    from rdkit import Chem, rdBase  # deferred: RDKit
 
     with rdBase.BlockLogs():
         try:
@@ -96,14 +96,14 @@ FP_BITS = 2048
 @lru_cache(maxsize=1)
 def morgan_generator() -> Any:
     """RDKit's Morgan fingerprint generator with the project's one fingerprint spec."""
-    from rdkit.Chem import rdFingerprintGenerator
+    from rdkit.Chem import rdFingerprintGenerator  # deferred: RDKit
 
     return rdFingerprintGenerator.GetMorganGenerator(radius=FP_RADIUS, fpSize=FP_BITS)
 
 
 def tanimoto(smiles_a: str, smiles_b: str) -> float:
     """Tanimoto similarity of two SMILES under the project's fingerprint (``InvalidSmilesError`` names a bad one)."""
-    from rdkit import DataStructs
+    from rdkit import DataStructs  # deferred: RDKit
 
     generator = morgan_generator()
     fp_a = generator.GetFingerprint(parse_smiles(smiles_a))

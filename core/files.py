@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from biomedgpt.core.errors import CheckpointError
+
 
 def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
@@ -42,7 +44,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` through a temporary file and a rename."""
-    import torch
+    import torch  # deferred: torch costs seconds to import; only checkpoints need it
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,8 +99,6 @@ def sha256sums_text(folder: str | Path, names: list[str]) -> str:
 
 def read_sha256sums(path: str | Path) -> dict[str, str]:
     """``{name: sha256}`` from a ``sha256sum``-format file (``<hex>  <name>`` or ``<hex> *<name>``)."""
-    from biomedgpt.core.errors import CheckpointError
-
     sums: dict[str, str] = {}
     for number, line in enumerate(Path(path).read_text().splitlines(), 1):
         if not line.strip() or line.startswith("#"):
@@ -112,8 +112,6 @@ def read_sha256sums(path: str | Path) -> dict[str, str]:
 
 def verify_sha256sums(folder: str | Path) -> dict[str, str]:
     """Check every file listed in ``folder/SHA256SUMS``; a missing or different file is a ``CheckpointError``."""
-    from biomedgpt.core.errors import CheckpointError
-
     folder = Path(folder)
     sums = read_sha256sums(folder / SUMS_FILE)
     for name, expected in sums.items():

@@ -13,8 +13,11 @@ transformers or RDKit until used. This package imports nothing from tools/, trai
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
+
+from biomedgpt.core.errors import ConfigError
 
 _LAZY = {
     "featurize_smiles": ("biomedgpt.model.molecule", "featurize_smiles"),
@@ -36,8 +39,6 @@ __all__ = ["load_model", *_LAZY]
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         module_name, attribute = _LAZY[name]
         value = getattr(importlib.import_module(module_name), attribute)
         globals()[name] = value
@@ -52,9 +53,9 @@ def load_model(name_or_path: str = "mini", *, device: str = "cpu", dtype: Any = 
     initialised with a fixed seed and ``model.config.trained`` is False. ``dtype`` None means float32
     on CPU and bfloat16 on CUDA. The released 10B model loads with ``load_official`` instead.
     """
+    # deferred: the package stays import-free (torch, transformers load with the first model)
     from biomedgpt.model.checkpoint import load_pretrained
     from biomedgpt.model.config import PRESETS, get_preset
-    from biomedgpt.core.errors import ConfigError
     from biomedgpt.model.lm import load_lm, resolve_dtype
     from biomedgpt.model.weights import mini_weights_dir, shipped_mini_available
 
@@ -64,7 +65,7 @@ def load_model(name_or_path: str = "mini", *, device: str = "cpu", dtype: Any = 
     if name_or_path == "mini" and shipped_mini_available():
         return load_pretrained(mini_weights_dir(), device=device, dtype=dtype)
     if name_or_path in PRESETS:
-        from biomedgpt.model.biomedgpt import BioMedGPT
+        from biomedgpt.model.biomedgpt import BioMedGPT  # deferred: see above
 
         config = get_preset(name_or_path)
         torch_dtype = resolve_dtype(dtype if dtype is not None else config.lm.dtype, device)

@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from biomedgpt.core.files import SUMS_FILE, atomic_dir, verify_sha256sums
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from biomedgpt.model.config import BioMedGPTConfig, get_preset
 from biomedgpt.core.errors import CheckpointError
+from biomedgpt.core.files import SUMS_FILE, atomic_dir, verify_sha256sums
+from biomedgpt.model.biomedgpt import BioMedGPT
+from biomedgpt.model.config import BioMedGPTConfig, get_preset
 from biomedgpt.model.lm import ensure_pad_token, load_lm, resolve_dtype
 
 FORMAT_NAME = "biomedgpt"
@@ -102,10 +103,9 @@ def load_official(
     device: str | torch.device = "cpu",
 ) -> Any:
     """The released BioMedGPT-10B from ``biomedgpt_10b.pth`` + a BioMedGPT-LM-7B folder + an esm2-3b config folder."""
-    from transformers import AutoTokenizer, EsmConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, EsmConfig, LlamaConfig, LlamaForCausalLM  # deferred: transformers
 
-    from biomedgpt.model.biomedgpt import BioMedGPT
-    from biomedgpt.model.protein import HFEsmEncoder
+    from biomedgpt.model.protein import HFEsmEncoder  # deferred: fair-esm and transformers
 
     checkpoint, lm_dir, esm_dir = Path(checkpoint), Path(lm_dir), Path(esm_dir)
     if not checkpoint.is_file():
@@ -167,8 +167,6 @@ def save_pretrained(model: Any, folder: str | Path, *, include_lm: bool | None =
     ``include_lm=None`` saves the LM only when it cannot be rebuilt from its source: the "tiny" LM is
     random, so it is saved; "smollm2" and LM folders are referenced, keeping shipped weights small.
     """
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     if include_lm is None:
         include_lm = model.config.lm.source == "tiny"
@@ -212,10 +210,6 @@ def load_pretrained(
     A folder with a ``SHA256SUMS`` file (the shipped ``model/weights/*``, ``export-weights`` output) is checked
     against it first: a corrupted file is a ``CheckpointError`` naming it, before any weight is read.
     """
-    from safetensors.torch import load_file
-
-    from biomedgpt.model.biomedgpt import BioMedGPT
-
     folder = Path(folder)
     if (folder / SUMS_FILE).is_file():  # shipped and exported folders: checked before anything is loaded
         verify_sha256sums(folder)

@@ -29,8 +29,8 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import add_self_loops
 
-from biomedgpt.core.errors import CheckpointError, ConfigError, InputError
 from biomedgpt.core.chem import parse_smiles
+from biomedgpt.core.errors import CheckpointError, ConfigError, InputError
 
 if TYPE_CHECKING:  # RDKit is imported lazily at first use; only the type names are needed here.
     from rdkit import Chem
@@ -82,7 +82,7 @@ class _Tables:
     _built: _Tables | None = None
 
     def __init__(self) -> None:
-        from rdkit import Chem
+        from rdkit import Chem  # deferred: RDKit, until the first structure is featurized
 
         ct, bt, bd = Chem.rdchem.ChiralType, Chem.rdchem.BondType, Chem.rdchem.BondDir
         self.chirality = {ct.CHI_UNSPECIFIED: 0, ct.CHI_TETRAHEDRAL_CW: 1, ct.CHI_TETRAHEDRAL_CCW: 2}
@@ -155,7 +155,7 @@ def featurize_smiles(smiles: str | Sequence[str]) -> Data | Batch:
     Unrepresentable chirality tags or bond types are mapped with a ``FeaturizationWarning``.
     An invalid SMILES raises ``InvalidSmilesError`` naming it (and its index in a list).
     """
-    from rdkit.rdBase import BlockLogs
+    from rdkit.rdBase import BlockLogs  # deferred: RDKit
 
     if isinstance(smiles, str):
         with BlockLogs():  # our error names the SMILES; RDKit's own stderr lines would only be noise

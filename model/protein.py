@@ -22,15 +22,19 @@ tests against transformers' ``get_default_vocab_list``), so one tokenization fee
 from __future__ import annotations
 
 import argparse
+import pickle
 import re
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+import esm
 import torch
 from esm.model.esm2 import ESM2
+from esm.pretrained import load_model_and_alphabet_core
 from torch import Tensor
 from transformers import EsmConfig, EsmModel
 
@@ -42,9 +46,6 @@ from biomedgpt.core.chem import (  # noqa: F401  (re-exported: the model's publi
     SequenceTruncatedWarning,
 )
 from biomedgpt.core.errors import CheckpointError, ConfigError, InvalidSequenceError
-
-if TYPE_CHECKING:
-    import esm
 
 __all__ = [
     "STANDARD_AMINO_ACIDS",
@@ -87,8 +88,6 @@ def validate_sequence(sequence: str, *, max_residues: int = MAX_RESIDUES, on_too
 @lru_cache(maxsize=1)
 def esm_alphabet() -> esm.data.Alphabet:
     """fair-esm's ESM-1b alphabet, which ESM-2 (fair-esm and HF) uses: 33 tokens, BOS ``<cls>``, EOS ``<eos>``."""
-    import esm
-
     return esm.data.Alphabet.from_architecture("ESM-1b")
 
 
@@ -324,9 +323,6 @@ def hf_esm_from_fair(fair_model: ESM2) -> HFEsmEncoder:
 
 def _torch_load(path: Path, *, trust_checkpoint: bool, what: str) -> Any:
     """torch.load a fair-esm file: weights-only with ``argparse.Namespace`` allow-listed, unless trusted."""
-    import pickle
-    import zipfile
-
     def load(mmap: bool) -> Any:
         if trust_checkpoint:  # the caller vouches for the file: a full unpickle, as fair-esm itself does
             return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
@@ -360,8 +356,6 @@ def load_fair_esm_checkpoint(path: str | Path, *, trust_checkpoint: bool = False
     ``<stem>-contact-regression.pt`` beside the file is loaded too; without it fair-esm warns that
     contact prediction is untrained (per-token features are unaffected).
     """
-    from esm.pretrained import load_model_and_alphabet_core
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"ESM-2 checkpoint {path} not found")

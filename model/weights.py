@@ -13,8 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors.torch import load_file, save_file
+
 from biomedgpt.core.errors import BiomedGPTError, CheckpointError
-from biomedgpt.core.files import SUMS_FILE, read_sha256sums, sha256_file, sha256sums_text
+from biomedgpt.core.files import SUMS_FILE, atomic_dir, read_sha256sums, sha256_file, sha256sums_text
 from biomedgpt.model.lm import CONVERSION_MARKER, SMOLLM2_GGUF, SMOLLM2_INSTALL, smollm2_cache_dir, smollm2_gguf_path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -43,11 +46,6 @@ def export_weights(source: str | Path, destination: str | Path | None = None, *,
     exported, so an unfinished run can never become the default. A ``SHA256SUMS`` file is written with
     them (``load_pretrained`` checks it). Returns ``{file: (bytes, sha256)}`` for the model card.
     """
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    from biomedgpt.core.files import atomic_dir
-
     source = Path(source)
     destination = Path(destination) if destination is not None else mini_weights_dir()
     if dtype not in ("float16", "bfloat16", "float32"):

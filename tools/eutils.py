@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import re
 
+from Bio import Medline
 from pydantic import BaseModel, ConfigDict, Field
 
 from biomedgpt.core.errors import InputError
@@ -92,8 +93,6 @@ class EUtilsClient:
         """MEDLINE records of ``pmids`` as ``{pmid, title, abstract, year, journal}``, in the order asked."""
         if not pmids:
             return []
-        from Bio import Medline
-
         text = self.http.post_text(self.http.url("efetch.fcgi"),
                                    self._params(db="pubmed", id=",".join(pmids), rettype="medline", retmode="text"),
                                    what=f"PubMed records {', '.join(pmids[:3])}{'…' if len(pmids) > 3 else ''}",

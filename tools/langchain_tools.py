@@ -21,9 +21,18 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from langchain_core.tools import BaseTool, StructuredTool
+from pydantic import BaseModel, Field, model_validator
+
+from biomedgpt.core.chem import try_parse_smiles
 from biomedgpt.core.errors import InputError
 from biomedgpt.core.settings import get_settings
 from biomedgpt.model.conversation import CAPTION_QUESTION as DEFAULT_MOLECULE_QUESTION
+from biomedgpt.tools.biomedgpt_tool import describe_molecule, describe_protein, resolve_molecule, resolve_protein
+from biomedgpt.tools.errors import NotFound
+from biomedgpt.tools.literature import LiteratureStore
+from biomedgpt.tools.properties import molecule_properties
+from biomedgpt.tools.pubchem import PubChemClient
 from biomedgpt.tools.records import (
     Compound,
     ModelAnswer,
@@ -32,8 +41,8 @@ from biomedgpt.tools.records import (
     ProteinEntry,
     SimilarHit,
 )
-from langchain_core.tools import BaseTool, StructuredTool
-from pydantic import BaseModel, Field, model_validator
+from biomedgpt.tools.similarity import similar_known
+from biomedgpt.tools.uniprot import UniProtClient
 
 #: The tools' default number of results, in one place.
 DEFAULT_K = 5
@@ -66,20 +75,14 @@ def _shared(kind: str, factory: Callable[[Any], Any]) -> Any:
 
 
 def _pubchem() -> Any:
-    from biomedgpt.tools.pubchem import PubChemClient
-
     return _shared("pubchem", PubChemClient)
 
 
 def _uniprot() -> Any:
-    from biomedgpt.tools.uniprot import UniProtClient
-
     return _shared("uniprot", UniProtClient)
 
 
 def _store() -> Any:
-    from biomedgpt.tools.literature import LiteratureStore
-
     return _shared("literature", LiteratureStore)  # ingests the bundled corpus on its first search
 
 
@@ -177,8 +180,6 @@ def _pubchem_lookup(query: str) -> tuple[str, dict]:
 
 def _resolve_cid_or_smiles(query: str) -> str:
     """PubChem's similarity search takes a SMILES or CID; a name is resolved to its CID first."""
-    from biomedgpt.core.chem import try_parse_smiles
-
     text = query.strip()
     if text.isdigit() or try_parse_smiles(text) is not None:
         return text
@@ -197,8 +198,6 @@ def _pubchem_similar(query: str, threshold: int = DEFAULT_SIMILAR_THRESHOLD,
 
 
 def _uniprot_lookup(query: str, organism: str | None = None) -> tuple[str, dict]:
-    from biomedgpt.tools.errors import NotFound
-
     text = query.strip()
     client = _uniprot()
     found = client.find(text, organism=organism)
@@ -241,9 +240,6 @@ def _pubmed_fetch(query: str, n: int = DEFAULT_PUBMED_N) -> tuple[str, dict]:
 
 
 def _molecule_properties(smiles: str) -> tuple[str, dict]:
-    from biomedgpt.tools.biomedgpt_tool import resolve_molecule
-    from biomedgpt.tools.properties import molecule_properties
-
     resolved = resolve_molecule(smiles)
     props = molecule_properties(resolved.smiles)
     if resolved.compound is not None:  # asked by name or CID: keep the name people know it by
@@ -252,9 +248,6 @@ def _molecule_properties(smiles: str) -> tuple[str, dict]:
 
 
 def _similar_known(smiles: str | None = None, sequence: str | None = None, k: int = DEFAULT_K) -> tuple[str, list]:
-    from biomedgpt.tools.biomedgpt_tool import resolve_molecule, resolve_protein
-    from biomedgpt.tools.similarity import similar_known
-
     if (smiles is None) == (sequence is None):
         raise InputError("similar_known needs exactly one of smiles= (a molecule) or sequence= (a protein)")
     exclude: list[str] = []
@@ -279,15 +272,11 @@ def _similar_known(smiles: str | None = None, sequence: str | None = None, k: in
 
 
 def _describe_molecule(query: str, question: str = DEFAULT_MOLECULE_QUESTION) -> tuple[str, dict]:
-    from biomedgpt.tools.biomedgpt_tool import describe_molecule
-
     answer = describe_molecule(query, question)
     return answer.chat_text(), _dump(answer)
 
 
 def _describe_protein(query: str, question: str = "What is the function of this protein?") -> tuple[str, dict]:
-    from biomedgpt.tools.biomedgpt_tool import describe_protein
-
     answer = describe_protein(query, question)
     return answer.chat_text(), _dump(answer)
 

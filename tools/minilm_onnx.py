@@ -11,12 +11,14 @@ the vectors equal sentence-transformers' within float error) and cached under
 from __future__ import annotations
 
 import hashlib
+import io
 import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from biomedgpt.core.errors import ConfigError
 from biomedgpt.core.files import atomic_write_bytes
@@ -39,9 +41,8 @@ def onnx_path(settings: Settings | None = None) -> Path:
 
 def export_onnx(target: Path) -> Path:
     """Export the shipped MiniLM (BERT + mean pooling + normalisation) to ``target`` with torch, atomically."""
-    import io
-
-    import torch  # deferred: needed once, for the export only
+    # deferred: torch and transformers are needed once, for the export only
+    import torch
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
@@ -79,8 +80,7 @@ class OnnxEmbedder:
     """Tokenizer + ONNX session for one model file; ``__call__(texts)`` → float32 array [n, 384], unit rows."""
 
     def __init__(self, model_file: Path, tokenizer_file: Path) -> None:
-        import onnxruntime as ort  # deferred: ~0.1 s
-        from tokenizers import Tokenizer
+        import onnxruntime as ort  # deferred: ~0.1 s, only once a question is embedded
 
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.enable_truncation(MAX_TOKENS)

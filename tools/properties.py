@@ -6,8 +6,8 @@ values were computed, not looked up, so answers cite them as ``[RDKit]``.
 
 from __future__ import annotations
 
-from biomedgpt.tools.records import MoleculeProperties
 from biomedgpt.core.chem import parse_smiles
+from biomedgpt.tools.records import MoleculeProperties
 
 # Lipinski's rule of five (Lipinski et al., 1997): at most one violation passes.
 LIPINSKI_MAX_MASS = 500.0
@@ -20,6 +20,7 @@ LIPINSKI_ALLOWED_VIOLATIONS = 1
 def molecule_properties(smiles: str) -> MoleculeProperties:
     """Formula, masses, Crippen logP, TPSA, H-bond donors/acceptors (Lipinski's NH+OH and N+O counts), rotatable bonds,
     rings, aromatic rings, heavy atoms and the rule-of-five verdict; ``InvalidSmilesError`` names bad input."""
+    # deferred: RDKit costs ~0.2 s to import
     from rdkit import Chem, rdBase
     from rdkit.Chem import Crippen, Descriptors, Lipinski, rdMolDescriptors
 

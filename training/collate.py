@@ -20,11 +20,13 @@ from typing import Any
 
 import torch
 
+from biomedgpt.core.errors import ConfigError
+
 IGNORE_INDEX = -100
 
 
 def _punkt():
-    from nltk.tokenize.punkt import PunktSentenceTokenizer
+    from nltk.tokenize.punkt import PunktSentenceTokenizer  # deferred: NLTK costs ~1 s to import
 
     return PunktSentenceTokenizer()
 
@@ -74,8 +76,6 @@ def pack_sentences(documents: Iterable[list[list[int]]], context_length: int, eo
 def pack_corpus(texts: Iterable[str], tokenizer: Any, context_length: int) -> list[torch.Tensor]:
     """Raw documents → packed token sequences (``LongTensor``), ready for ``PadCollator``."""
     if tokenizer.eos_token_id is None:
-        from biomedgpt.core.errors import ConfigError
-
         raise ConfigError("the tokenizer has no EOS token; documents cannot be separated when packing")
     splitter = _punkt()
     documents = (sentence_token_ids(text, tokenizer, splitter) for text in texts)

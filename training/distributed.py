@@ -25,6 +25,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from biomedgpt.core.errors import ConfigError
 
@@ -113,12 +114,11 @@ def wrap_model(model: nn.Module, strategy: str, env: DistEnv, bf16: bool = False
     if strategy == "single":
         return model
     if strategy == "ddp":
-        from torch.nn.parallel import DistributedDataParallel
-
         ids = [env.device.index] if env.device.type == "cuda" else None
         # find_unused_parameters: a molecule-only micro-batch leaves the protein adaptor unused.
         return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=_has_optional_branches(model))
     if strategy == "fsdp":
+        # deferred: FSDP costs ~0.6 s to import, and these exist only where torch has distributed support
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
@@ -150,7 +150,7 @@ def sync_replicated_grads(model: nn.Module) -> None:
     """
     if not (dist.is_available() and dist.is_initialized()):
         return
-    from torch.distributed.tensor import DTensor
+    from torch.distributed.tensor import DTensor  # deferred: exists only where torch has distributed support
 
     world = dist.get_world_size()
     for param in model.parameters():

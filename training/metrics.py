@@ -54,7 +54,7 @@ def load_text_tokenizer(vocab_dir: str | Path | None = None, expected_size: int 
 
 @lru_cache(maxsize=4)
 def _load_tokenizer(folder: str, expected_size: int | None):
-    from transformers import BertTokenizerFast
+    from transformers import BertTokenizerFast  # deferred: transformers
 
     tokenizer = BertTokenizerFast.from_pretrained(folder, do_lower_case=True)
     if expected_size is not None and len(tokenizer) != expected_size:
@@ -75,12 +75,12 @@ def wordpieces(tokenizer, texts: Sequence[str], max_length: int = MAX_TOKENS) ->
 # ------------------------------------------------------------------------------------------ METEOR
 def wordnet_status() -> tuple[bool, str | None]:
     """(True, None) when NLTK can read WordNet (searched afresh on ``nltk.data.path``), else (False, note)."""
-    import nltk
+    import nltk  # deferred: NLTK costs ~1 s to import; only METEOR/BLEU need it
 
     try:
         nltk.data.find("corpora/wordnet/lexnames")
         nltk.data.find("corpora/wordnet/index.sense")
-        from nltk.corpus import wordnet
+        from nltk.corpus import wordnet  # deferred: NLTK
 
         wordnet.ensure_loaded()
         wordnet.synsets("acid")
@@ -94,7 +94,7 @@ def _meteor(references: Sequence[Sequence[str]], hypotheses: Sequence[Sequence[s
     if not ok:
         log.warning("METEOR not computed: %s", note)
         return None, note
-    from nltk.translate.meteor_score import meteor_score
+    from nltk.translate.meteor_score import meteor_score  # deferred: NLTK
 
     if not hypotheses:
         return None, "no samples"
@@ -147,7 +147,7 @@ def caption_metrics(references: Sequence[str], predictions: Sequence[str], *, to
 
 
 def _bleu(refs: list[list[str]], hyps: list[list[str]], protocol: str) -> dict[str, float]:
-    from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu, sentence_bleu
+    from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu, sentence_bleu  # deferred: NLTK
 
     n = len(refs)
     result = {}
@@ -166,7 +166,7 @@ def _bleu(refs: list[list[str]], hyps: list[list[str]], protocol: str) -> dict[s
 
 def rouge(references: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
     """Mean ``rouge_score`` ROUGE-1/2/L F-measure on the raw strings, no stemmer (MolT5's settings)."""
-    from rouge_score import rouge_scorer
+    from rouge_score import rouge_scorer  # deferred: it imports NLTK
 
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=False)
     totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
@@ -291,7 +291,7 @@ def option_logprobs(model, tokenizer, prompt: str, options: Sequence[str], *, re
     usual choice for single-word options) or ``"mean"`` (per token; fairer to long option texts). All
     options go through one padded forward pass.
     """
-    import torch
+    import torch  # deferred: torch costs seconds; the text metrics do not need it
 
     if reduction not in ("sum", "mean"):
         raise ConfigError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
