@@ -1,8 +1,11 @@
 """The Python API: ``from biomedgpt import Assistant; Assistant().ask("Describe aspirin", session="s1")``.
 
 ``ask`` returns an :class:`AskResult` whose ``to_json()`` is exactly what ``biomedgpt ask --json``
-prints: ``{answer, citations: [{label, source, url, title}], tool_calls: [{name, args, ok, error}],
-artifacts}``. A named session is stored in ``BIOMEDGPT_HOME/sessions.sqlite`` and resumes from the
+prints: ``{answer, answer_source, ungrounded, truncated, citations: [{label, source, url, title}],
+tool_calls: [{name, args, ok, error}], artifacts}``. ``answer_source`` is ``llm`` when a chat model wrote the
+answer (its claims checked by ``agent/grounding``; ``ungrounded`` lists those no record backs) and ``composed``
+when the router composed it from the records; ``truncated`` says a chat model's reply was cut at
+``BIOMEDGPT_LLM_MAX_TOKENS`` or ``BIOMEDGPT_LLM_DEADLINE``. A named session is stored in ``BIOMEDGPT_HOME/sessions.sqlite`` and resumes from the
 CLI, Python and Jupyter alike; without a name the conversation lives only in memory.
 """
 
@@ -34,9 +37,16 @@ class AskResult:
     tool_calls: list[dict] = field(default_factory=list)
     artifacts: dict[str, list[dict]] = field(default_factory=dict)
     session: str | None = None
+    #: ``llm`` (a chat model wrote it) or ``composed`` (the router composed it from the records).
+    answer_source: str = "composed"
+    #: Sentences of a chat model's answer that state a fact no cited record backs (agent/grounding.py).
+    ungrounded: list[str] = field(default_factory=list)
+    #: Whether a chat model's reply this turn was cut at the token limit or the deadline.
+    truncated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"answer": self.answer, "citations": self.citations, "tool_calls": self.tool_calls,
+        return {"answer": self.answer, "answer_source": self.answer_source, "ungrounded": self.ungrounded,
+                "truncated": self.truncated, "citations": self.citations, "tool_calls": self.tool_calls,
                 "artifacts": self.artifacts}
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -72,17 +82,26 @@ def result_from_state(values: dict[str, Any], session: str | None = None) -> Ask
     calls = []
     for message in turn:
         if isinstance(message, AIMessage):
+            malformed = message.additional_kwargs.get("malformed_calls") or {}
             for call in message.tool_calls:
                 reply = results.get(call["id"])
                 ok = reply is not None and reply.status != "error"
                 error = None if ok else (str(reply.content) if reply is not None else "not run")
-                calls.append({"name": call["name"], "args": call["args"], "ok": ok, "error": error})
+                args = malformed[call["id"]]["args"] if call["id"] in malformed else call["args"]
+                calls.append({"name": call["name"], "args": args, "ok": ok, "error": error})
+            for refused in message.additional_kwargs.get("refused_calls") or []:
+                calls.append({"name": refused["name"], "args": refused["args"], "ok": False,
+                              "error": "not run: no tool is offered for an off-domain, help or unclear question"})
+    extras = answer.additional_kwargs if answer is not None else {}
     return AskResult(
         answer=str(answer.content) if answer is not None else "",
-        citations=list(answer.additional_kwargs.get("citations", [])) if answer is not None else [],
+        citations=list(extras.get("citations", [])),
         tool_calls=calls,
         artifacts={kind: list(values.get(kind) or []) for kind in ARTIFACT_KINDS},
         session=session,
+        answer_source=str(extras.get("answer_source") or "composed"),
+        ungrounded=list(extras.get("ungrounded") or []),
+        truncated=bool(extras.get("truncated")),
     )
 
 
@@ -90,13 +109,17 @@ class Assistant:
     """The biomedical research assistant: ask questions, keep sessions, run scripts.
 
     ``llm`` may be a LangChain chat model (with ``bind_tools``) or a back-end spec such as
-    ``"openai:gpt-4o"``; by default ``settings.llm`` (``BIOMEDGPT_LLM``) decides. ``tools`` replaces
-    the default tool set (tests, custom deployments).
+    ``"openai:gpt-4o"``; by default ``settings.llm`` (``BIOMEDGPT_LLM``) decides. ``tool_choice`` (default
+    ``settings.tool_choice``): ``router`` or ``model`` (agent/modes.py). ``tools`` replaces the default tool set
+    (tests, custom deployments).
     """
 
     def __init__(self, settings: Settings | None = None, llm: Any = None, *, tools: Sequence[Any] | None = None,
-                 max_steps: int = DEFAULT_MAX_STEPS) -> None:
+                 max_steps: int = DEFAULT_MAX_STEPS, tool_choice: str | None = None) -> None:
         self.settings = settings or get_settings()
+        if tool_choice is not None and tool_choice not in ("router", "model"):
+            raise InputError(f"tool_choice {tool_choice!r} is not 'router' or 'model'")
+        self.tool_choice = tool_choice or self.settings.tool_choice
         self._llm_arg = llm
         self._tools = list(tools) if tools is not None else None
         self.max_steps = max_steps
@@ -110,7 +133,7 @@ class Assistant:
 
     @property
     def backend(self) -> str:
-        """The back end's name as shown to users (``offline``, ``openai:MODEL``, …)."""
+        """The back end's name as shown to users (``none``, ``openai:MODEL``, …)."""
         if self._llm_arg is None:
             return self.settings.llm
         if isinstance(self._llm_arg, str):
@@ -167,8 +190,11 @@ class Assistant:
         graph = self.graph(persistent=session is not None)
         thread = session or f"ask-{uuid.uuid4().hex}"
         config = {"configurable": {"thread_id": thread}, "recursion_limit": recursion_limit(self.max_steps)}
+        from biomedgpt.agent.backends import ChatLimits
+
         context = Context(chat_model=self.chat_model(), backend=self.backend, max_steps=self.max_steps,
-                          offline=self.settings.offline)
+                          offline=self.settings.offline, tool_choice=self.tool_choice,
+                          limits=ChatLimits.from_settings(self.settings))
         return graph, config, context, {"messages": [HumanMessage(question.strip())]}
 
     # ------------------------------------------------------------------ asking
@@ -217,7 +243,7 @@ class Assistant:
                     yield Event("progress", str(message))
                 elif mode == "messages":
                     message, meta = chunk
-                    if (isinstance(message, AIMessageChunk) and meta.get("langgraph_node") == "plan"
+                    if (isinstance(message, AIMessageChunk) and meta.get("langgraph_node") in ("plan", "answer")
                             and isinstance(message.content, str) and message.content):
                         yield Event("token", message.content)
                 elif mode == "updates":

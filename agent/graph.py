@@ -24,15 +24,26 @@ from collections.abc import Sequence
 from typing import Any
 
 from biomedgpt.agent.answer import (
-    check_citations,
     citations_for,
     compose_answer,
     entity_from_artifacts,
     file_records,
     sources_from_state,
 )
-from biomedgpt.agent.backends import BackendError
+from biomedgpt.agent.backends import call_chat_model, reply_info
 from biomedgpt.agent.context import Context
+from biomedgpt.agent.grounding import Evidence, evidence_from_state, evidence_from_text
+from biomedgpt.agent.modes import (
+    MODEL,
+    NO_TOOL_INTENTS,
+    finish_answer,
+    malformed_message,
+    question_names,
+    reply_summary,
+    screen_reply,
+    tools_for_question,
+    writer_messages,
+)
 from biomedgpt.agent.state import InputState, State, empty_artifacts
 from biomedgpt.core.errors import BiomedGPTError
 from biomedgpt.tools.langchain_tools import record_type_of, records_of
@@ -117,6 +128,43 @@ def _offline_plan(question: str, state: State, ctx: Context) -> dict:
     return update
 
 
+def _model_step(state: State, ctx: Context, new_question: bool, tools: Sequence[BaseTool]) -> dict:
+    """One step of ``model`` mode: the chat model, offered the tools relevant to the question, replies.
+
+    On a new question the router's understanding says what is asked (intent, entities); off-domain, help and
+    unclear questions get no tool, and a question that names an entity must start with a tool call where the API
+    supports ``tool_choice`` (agent/modes.py).
+    """
+    from biomedgpt.agent.planner import PlanContext
+    from biomedgpt.agent.planner import plan as route
+
+    messages = state["messages"]
+    update: dict[str, Any] = {}
+    required = False
+    if new_question:
+        planned = route(_text(messages[-1]), PlanContext.from_state(state, offline=ctx.offline))
+        offered = [] if planned.problem else tools_for_question(
+            planned.intent, [e.kind for e in planned.entities], planned.tool_names, tools)
+        update.update({"intent": planned.intent, "attributes": planned.attributes, "offline": planned.offline,
+                       "problem": planned.problem, "offered": [t.name for t in offered]})
+        intent, problem = planned.intent, planned.problem
+        required = bool(offered) and any(not e.from_context and e.kind in ("molecule", "protein", "cid", "inchikey",
+                                                                           "pmid") for e in planned.entities)
+    else:
+        intent, problem = state.get("intent"), state.get("problem")
+        offered = [t for t in tools if t.name in (state.get("offered") or [])]
+    allowed = intent not in NO_TOOL_INTENTS and not problem
+    prompt: list[AnyMessage] = [SystemMessage(ctx.system_prompt)]
+    entity = state.get("entity")
+    if entity:
+        prompt.append(SystemMessage(f"The conversation is currently about this {entity['kind']}: "
+                                    f"{entity.get('name') or entity['value']} ({entity['value']})."))
+    reply = call_chat_model(ctx.chat_model, prompt + list(messages), backend=ctx.backend, limits=ctx.limits,
+                            tools=offered if allowed else None, tool_choice="required" if required else None)
+    update["messages"] = [screen_reply(reply, [t.name for t in offered], allowed)]
+    return update
+
+
 def build_graph(tools: Sequence[BaseTool] | None = None, checkpointer: Any = None, *, name: str = "biomedgpt"):
     """Compile the assistant graph over ``tools`` (default: every biomedgpt tool)."""
     if tools is None:
@@ -139,23 +187,11 @@ def build_graph(tools: Sequence[BaseTool] | None = None, checkpointer: Any = Non
         if steps > ctx.max_steps:
             update["limited"] = True
             return update
-        if ctx.chat_model is None:
-            if new_question:  # the offline planner plans once per question
+        if ctx.chat_model is None or ctx.tool_choice != MODEL:
+            if new_question:  # the router plans once per question (a chat model, if any, only writes the answer)
                 update.update(_offline_plan(_text(messages[-1]), state, ctx))
             return update
-        bound = ctx.chat_model.bind_tools(tools)
-        prompt: list[AnyMessage] = [SystemMessage(ctx.system_prompt)]
-        entity = state.get("entity")
-        if entity:
-            prompt.append(SystemMessage(f"The conversation is currently about this {entity['kind']}: "
-                                        f"{entity.get('name') or entity['value']} ({entity['value']})."))
-        try:
-            reply = bound.invoke(prompt + list(messages))
-        except BiomedGPTError:
-            raise
-        except Exception as error:  # noqa: BLE001 - any failure of the back end is reported as such
-            raise BackendError(f"chat back end {ctx.backend!r} failed: {type(error).__name__}: {error}") from error
-        update["messages"] = [reply]
+        update.update(_model_step(state, ctx, new_question, tools))
         return update
 
     def run_tools(state: State, config: RunnableConfig, runtime: Runtime[Context]) -> dict:
@@ -166,9 +202,19 @@ def build_graph(tools: Sequence[BaseTool] | None = None, checkpointer: Any = Non
         def forward(message: str) -> None:
             writer({"progress": str(message)})
 
-        with listen(forward):
-            result = tool_node.invoke(state, config)
-        new_messages = result["messages"] if isinstance(result, dict) else result
+        last = next(m for m in reversed(state["messages"]) if isinstance(m, AIMessage))
+        malformed = last.additional_kwargs.get("malformed_calls") or {}
+        new_messages = [ToolMessage(content=malformed_message(info["name"], info["args"], info["error"],
+                                                              state.get("offered") or []),
+                                    tool_call_id=call_id, name=info["name"], status="error")
+                        for call_id, info in malformed.items()]  # answered, never run
+        runnable = [c for c in last.tool_calls if c["id"] not in malformed]
+        if runnable:
+            with listen(forward):
+                result = tool_node.invoke({**state, "messages": [*state["messages"][:-1],
+                                                                 last.model_copy(update={"tool_calls": runnable})]},
+                                          config)
+            new_messages += result["messages"] if isinstance(result, dict) else result
         update: dict[str, Any] = {"messages": new_messages}
         records = []
         for message in new_messages:
@@ -198,21 +244,48 @@ def build_graph(tools: Sequence[BaseTool] | None = None, checkpointer: Any = Non
         turn = turn_messages(messages)
         question = _text(turn[0]) if turn and isinstance(turn[0], HumanMessage) else ""
         sources = sources_from_state(state)
+        earlier = {k: v for k, v in (state.get("known_sources") or {}).items() if k not in sources}
+        evidence = evidence_from_state(state)
         last = messages[-1]
         limited = bool(state.get("limited"))
-        if (ctx.chat_model is not None and isinstance(last, AIMessage) and not last.tool_calls
-                and not limited and _text(last).strip()):
-            earlier = {k: v for k, v in (state.get("known_sources") or {}).items() if k not in sources}
-            text = check_citations(_text(last), sources, state.get("model_answers") or [], earlier=earlier)
+        failed = failed_calls(turn)
+        replies = [m for m in turn if isinstance(m, AIMessage) and reply_info(m)]
+        reply, draft, message_id, note = None, None, None, ""
+        if ctx.chat_model is not None and not limited:
+            if ctx.tool_choice == MODEL:
+                if isinstance(last, AIMessage) and not last.tool_calls and _text(last).strip():
+                    reply, message_id = last, last.id
+                elif isinstance(last, AIMessage) and not last.tool_calls:
+                    note = f"_The chat model ({ctx.backend}) wrote no answer; this one is composed from the records._"
+            else:  # router: the records are in; the chat model writes the answer from them
+                draft = compose_answer(question, state, failed)
+                reply = call_chat_model(ctx.chat_model, writer_messages(question, state, draft), backend=ctx.backend,
+                                        limits=ctx.limits)
+                replies.append(reply)
+                if not _text(reply).strip():
+                    reply = None
+                    note = f"_The chat model ({ctx.backend}) wrote no answer; this one is composed from the records._"
+        extras: dict[str, Any] = {"answer_source": "composed", "ungrounded": [],
+                                  "truncated": any(reply_info(m).get("truncated") for m in replies)}
+        if reply is not None:
+            known = {label: Evidence.from_dict(raw) for label, raw in (state.get("known_facts") or {}).items()}
+            known.update(evidence)
+            for label, derived in evidence_from_text(draft or "").items():  # values the router derived (rankings)
+                known[label] = known.get(label, Evidence()).merge(derived)
+            text, ungrounded = finish_answer(
+                _text(reply), sources=sources, earlier=earlier, evidence=known, names=question_names(state),
+                model_answers=state.get("model_answers") or [], info=reply_info(reply), failed=failed,
+                limits=ctx.limits)
             sources = {**earlier, **sources}
-            message_id = last.id
+            extras.update(answer_source="llm", ungrounded=ungrounded, llm=reply_summary(reply))
         else:
-            text = compose_answer(question, state, failed_calls(turn),
-                                  limited_after=ctx.max_steps if limited else None)
-            message_id = None
+            text = compose_answer(question, state, failed, limited_after=ctx.max_steps if limited else None)
+            if note:
+                text = f"{note}\n\n{text}"
         final = AIMessage(content=text, name=ANSWER_NAME, id=message_id or f"answer-{uuid.uuid4().hex}",
-                          additional_kwargs={"citations": citations_for(text, sources)})
-        return {"messages": [final], "known_sources": sources}
+                          additional_kwargs={"citations": citations_for(text, sources), **extras})
+        facts = {label: found.to_dict() for label, found in evidence.items()}
+        return {"messages": [final], "known_sources": sources, "known_facts": facts}
 
     def route(state: State) -> str:
         if state.get("limited"):

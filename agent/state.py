@@ -75,6 +75,11 @@ class State(InputState, total=False):
     #: Every source cited so far in the session (label → {label, source, url, title}), so that an
     #: LLM's answer that cites evidence from an earlier turn is still checked against real records.
     known_sources: Annotated[dict, merge_sources]
+    #: What the records of the session hold, by citation label ({"numbers": [...], "names": [...]}), so that a
+    #: chat model's answer citing a record of an earlier turn is checked against its values (agent/grounding).
+    known_facts: Annotated[dict, merge_sources]
+    #: In ``model`` mode: the tools offered to the chat model for the current question.
+    offered: Annotated[list[str] | None, replace_value]
     #: The intent of the current question when the router classified it.
     intent: Annotated[str | None, replace_value]
     #: The attributes the current question asks for (``agent/understanding``), e.g. ["molecular_weight"].

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -89,8 +89,8 @@ class Settings(BaseSettings):
     pubchem_url: str = Field("https://pubchem.ncbi.nlm.nih.gov", description="PubChem host (PUG-REST and PUG-View)")
     uniprot_url: str = Field("https://rest.uniprot.org", description="UniProt REST base URL")
     eutils_url: str = Field("https://eutils.ncbi.nlm.nih.gov/entrez/eutils", description="NCBI E-utilities base URL")
-    llm: str = Field("offline", description="chat-model back end: offline | openai:MODEL | ollama:MODEL | hf:PATH | "
-                                            "biomedgpt:PRESET")
+    llm: str = Field("none", description="chat-model back end: none (no chat model; 'offline' is an old alias) | "
+                                         "openai:MODEL | ollama:MODEL | hf:PATH | biomedgpt:PRESET")
     chroma_url: str | None = Field(None, description="a Chroma server (http://host:port); unset: the embedded store")
     embedding_model: str | None = Field(None, description="a local sentence-transformers folder for the literature "
                                                           "store; unset: the shipped all-MiniLM-L6-v2")
@@ -104,11 +104,15 @@ class Settings(BaseSettings):
                                                              "structure is not shown as evidence")
     understanding_min_confidence: float = Field(0.5, description="cosine similarity to the nearest example question "
                                                                  "below which the assistant asks instead of guessing")
+    tool_choice: Literal["router", "model"] = Field(
+        "router", description="who picks the tools: router (the question-understanding layer; a chat model only "
+                              "writes the answer from the records) | model (the chat model calls tools itself)")
+    llm_max_tokens: int = Field(512, ge=1, description="most tokens a chat model may write per reply (every back end)")
+    llm_timeout: float = Field(120.0, gt=0, description="seconds to a chat model's first token (not the HTTP "
+                                                        "clients' read timeout)")
+    llm_deadline: float = Field(300.0, gt=0, description="seconds for a whole chat-model reply; a longer one is cut "
+                                                         "there and reported as truncated")
     # Reserved for the open issues (named here so the names do not drift):
-    tool_choice: str = Field("router", description="who picks the tools: router | model (reserved, #12)")
-    llm_max_tokens: int = Field(512, description="most tokens a chat model may write per answer (reserved, #12)")
-    llm_timeout: float = Field(120.0, description="seconds to a chat model's first token (reserved, #12)")
-    llm_deadline: float = Field(300.0, description="seconds for a whole chat-model answer (reserved, #12)")
     mcp_servers: str | None = Field(None, description="JSON file of external MCP servers (reserved, #14)")
     protein_db: str | None = Field(None, description="FASTA searched for protein homologues (reserved, #15)")
     protein_max_evalue: float = Field(1e-5, description="E-value above which a homologue is not evidence (reserved, #15)")
@@ -123,6 +127,12 @@ class Settings(BaseSettings):
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"config file {config_file_path()} is not valid TOML: {error} (fix it, or point "
                               f"BIOMEDGPT_CONFIG at another file)") from None
+
+    @field_validator("llm", mode="after")
+    @classmethod
+    def _llm_alias(cls, value: str) -> str:
+        spec = value.strip()
+        return "none" if spec.lower() in ("", "none", "offline") else spec  # "offline" now means only "no network"
 
     @field_validator("home", mode="after")
     @classmethod

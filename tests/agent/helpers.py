@@ -22,20 +22,29 @@ class ToolCallingFakeChatModel(GenericFakeChatModel):
     """Replays scripted messages; ``bind_tools`` records the tool names it was offered."""
 
     bound: list[str] = []
+    #: The ``tool_choice`` of each ``bind_tools`` call (None: the model may answer without a tool).
+    tool_choices: list = []
+    #: The messages of each call, in order.
+    seen: list = []
 
     def _stream(self, messages, stop=None, run_manager=None, **kwargs):
-        # The parent streams text only; a real provider streams tool calls as tool_call_chunks.
+        # The parent streams text only; a real provider streams tool calls as tool_call_chunks (malformed ones
+        # with their raw arguments, which become invalid_tool_calls) and the finish reason in response_metadata.
+        self.seen = [*self.seen, list(messages)]
         message = self._generate(messages, stop=stop, run_manager=run_manager, **kwargs).generations[0].message
         chunks = [{"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
                   for i, c in enumerate(message.tool_calls)]
+        chunks += [{"name": c.get("name"), "args": c.get("args"), "id": c.get("id"), "index": len(chunks) + i}
+                   for i, c in enumerate(message.invalid_tool_calls)]
         chunk = AIMessageChunk(content=message.content, id=message.id, tool_call_chunks=chunks,
-                               chunk_position="last")
+                               response_metadata=dict(message.response_metadata), chunk_position="last")
         if run_manager and isinstance(message.content, str) and message.content:
             run_manager.on_llm_new_token(message.content, chunk=ChatGenerationChunk(message=chunk))
         yield ChatGenerationChunk(message=chunk)
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any):
         self.bound = [getattr(t, "name", str(t)) for t in tools]
+        self.tool_choices = [*self.tool_choices, kwargs.get("tool_choice")]
         return self
 
 

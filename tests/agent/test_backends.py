@@ -22,6 +22,12 @@ SECRET = "sk-test-do-not-log-0123456789"
 FINAL = "Ethanol has formula C2H6O [RDKit]."
 
 
+@pytest.fixture(autouse=True)
+def _model_picks_tools(monkeypatch):
+    """The scripted chat models here call tools themselves: ``model`` mode (agent/modes.py)."""
+    monkeypatch.setenv("BIOMEDGPT_TOOL_CHOICE", "model")
+
+
 def _has_tool_result(body: dict) -> bool:
     return any(m.get("role") == "tool" for m in body["messages"])
 
@@ -115,7 +121,7 @@ def test_failing_backend_is_named_not_replaced(httpserver: HTTPServer, monkeypat
 
 
 def test_specs_and_missing_key(monkeypatch):
-    assert parse_spec("offline") == ("offline", "")
+    assert parse_spec("none") == ("none", "") and parse_spec("offline") == ("none", "")  # the old name still works
     assert parse_spec("ollama:llama3.1:8b") == ("ollama", "llama3.1:8b")
     with pytest.raises(ConfigError, match="not a known back end"):
         parse_spec("gpt4")
@@ -127,7 +133,7 @@ def test_specs_and_missing_key(monkeypatch):
         make_chat_model("openai:gpt-4o")
     with pytest.raises(BackendError, match="no such model folder"):
         make_chat_model("hf:/nonexistent/model")
-    assert make_chat_model("offline") is None
+    assert make_chat_model("none") is None and make_chat_model("offline") is None
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -139,7 +145,7 @@ def test_specs_and_missing_key(monkeypatch):
      [("pubchem_lookup", {"query": "caffeine"})]),
     ('[{"name": "pubchem_lookup", "args": {"query": "a"}}, {"name": "uniprot_lookup", "args": {"query": "b"}}]',
      [("pubchem_lookup", {"query": "a"}), ("uniprot_lookup", {"query": "b"})]),
-    ('<tool_call>{"name": "rm_rf", "arguments": {}}</tool_call>', []),
+    ('<tool_call>{"name": "rm_rf", "arguments": {}}</tool_call>', [("rm_rf", {})]),  # kept: the graph reports it
     ("Aspirin is an NSAID {not json}.", []),
 ])
 def test_parse_tool_calls(text, expected):

@@ -31,7 +31,8 @@ def test_ask_json_has_documented_shape(monkeypatch):
     out = CliRunner().invoke(app, ["ask", f"What is the molecular weight of {ASPIRIN}?", "--json"])
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
-    assert set(data) == {"answer", "citations", "tool_calls", "artifacts"}
+    assert set(data) == {"answer", "answer_source", "ungrounded", "truncated", "citations", "tool_calls", "artifacts"}
+    assert (data["answer_source"], data["ungrounded"], data["truncated"]) == ("composed", [], False)  # no chat model
     assert data["answer"].startswith("The average molecular weight of")
     assert "180.16" in data["answer"] and "[RDKit]" in data["answer"]
     assert data["citations"] == [{"label": "RDKit", "source": "RDKit", "url": "https://www.rdkit.org",

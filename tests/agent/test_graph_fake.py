@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from langchain_core.messages import AIMessage
 
 from biomedgpt.agent.assistant import Assistant
 from tests.agent.helpers import TEST_TOOLS, ToolCallingFakeChatModel, call, fake_llm
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
+
+
+@pytest.fixture(autouse=True)
+def _model_picks_tools(monkeypatch):
+    """The scripted chat models here call tools themselves: ``model`` mode (agent/modes.py)."""
+    monkeypatch.setenv("BIOMEDGPT_TOOL_CHOICE", "model")
 
 
 def test_recovers_from_failing_tool_and_checks_citations():
@@ -28,7 +35,9 @@ def test_recovers_from_failing_tool_and_checks_citations():
     # a label that no tool produced is marked, not passed off as evidence
     assert "[unverified: PubChem CID 999]" in result.answer
     assert [c["label"] for c in result.citations] == ["RDKit"]
-    assert set(result.to_dict()) == {"answer", "citations", "tool_calls", "artifacts"}
+    assert set(result.to_dict()) == {"answer", "answer_source", "ungrounded", "truncated", "citations", "tool_calls",
+                                     "artifacts"}
+    assert result.answer_source == "llm" and result.truncated is False
     assert set(llm.bound) >= {"broken_lookup", "rdkit_properties"}
 
 
@@ -47,7 +56,7 @@ def test_graceful_end_at_step_limit():
     forever = (AIMessage(content="", tool_calls=[call("rdkit_properties", f"c{i}", smiles="CCO")])
                for i in itertools.count())
     llm = ToolCallingFakeChatModel(messages=forever)
-    result = Assistant(llm=llm, tools=TEST_TOOLS, max_steps=3).ask("Loop please")
+    result = Assistant(llm=llm, tools=TEST_TOOLS, max_steps=3).ask("Describe CCO")
     assert result.answer.startswith("Could not finish in 3 steps; here is what was found.")
     assert "[RDKit]" in result.answer and "C2H6O" in result.answer
     assert len(result.tool_calls) == 3 and all(c["ok"] for c in result.tool_calls)

@@ -6,11 +6,19 @@ offline planner drives the same graph without any chat model, including a follow
 
 from __future__ import annotations
 
+import pytest
+
 from langchain_core.messages import AIMessage
 
 from biomedgpt.agent.assistant import Assistant
 from tests.agent.helpers import call, fake_llm
 from tests.fakeservers import busy_json, fake_services, inject, recording_server  # noqa: F401
+
+
+@pytest.fixture(autouse=True)
+def _model_picks_tools(monkeypatch):
+    """The scripted chat models here call tools themselves: ``model`` mode (agent/modes.py)."""
+    monkeypatch.setenv("BIOMEDGPT_TOOL_CHOICE", "model")
 
 
 def test_fake_llm_calls_real_tools(fake_services):

@@ -27,6 +27,12 @@ from tests.agent.helpers import call, fake_llm, rdkit_properties
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _model_picks_tools(monkeypatch):
+    """The scripted chat models here call tools themselves: ``model`` mode (agent/modes.py)."""
+    monkeypatch.setenv("BIOMEDGPT_TOOL_CHOICE", "model")
+
+
 @tool(response_format="content_and_artifact")
 def slow_properties(smiles: str) -> tuple[str, dict]:
     """RDKit properties, slowly (so two turns overlap)."""

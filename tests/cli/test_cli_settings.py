@@ -74,7 +74,7 @@ def test_doctor_reports_services_against_loopback(httpserver: HTTPServer, monkey
     assert report["services"]["uniprot"].startswith("offline")
     assert report["home"] == str(get_settings().home)
     assert report["versions"]["torch"] == "2.13.0+cpu" or report["versions"]["torch"].startswith("2.13.0")
-    assert report["llm_backend"] == "offline"
+    assert report["llm_backend"] == "none"
     names = {row["name"] for row in report["weights"]}
     assert names, "doctor must list the weights it looked for"
     assert len(httpserver.log) == 1

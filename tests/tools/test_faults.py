@@ -295,7 +295,7 @@ def test_a_turn_that_names_one_accession_twice_fetches_it_once(fake_services):
                                           call("uniprot_lookup", "c2", query="P05067")]),
         AIMessage(content="UniProt is busy."),
     ])
-    result = Assistant(llm=llm).ask("What is P05067? And what is P05067?")
+    result = Assistant(llm=llm, tool_choice="model").ask("What is P05067? And what is P05067?")
 
     assert [c["ok"] for c in result.tool_calls] == [False, False]
     assert fake_services.count(ENTRY) == 3
