@@ -49,9 +49,11 @@ def _percentiles(samples: list[float]) -> dict:
 
 def bench_ingest(settings, n_chunks: int) -> dict:
     """Embedding-only vs. full ingest on the same chunks of the bundled corpus."""
-    from biomedgpt.tools.literature import BUNDLED_CORPUS, IngestReport, LiteratureStore, _read_jsonl, chunk_document
+    from biomedgpt.tools.chunking import chunk_document
+    from biomedgpt.tools.documents import IngestReport, read_jsonl
+    from biomedgpt.tools.literature import BUNDLED_CORPUS, LiteratureStore
 
-    docs = list(_read_jsonl(BUNDLED_CORPUS, IngestReport()))
+    docs = list(read_jsonl(BUNDLED_CORPUS, IngestReport()))
     chosen, count = [], 0
     for doc in docs:
         if count >= n_chunks:
@@ -97,10 +99,11 @@ def bench_ingest(settings, n_chunks: int) -> dict:
 
 
 def bench_query(settings, sizes: list[int], n_queries: int, seed: int = 0) -> dict:
-    from biomedgpt.tools.literature import BUNDLED_CORPUS, IngestReport, LiteratureStore, _read_jsonl
+    from biomedgpt.tools.documents import IngestReport, read_jsonl
+    from biomedgpt.tools.literature import BUNDLED_CORPUS, LiteratureStore
 
     rng = np.random.default_rng(seed)
-    words = " ".join(d.text for d in _read_jsonl(BUNDLED_CORPUS, IngestReport())).split()
+    words = " ".join(d.text for d in read_jsonl(BUNDLED_CORPUS, IngestReport())).split()
     store = LiteratureStore(settings, collection="bench_query", bundled=False)
     collection = store.collection
     function = store._function

@@ -121,7 +121,7 @@ def test_a_long_question_is_refused_before_the_graph_runs(monkeypatch):
 
 
 def test_a_binary_file_is_skipped_by_content_and_counted(tmp_path):
-    from biomedgpt.tools.literature import IngestReport, iter_documents
+    from biomedgpt.tools.documents import IngestReport, iter_documents
 
     elf = tmp_path / "notes.md"
     elf.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 40)

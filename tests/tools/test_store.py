@@ -15,18 +15,10 @@ from pathlib import Path
 import pytest
 
 from biomedgpt.core.errors import InputError
+from biomedgpt.tools.chunking import ChunkConfig, chunk_document, chunk_id, split_sentences
+from biomedgpt.tools.documents import Document, IngestReport, expand_paths, iter_documents, read_jsonl
 from biomedgpt.tools.errors import StoreError
-from biomedgpt.tools.literature import (
-    ChunkConfig,
-    Document,
-    IngestReport,
-    LiteratureStore,
-    chunk_document,
-    chunk_id,
-    expand_paths,
-    iter_documents,
-    split_sentences,
-)
+from biomedgpt.tools.literature import LiteratureStore
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "literature"
 CORPUS_FILES = ["corpus.jsonl", "records.medline", "article.xml", "notes.md", "crispr.txt"]
@@ -217,9 +209,9 @@ def test_bundled_vectors_match_the_live_model(home):
     vectors = store._bundled_vectors()
     assert len(vectors) > 600
     report = IngestReport()
-    from biomedgpt.tools.literature import BUNDLED_CORPUS, _read_jsonl
+    from biomedgpt.tools.literature import BUNDLED_CORPUS
 
-    doc = next(_read_jsonl(BUNDLED_CORPUS, report))
+    doc = next(read_jsonl(BUNDLED_CORPUS, report))
     chunk = chunk_document(doc)[0]
     live = np.asarray(store._function([chunk.embed_text])[0])
     assert float(np.dot(live, vectors[chunk.id])) > 0.999
