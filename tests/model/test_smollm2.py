@@ -5,6 +5,8 @@ These are the only tests that load SmolLM2 (about 30 s for the one-time conversi
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -22,6 +24,10 @@ def test_smollm2_conversion_is_cached_and_the_mini_model_answers(biomedgpt_home)
     assert (llm.config.hidden_size, llm.config.vocab_size, llm.config.num_hidden_layers) == (576, 49152, 30)
     assert llm.dtype == torch.float32  # CPU default
     assert "quantization_config" not in (folder / "config.json").read_text()
+    from biomedgpt.model.lm import SMOLLM2_TEMPLATE_VERSION, template_renders_tools
+
+    assert template_renders_tools(tokenizer) and tokenizer.response_template is not None  # written at conversion
+    assert json.loads((folder / CONVERSION_MARKER).read_text())["template"] == SMOLLM2_TEMPLATE_VERSION
     before = (folder.stat().st_ino, (folder / "model.safetensors").stat().st_mtime_ns)
     model = load_model("mini")  # second load: no reconversion
     assert (folder.stat().st_ino, (folder / "model.safetensors").stat().st_mtime_ns) == before
