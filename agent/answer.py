@@ -31,8 +31,7 @@ from biomedgpt.tools.records import (
 )
 
 #: The labels a citation may take (any other bracketed text is left alone).
-LABEL_PATTERN = re.compile(r"^(PubChem CID \d+|ChEBI-20 CID \d+|UniProt [A-Z0-9]{6,10}(?:-\d+)?|PMID \d+|RDKit|"
-                           r"BioMedGPT|Doc [^\[\];]{1,60})$")
+from biomedgpt.core.sources import LABEL_PATTERN  # noqa: E402 - defined once, in core/sources.py
 _BRACKETS = re.compile(r"\[([^\[\]\n]{1,80})\]")
 
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from biomedgpt.core.chem import try_parse_smiles
 from biomedgpt.core.errors import InputError, InvalidSmilesError, shorten
 from biomedgpt.core.settings import Settings
+from biomedgpt.core.sources import pubchem_url
 from biomedgpt.tools.errors import NotFound, OfflineMiss, ServiceError
 from biomedgpt.tools.http import ServiceClient, body_summary, expect_json
 from biomedgpt.tools.progress import report
@@ -36,7 +37,6 @@ PROPERTY_BATCH_FOR_NAMES = 5
 PROPERTY_BATCH = 500  # CIDs per POST; PubChem accepts long lists in a POST body, this keeps each call quick
 INCHIKEY_RE = re.compile(r"^[A-Z]{14}-[A-Z]{10}-[A-Z]$")
 _SMILES_ONLY_CHARS = set("=#@[]()\\/+%")  # characters a compound name practically never has without spaces
-_COMPOUND_PAGE = "https://pubchem.ncbi.nlm.nih.gov/compound/{cid}"
 
 
 # -- the envelopes PubChem answers with (checked before an answer is cached; tools/http.py) -------------------
@@ -237,7 +237,7 @@ def descriptions_from_pug_view(record: dict, cid: int) -> list[Description]:
                         continue
                     ref = references.get(info.get("ReferenceNumber"), {})
                     found.append(Description(text=text, source=ref.get("SourceName", "PubChem"),
-                                             url=ref.get("URL") or _COMPOUND_PAGE.format(cid=cid)))
+                                             url=ref.get("URL") or pubchem_url(cid)))
             walk(section.get("Section", []))
 
     walk(root.get("Section", []))
@@ -418,7 +418,7 @@ class PubChemClient:
                 text = (info.get("Description") or "").strip()
                 if text:
                     found.append(Description(text=text, source=info.get("DescriptionSourceName", "PubChem"),
-                                             url=info.get("DescriptionURL") or _COMPOUND_PAGE.format(cid=cid)))
+                                             url=info.get("DescriptionURL") or pubchem_url(cid)))
         except NotFound:
             pass
         if not found:

@@ -19,6 +19,20 @@ from typing import Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel, Field
 
+from biomedgpt.core.sources import (
+    BIOMEDGPT_LABEL,
+    RDKIT_LABEL,
+    RDKIT_URL,
+    chebi20_label,
+    doc_label,
+    pmid_label,
+    pubchem_label,
+    pubchem_url,
+    pubmed_url,
+    uniprot_label,
+    uniprot_url,
+)
+
 #: How much of a long text field (function, description, passage) goes into a chat model's text.
 CONTENT_CHARS = 400
 MODEL_OUTPUT_NOTE = "model output, not a database fact"
@@ -107,11 +121,11 @@ class Compound(BaseModel):
 
     @property
     def label(self) -> str:
-        return f"PubChem CID {self.cid}"
+        return pubchem_label(self.cid)
 
     @property
     def url(self) -> str:
-        return f"https://pubchem.ncbi.nlm.nih.gov/compound/{self.cid}"
+        return pubchem_url(self.cid)
 
     @property
     def name(self) -> str:
@@ -168,6 +182,8 @@ class Compound(BaseModel):
         for description in self.descriptions[:2]:
             origin = f" (from {description.source})" if description.source else ""
             lines.append(f"- {snippet(description.text)}{origin} {cite}.")
+        if not self.descriptions:
+            lines.append(f"- PubChem's record has no description of {self.name} {cite}.")
         return lines
 
     def html(self) -> str:
@@ -204,11 +220,11 @@ class ProteinEntry(BaseModel):
 
     @property
     def label(self) -> str:
-        return f"UniProt {self.accession}"
+        return uniprot_label(self.accession)
 
     @property
     def url(self) -> str:
-        return f"https://www.uniprot.org/uniprotkb/{self.accession}/entry"
+        return uniprot_url(self.accession)
 
     @property
     def name(self) -> str:
@@ -302,12 +318,12 @@ class Passage(BaseModel):
     @property
     def label(self) -> str:
         if self.pmid:
-            return f"PMID {self.pmid}"
-        return f"Doc {Path(self.source).name if self.source else (self.title or '?')}"
+            return pmid_label(self.pmid)
+        return doc_label(Path(self.source).name if self.source else (self.title or "?"))
 
     @property
     def url(self) -> str:
-        return f"https://pubmed.ncbi.nlm.nih.gov/{self.pmid}/" if self.pmid else ""
+        return pubmed_url(self.pmid)
 
     def get(self, attribute: str) -> Fact | None:
         return None  # a passage is evidence to quote, not a record of fields
@@ -330,8 +346,8 @@ class MoleculeProperties(BaseModel):
     """Descriptors computed locally by RDKit (never looked up): label ``[RDKit]``."""
 
     artifact: ClassVar[str] = "properties"
-    label: ClassVar[str] = "RDKit"
-    url: ClassVar[str] = "https://www.rdkit.org"
+    label: ClassVar[str] = RDKIT_LABEL
+    url: ClassVar[str] = RDKIT_URL
 
     smiles: str
     formula: str
@@ -429,18 +445,18 @@ class SimilarHit(BaseModel):
     @property
     def label(self) -> str:
         if self.kind == "protein":
-            return f"UniProt {self.id}"
+            return uniprot_label(self.id)
         if "chebi" in self.source.lower() and self.id.isdigit():
-            return f"ChEBI-20 CID {self.id}"  # its text comes from ChEBI-20, not from PubChem
-        return f"PubChem CID {self.id}" if self.id.isdigit() else f"{self.source} {self.id}"
+            return chebi20_label(self.id)  # its text comes from ChEBI-20, not from PubChem
+        return pubchem_label(self.id) if self.id.isdigit() else f"{self.source} {self.id}"
 
     @property
     def link(self) -> str:
         if self.url:
             return self.url
         if self.kind == "protein":
-            return f"https://www.uniprot.org/uniprotkb/{self.id}/entry"
-        return f"https://pubchem.ncbi.nlm.nih.gov/compound/{self.id}" if self.id.isdigit() else ""
+            return uniprot_url(self.id)
+        return pubchem_url(self.id)
 
     def get(self, attribute: str) -> Fact | None:
         return None  # a neighbour is evidence by similarity, never a value of the query
@@ -463,7 +479,7 @@ class ModelAnswer(BaseModel):
     """What the BioMedGPT model said, and exactly what it saw. Always labelled ``[BioMedGPT]``."""
 
     artifact: ClassVar[str] = "model_answers"
-    label: ClassVar[str] = "BioMedGPT"
+    label: ClassVar[str] = BIOMEDGPT_LABEL
     #: Model text beyond this many characters is cut in answers (the full text stays in the artifact).
     text_limit: ClassVar[int] = 600
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from biomedgpt.core.chem import morgan_generator, parse_smiles
 from biomedgpt.core.errors import BiomedGPTError, InputError
 from biomedgpt.core.settings import get_settings
+from biomedgpt.core.sources import pubchem_url, uniprot_url
 from biomedgpt.model.retrieval import Hit, default_molecule_index, default_protein_index, molecule_key
 from biomedgpt.tools.errors import NotFound
 from biomedgpt.tools.progress import report
@@ -31,17 +32,13 @@ def _report(message: str) -> None:
     report(message, service="pubchem", degraded=True)
 
 
-def _pubchem_url(cid: str) -> str:
-    return f"https://pubchem.ncbi.nlm.nih.gov/compound/{cid}" if str(cid).isdigit() else ""
-
-
 def _from_hit(hit: Hit) -> SimilarHit:
     if hit.kind == "protein":
         return SimilarHit(kind="protein", id=hit.id, name=hit.name, sequence=hit.sequence,
                           description=hit.description, similarity=hit.similarity, source=PROTEIN_SOURCE,
-                          url=f"https://www.uniprot.org/uniprotkb/{hit.id}/entry")
+                          url=uniprot_url(hit.id))
     return SimilarHit(kind="molecule", id=hit.id, name=hit.name, smiles=hit.smiles, description=hit.description,
-                      similarity=hit.similarity, source=MOLECULE_SOURCE, url=_pubchem_url(hit.id))
+                      similarity=hit.similarity, source=MOLECULE_SOURCE, url=pubchem_url(hit.id))
 
 
 def _pubchem_hits(smiles: str, k: int, exclude: set[str], leave_self_out: bool) -> list[SimilarHit]:
