@@ -60,7 +60,7 @@ ATTRIBUTE_C = 16.0
 #: An attribute is asked when its one-vs-rest probability reaches this (chosen on the dev split).
 ATTRIBUTE_MIN_PROBABILITY = 0.2
 #: Weight of the masked reading against the reading as written in the intent vote (chosen on the dev split).
-MASKED_WEIGHT = 0.45
+MASKED_WEIGHT = 0.9
 #: A question without identifiers whose reading as written is at least this sure it is off-domain is declined.
 OUTSIDE_MIN = 0.6
 #: Bump when the classifiers change, so cached weights are refitted.
@@ -78,7 +78,7 @@ any some all each both either neither more most less least than then also too ve
 under between among per vs versus via not no yes if so but than give show tell list find get let know need want
 like one ones two three first second third last other another same such higher lower heavier lighter larger
 smaller bigger greater highest lowest heaviest lightest largest smallest biggest greatest fewer fewest better best
-worse worst refs ref lit pubs info fetch retrieve search download query lookup look pull compute calculate""".split())
+worse worst refs ref lit pubs info value values number numbers count point data details 3d fetch retrieve search download query lookup look pull compute calculate""".split())
 #: Words that continue a name ("acetic acid", "insulin receptor", "vitamin c").
 _NAME_TAILS = frozenset("""acid acids receptor receptors kinase protein proteins chloride oxide hydrochloride sulfate
 sodium potassium calcium ester factor precursor synthase subunit alpha beta gamma delta hormone channel
@@ -490,7 +490,7 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
     use_names = not subjects or intent in ("compare", "similarity_pair")
     if intent not in ("literature", "out_of_domain", "help") and use_names:
         hint = None
-        if _DATABASE_PROTEIN.search(question) or any(a in PROTEIN_ATTRIBUTES for a in attributes):
+        if _DATABASE_PROTEIN.search(question) or any(a in PROTEIN_ATTRIBUTES - {"unlisted"} for a in attributes):
             hint = "protein"
         elif _DATABASE_MOLECULE.search(question):
             hint = "molecule"
