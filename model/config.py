@@ -18,14 +18,13 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from biomedgpt.core.errors import ConfigError
 
 Dtype = Literal["float32", "float16", "bfloat16"]
-DTYPES = get_args(Dtype)
 
 
 class StrictConfig(BaseModel):

@@ -36,9 +36,6 @@ from biomedgpt.tools.uniprot import UniProtClient
 DEFAULT_MOLECULE_QUESTION = CAPTION_QUESTION  # what the mini model was trained to answer
 DEFAULT_PROTEIN_QUESTION = "What is the function of this protein?"
 UNTRAINED_NOTE = "encoders are untrained; this text is not evidence"
-#: A sequence is a run of at least this many amino-acid letters (shorter strings are names: "EGFR").
-MIN_SEQUENCE_LENGTH = 20
-_AMINO = frozenset("ACDEFGHIKLMNPQRSTVWYXBZUO")
 
 
 @dataclass(frozen=True)
