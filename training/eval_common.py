@@ -106,6 +106,21 @@ def pending(records: Sequence[Any], keys: Sequence[tuple[str, ...]], done: Count
     return todo
 
 
+def predict_resumable(table: PredictionFile, records: Sequence[Any], keys: Sequence[tuple[str, ...]], *,
+                      batch_size: int, desc: str, progress: bool, predict: Callable[[list[Any]], list[str]],
+                      row: Callable[[Any, str], tuple]) -> tuple[list[tuple[str, ...]], int]:
+    """Predict the records ``table`` does not hold yet, ``batch_size`` at a time, appending ``row(record,
+    prediction)`` after each batch; returns ``(the rows to score, in the order of keys; how many were generated)``."""
+    todo = pending(records, keys, Counter(table.key(row) for row in table.existing()))
+    with progress_bar(len(todo), desc, progress) as bar:
+        for start in range(0, len(todo), batch_size):
+            batch = [records[i] for i in todo[start:start + batch_size]]
+            outputs = predict(batch)
+            table.append(row(record, output) for record, output in zip(batch, outputs))
+            bar.update(len(batch))
+    return select(table.existing(), keys, table.key), len(todo)
+
+
 def select(rows: Sequence[tuple[str, ...]], keys: Sequence[tuple[str, ...]], key_of: Callable) -> list[tuple[str, ...]]:
     """For each wanted key (in order), one row of the file with that key: what gets scored."""
     pool: dict[tuple[str, ...], list[tuple[str, ...]]] = {}

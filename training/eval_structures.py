@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from biomedgpt.core.errors import ConfigError, InputError
 from biomedgpt.model.conversation import CAPTION_QUESTION
 from biomedgpt.model.prompts import default_index, model_structure_prompt, retrieve
 from biomedgpt.training.eval_common import (
-    MAX_NEW_TOKENS, PredictionFile, cell, generate_batch, out_path, pending, progress_bar, resolve_model, select,
+    MAX_NEW_TOKENS, PredictionFile, cell, generate_batch, out_path, predict_resumable, resolve_model,
 )
 from biomedgpt.training.metrics import (
     BERT_BASE_UNCASED_SIZE, PROTOCOLS, SCIBERT_SIZE, caption_metrics, load_text_tokenizer, protein_qa_metrics,
@@ -90,18 +89,13 @@ def eval_captioning(model: Any, data_path: str | Path, limit: int | None = None,
     records: list[CaptionRecord] = list(take(read_chebi20(data_path, stats=stats), limit))
     table = PredictionFile(out_path(out, "captions-"), CAPTION_HEADER, ("SMILES", "ground truth"))
     keys = [(cell(r.smiles), cell(r.description)) for r in records]
-    todo = pending(records, keys, Counter(table.key(row) for row in table.existing()))
     index = default_index("molecule") if mode in ("on", "only") else None
-    with progress_bar(len(todo), "captioning", progress) as bar:
-        for start in range(0, len(todo), batch_size):
-            batch = [records[i] for i in todo[start:start + batch_size]]
-            outputs = _caption_batch(model, batch, mode, index)
-            table.append((r.smiles, r.description, o) for r, o in zip(batch, outputs))
-            bar.update(len(batch))
-    rows = select(table.existing(), keys, table.key)
+    rows, generated = predict_resumable(table, records, keys, batch_size=batch_size, desc="captioning",
+                                        progress=progress, predict=lambda batch: _caption_batch(model, batch, mode, index),
+                                        row=lambda r, o: (r.smiles, r.description, o))
     result = caption_metrics([r[1] for r in rows], [r[2] for r in rows], tokenizer=tokenizer, vocab=vocab,
                              protocol=protocol)
-    result.update({"out": str(table.path), "retrieval": mode, "generated": len(todo), "skipped_rows": stats.skipped})
+    result.update({"out": str(table.path), "retrieval": mode, "generated": generated, "skipped_rows": stats.skipped})
     return result
 
 
@@ -211,18 +205,13 @@ def eval_protein_qa(model: Any, data_path: str | Path, limit: int | None = None,
     records = list(take(records, limit))
     table = PredictionFile(out_path(out, "protein-qa-"), PROTEIN_HEADER, ("accession", "question", "ground truth"))
     keys = [(cell(r.accession), cell(r.question), cell(r.answer)) for r in records]
-    todo = pending(records, keys, Counter(table.key(row) for row in table.existing()))
     index = default_index("protein") if mode in ("on", "only") else None
-    with progress_bar(len(todo), "protein QA", progress) as bar:
-        for start in range(0, len(todo), batch_size):
-            batch = [records[i] for i in todo[start:start + batch_size]]
-            outputs = _protein_batch(model, batch, mode, index)
-            table.append((r.accession, r.question_type, r.question, r.answer, o) for r, o in zip(batch, outputs))
-            bar.update(len(batch))
-    rows = select(table.existing(), keys, table.key)
+    rows, generated = predict_resumable(table, records, keys, batch_size=batch_size, desc="protein QA",
+                                        progress=progress, predict=lambda batch: _protein_batch(model, batch, mode, index),
+                                        row=lambda r, o: (r.accession, r.question_type, r.question, r.answer, o))
     result = protein_qa_metrics([r[3] for r in rows], [r[4] for r in rows], [r[1] for r in rows],
                                 tokenizer=tokenizer, vocab=vocab, protocol=protocol)
-    result.update({"out": str(table.path), "retrieval": mode, "generated": len(todo), "skipped_rows": stats.skipped})
+    result.update({"out": str(table.path), "retrieval": mode, "generated": generated, "skipped_rows": stats.skipped})
     return result
 
 

@@ -134,11 +134,22 @@ def setup_lm(
     on_step: Callable[[StepInfo], None] | None = None,
 ) -> tuple[Trainer, Any]:
     """Build the model, the packed data set and the ``Trainer``; returns ``(trainer, tokenizer)``."""
+    return setup_causal_lm(config, lambda tokenizer, env: packed_corpus(config, tokenizer, env), env, on_step)
+
+
+def setup_causal_lm(
+    config: Any,
+    examples: Callable[[Any, DistEnv], Any],
+    env: DistEnv | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
+) -> tuple[Trainer, Any]:
+    """The set-up every causal-LM trainer shares: seed, load the LM, build ``examples(tokenizer, env)``, wrap a
+    ``Trainer`` with padding and the causal-LM loss; returns ``(trainer, tokenizer)``."""
     env = env or init_distributed()
     seed_everything(config.seed)
     model, tokenizer = load_causal_lm(config.model, config.gradient_checkpointing)
-    sequences = packed_corpus(config, tokenizer, env)
-    trainer = Trainer(config, model, sequences, PadCollator(tokenizer.pad_token_id), causal_lm_loss, env=env, on_step=on_step)
+    data = examples(tokenizer, env)
+    trainer = Trainer(config, model, data, PadCollator(tokenizer.pad_token_id), causal_lm_loss, env=env, on_step=on_step)
     return trainer, tokenizer
 
 

@@ -27,12 +27,12 @@ import torch
 
 from biomedgpt.core.datasets import ReadStats, read_mcqa, take
 from biomedgpt.core.errors import ConfigError, InputError
-from biomedgpt.training.collate import PadCollator, causal_lm_loss, encode_prompt_answer
+from biomedgpt.training.collate import encode_prompt_answer
 from biomedgpt.training.config import QAConfig
-from biomedgpt.training.distributed import DistEnv, init_distributed
+from biomedgpt.training.distributed import DistEnv
 from biomedgpt.training.eval_mcqa import MCQA_METHODS, mcqa_prompt, predict_mcqa
-from biomedgpt.training.lm import load_causal_lm, save_hf_model
-from biomedgpt.training.loop import StepInfo, Trainer, seed_everything
+from biomedgpt.training.lm import save_hf_model, setup_causal_lm
+from biomedgpt.training.loop import StepInfo, Trainer
 from biomedgpt.training.metrics import mcqa_accuracy
 
 
@@ -77,13 +77,12 @@ def setup_qa(
     on_step: Callable[[StepInfo], None] | None = None,
 ) -> tuple[Trainer, Any]:
     """Model, tokenised training set and ``Trainer``; returns ``(trainer, tokenizer)``."""
-    env = env or init_distributed()
-    seed_everything(config.seed)
-    model, tokenizer = load_causal_lm(config.model, config.gradient_checkpointing)
-    records = read_mcqa_records(config.data.train_path, config.data.train_format, config.data.limit_train, "train")
-    examples = encode_mcqa(records, tokenizer, config.data.max_length)
-    trainer = Trainer(config, model, examples, PadCollator(tokenizer.pad_token_id), causal_lm_loss, env=env, on_step=on_step)
-    return trainer, tokenizer
+
+    def examples(tokenizer: Any, env: DistEnv) -> list:
+        records = read_mcqa_records(config.data.train_path, config.data.train_format, config.data.limit_train, "train")
+        return encode_mcqa(records, tokenizer, config.data.max_length)
+
+    return setup_causal_lm(config, examples, env, on_step)
 
 
 def train_qa(config: QAConfig, on_step: Callable[[StepInfo], None] | None = None) -> dict[str, Any]:
