@@ -184,14 +184,8 @@ class MoleculeIndex:
             return []
         query = self._generator().GetFingerprint(mol)
         sims = np.asarray(DataStructs.BulkTanimotoSimilarity(query, self._fps), dtype=np.float64)
-        banned: list[int] = []
-        for ident in exclude_ids:
-            banned.extend(self._by_id.get(str(ident), ()))
-        if leave_self_out:
-            banned.extend(self._by_key.get(molecule_key(mol), ()))
-        if banned:
-            sims[banned] = -1.0
-        return [self._hit(i, sims[i]) for i in _top_k(sims, k)]
+        own = self._by_key.get(molecule_key(mol), ()) if leave_self_out else ()
+        return [self._hit(i, sims[i]) for i in _best(sims, k, self._by_id, exclude_ids, own)]
 
     def _hit(self, i: int, similarity: float) -> Hit:
         record = self.records[i]
@@ -331,14 +325,8 @@ class ProteinIndex:
             return []
         query = _profile_matrix([seq])
         sims = np.asarray((self._matrix @ query.T).todense()).ravel().astype(np.float64)
-        banned: list[int] = []
-        for ident in exclude_ids:
-            banned.extend(self._by_id.get(str(ident), ()))
-        if leave_self_out:
-            banned.extend(self._by_seq.get(_sequence_digest(seq), ()))
-        if banned:
-            sims[banned] = -1.0
-        return [self._hit(i, sims[i]) for i in _top_k(sims, k)]
+        own = self._by_seq.get(_sequence_digest(seq), ()) if leave_self_out else ()
+        return [self._hit(i, sims[i]) for i in _best(sims, k, self._by_id, exclude_ids, own)]
 
     def _hit(self, i: int, similarity: float) -> Hit:
         record = self.records[i]
@@ -369,6 +357,16 @@ class ProteinIndex:
         index.source_digest = meta.get("source_digest")
         index.meta = {k: v for k, v in meta.items() if k != "records"}
         return index
+
+
+def _best(sims: np.ndarray, k: int, by_id: dict, exclude_ids: Iterable[str], own_rows: Iterable[int]) -> list[int]:
+    """The one exclusion rule of both indexes: the rows of ``exclude_ids`` and the query's own rows (``own_rows``:
+    the same molecule or sequence) are left out; then the ``k`` best, as ``_top_k``."""
+    banned = [row for ident in exclude_ids for row in by_id.get(str(ident), ())]
+    banned.extend(own_rows)
+    if banned:
+        sims[banned] = -1.0
+    return _top_k(sims, k)
 
 
 def _top_k(sims: np.ndarray, k: int) -> list[int]:

@@ -63,37 +63,33 @@ def _run(kind: str, config_name: str, overrides: list[str], as_json: bool, trust
     Console().print(table)
 
 
+#: ``biomedgpt train KIND``: the three trainers and what each does.
+TRAINERS = {
+    "lm": "Incremental causal-LM training on raw text (sentence-packed to the context length).",
+    "align": "Multimodal alignment: LM frozen, adaptors (and optionally encoders) trained.",
+    "qa": "MCQA fine-tuning, then accuracy by generation and by option log-likelihood.",
+}
+
+
+def _command(kind: str):
+    """The typer command of one trainer (the same options for each)."""
+
+    def command(
+        config: str = typer.Option(..., "--config", "-c", help=HELP_CONFIG),
+        set_: list[str] = typer.Option([], "--set", help=HELP_SET),
+        as_json: bool = typer.Option(False, "--json", help="Print the final metrics as one JSON object."),
+        trust_run_dir: bool = typer.Option(False, "--trust-run-dir", help=HELP_TRUST),
+    ) -> None:
+        _run(kind, config, set_, as_json, trust_run_dir)
+
+    command.__name__ = f"train_{kind}_command"
+    return command
+
+
 def register(app: typer.Typer) -> None:
     train_app = typer.Typer(help="Train: incremental LM, multimodal alignment, MCQA fine-tuning.", no_args_is_help=True)
 
-    @train_app.command("lm")
-    def train_lm_command(
-        config: str = typer.Option(..., "--config", "-c", help=HELP_CONFIG),
-        set_: list[str] = typer.Option([], "--set", help=HELP_SET),
-        as_json: bool = typer.Option(False, "--json", help="Print the final metrics as one JSON object."),
-        trust_run_dir: bool = typer.Option(False, "--trust-run-dir", help=HELP_TRUST),
-    ) -> None:
-        """Incremental causal-LM training on raw text (sentence-packed to the context length)."""
-        _run("lm", config, set_, as_json, trust_run_dir)
-
-    @train_app.command("align")
-    def train_align_command(
-        config: str = typer.Option(..., "--config", "-c", help=HELP_CONFIG),
-        set_: list[str] = typer.Option([], "--set", help=HELP_SET),
-        as_json: bool = typer.Option(False, "--json", help="Print the final metrics as one JSON object."),
-        trust_run_dir: bool = typer.Option(False, "--trust-run-dir", help=HELP_TRUST),
-    ) -> None:
-        """Multimodal alignment: LM frozen, adaptors (and optionally encoders) trained."""
-        _run("align", config, set_, as_json, trust_run_dir)
-
-    @train_app.command("qa")
-    def train_qa_command(
-        config: str = typer.Option(..., "--config", "-c", help=HELP_CONFIG),
-        set_: list[str] = typer.Option([], "--set", help=HELP_SET),
-        as_json: bool = typer.Option(False, "--json", help="Print the final metrics as one JSON object."),
-        trust_run_dir: bool = typer.Option(False, "--trust-run-dir", help=HELP_TRUST),
-    ) -> None:
-        """MCQA fine-tuning, then accuracy by generation and by option log-likelihood."""
-        _run("qa", config, set_, as_json, trust_run_dir)
+    for kind, summary in TRAINERS.items():
+        train_app.command(kind, help=summary)(_command(kind))
 
     app.add_typer(train_app, name="train")
