@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from biomedgpt.model.config import BioMedGPTConfig, MoleculeEncoderConfig, ProteinEncoderConfig
 from biomedgpt.model.conversation import MOLECULE_PLACEHOLDER, PROTEIN_PLACEHOLDER, SEPARATOR, conversation_prompt
+from biomedgpt.core.cancel import Cancelled, check_cancelled, current_event
 from biomedgpt.core.errors import ConfigError, InputError
 from biomedgpt.model.lm import ensure_pad_token
 from biomedgpt.model.prompts import model_structure_prompt, retrieval_context
@@ -294,12 +295,21 @@ class BioMedGPT(nn.Module):
     ) -> Tensor:
         """New token ids ``[B, ≤ max_new_tokens]`` from HF ``generate`` on left-padded spliced embeddings.
 
-        ``stop_strings`` (HF) end a row early; ``stop_at_separator`` adds the ``###`` turn separator."""
+        ``stop_strings`` (HF) end a row early; ``stop_at_separator`` adds the ``###`` turn separator. Inside a
+        ``core.cancel.cancel_scope`` the stop event is checked between tokens: setting it (Ctrl-C) raises
+        ``Cancelled`` at the next token."""
+        check_cancelled()
         batch = self.splice(prompts, molecules, proteins, padding_side="left")
         stops = _stop_strings(generate_kwargs.pop("stop_strings", None), stop_at_separator)
         if stops:
             generate_kwargs["stop_strings"] = stops
             generate_kwargs.setdefault("tokenizer", self.tokenizer)
+        cancel = cancel_criteria()
+        if cancel is not None:
+            from transformers import StoppingCriteriaList
+
+            generate_kwargs["stopping_criteria"] = StoppingCriteriaList(
+                [*(generate_kwargs.get("stopping_criteria") or []), cancel])
         return self.llm.generate(
             inputs_embeds=batch.inputs_embeds,
             attention_mask=batch.attention_mask,
@@ -385,6 +395,23 @@ class BioMedGPT(nn.Module):
         if sequence is not None:
             return retrieval_context("protein", sequence, k)[0]
         return None
+
+
+def cancel_criteria() -> Any:
+    """A transformers ``StoppingCriteria`` that raises ``Cancelled`` between tokens once the stop event of the
+    running work (``core.cancel``) is set; None outside a cancel scope."""
+    event = current_event()
+    if event is None:
+        return None
+    from transformers import StoppingCriteria
+
+    class _StopOnCancel(StoppingCriteria):
+        def __call__(self, input_ids: Tensor, scores: Tensor, **kwargs: Any) -> Tensor:
+            if event.is_set():
+                raise Cancelled()
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    return _StopOnCancel()
 
 
 def _stop_strings(extra: Sequence[str] | str | None, separator: bool) -> list[str]:

@@ -21,7 +21,6 @@ import io
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ import torch
 from biomedgpt.model.config import LMConfig
 from biomedgpt.core.errors import CheckpointError, ConfigError
 from biomedgpt.core.settings import get_settings
+from biomedgpt.core.terminal import notice
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
@@ -258,7 +258,7 @@ def ensure_smollm2() -> Path:
     gguf = smollm2_gguf_path()
     from transformers import AutoTokenizer, GgufConfig, LlamaConfig, LlamaForCausalLM
 
-    print(f"biomedgpt: converting {gguf.name} to safetensors under {target} (once, about 30 s)", file=sys.stderr)
+    notice(f"biomedgpt: converting {gguf.name} to safetensors under {target} (once, about 30 s)")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{SMOLLM2_CACHE}-", dir=target.parent))
     try:

@@ -139,6 +139,7 @@ def _ask(model: Any, built: StructurePrompt, generation: AnswerGeneration, *, sm
     between threads). ``built.text`` is exactly what ``BioMedGPT.ask`` would send for the same
     structure, question and context (both come from ``model/prompts.structure_prompt``)."""
     with _GENERATE_LOCK, warnings.catch_warnings():
+        report(f"the BioMedGPT model {_model_label(model)!r} is writing its answer (Ctrl-C cancels)")
         # transformers notes that with inputs_embeds the penalties see only new tokens: that is intended.
         warnings.filterwarnings("ignore", message=r"Passing `(repetition_penalty|no_repeat_ngram_size)`")
         return model.generate(built.text, [smiles] if smiles is not None else [],

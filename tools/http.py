@@ -38,6 +38,9 @@ the rules below hold everywhere:
   share the answer or the error.
 * **Offline mode** (``BIOMEDGPT_OFFLINE=1``): answers come from the cache only (stale entries too);
   a miss raises :class:`OfflineMiss` naming the URL.
+* **Cancellation**: inside a ``core.cancel`` scope (every question of the CLI and the MCP server), Ctrl-C stops a
+  look-up before its next try, during a backoff or rate-limit wait, and between chunks of a body
+  (``Cancelled``); a socket read in progress ends at its timeout, while the caller has already moved on.
 * **Faults** (timeouts, resets, HTTP errors, HTML error pages, malformed JSON, wrong shapes, oversized
   bodies) become :class:`ServiceError` subclasses that name the service, what happened and how often
   it was retried.
@@ -67,6 +70,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
+from biomedgpt.core.cancel import Cancelled, cancelled, check_cancelled
+from biomedgpt.core.cancel import sleep as cancellable_sleep
 from biomedgpt.core.settings import Settings, get_settings
 from biomedgpt.tools.errors import OfflineMiss, ServiceError, StoreError, Throttled
 from biomedgpt.tools.progress import report
@@ -351,7 +356,7 @@ class SharedRateLimiter:
             wait = max(0.0, wait_ms / 1000.0) + 0.005
             if deadline is not None and time.monotonic() + wait > deadline:
                 raise _NoSlot(wait, failing.limit if failing else 0, failing.interval / 1000.0 if failing else 0.0)
-            time.sleep(wait)
+            cancellable_sleep(wait)  # Ctrl-C ends the wait (core/cancel.py)
             waited += wait
 
     # -- throttling state ------------------------------------------------------------------------
@@ -593,6 +598,7 @@ class _GatedAdapter(HTTPAdapter):
     def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
              **kwargs: Any) -> requests.Response:  # type: ignore[override]
         call = _CALL.get()
+        check_cancelled()  # a cancelled question sends nothing more
         self.gate.before_send(call.deadline if call else None)
         if call is not None:
             left = call.remaining()
@@ -611,6 +617,9 @@ class _GatedAdapter(HTTPAdapter):
             raise self._too_large(call, request, f"it declares {int(declared):,} bytes")
         body = bytearray()
         for chunk in response.iter_content(_CHUNK):
+            if cancelled():
+                response.close()
+                raise Cancelled()
             body += chunk
             if cap is not None and len(body) > cap:
                 response.close()
@@ -934,7 +943,7 @@ class ServiceClient:
         report(f"{self.label} {state} ({reason}), retrying in {wait:.1f} s (retry {attempt} of {http.max_retries})",
                service=self.service, reason=reason, wait=wait, attempt=attempt, retry_after=retry_after)
         if wait > 0:
-            time.sleep(wait)
+            cancellable_sleep(wait)  # Ctrl-C ends the wait (core/cancel.py)
         call.retries = attempt
         return True
 

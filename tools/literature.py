@@ -23,10 +23,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from biomedgpt.core.errors import BiomedGPTError, InputError
 from biomedgpt.core.settings import Settings, get_settings
+from biomedgpt.core.terminal import StatusLine
 from biomedgpt.tools.chunking import CHUNK_PRESETS, Chunk, ChunkConfig, chunk_document
 from biomedgpt.tools.documents import (
     Document,
@@ -196,7 +196,9 @@ class LiteratureStore:
             return report
         collection = self.collection
         function = self._function  # the explicit function the collection was opened with
-        with tqdm(total=len(todo), unit="chunk", desc="ingest", disable=not progress, leave=False) as bar:
+        # One transient status line on stderr when it is a terminal, nothing otherwise; a report printed afterwards
+        # gets a line of its own.
+        with StatusLine(f"ingest: 0/{len(todo)} chunks", enabled=progress) as bar:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start:start + batch_size]
                 present = self._existing([c.id for c in batch])
@@ -207,7 +209,7 @@ class LiteratureStore:
                                documents=[c.text for c in new], metadatas=[c.metadata for c in new])
                 report.chunks_added += len(new)
                 report.chunks_skipped += len(batch) - len(new)
-                bar.update(len(batch))
+                bar.update(f"ingest: {min(start + len(batch), len(todo))}/{len(todo)} chunks embedded and stored")
                 if on_batch is not None:
                     on_batch(report)
         return report

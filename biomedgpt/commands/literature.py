@@ -21,7 +21,10 @@ def ingest(
     """Add documents to the literature store (idempotent; an interrupted ingest resumes)."""
     from rich.console import Console
 
+    from biomedgpt.core.terminal import quiet_libraries
     from biomedgpt.tools.literature import LiteratureStore
+
+    quiet_libraries()  # progress is one status line on stderr (a terminal only); the report gets its own line
 
     store = LiteratureStore(chunking=chunking)
     report = store.ingest(paths, batch_size=batch_size, progress=not as_json)
@@ -44,7 +47,10 @@ def search(
     as_json: bool = typer.Option(False, "--json", help='Print {"query": ..., "results": [Passage, ...]}.'),
 ) -> None:
     """Semantic search over the literature store (the bundled abstracts plus everything ingested)."""
+    from biomedgpt.core.terminal import quiet_libraries
     from biomedgpt.tools.literature import LiteratureStore
+
+    quiet_libraries()
 
     passages = LiteratureStore().search(query, k=k)
     if as_json:
