@@ -18,13 +18,13 @@ the rules below hold everywhere:
   mid-transfer. Neither is parsed nor cached.
 * **Redirects**: at most :data:`MAX_REDIRECTS` (a redirect loop costs 6 requests, not requests' 31).
 * **Rate limits** per service and host, shared by every thread, every ``Assistant`` and every process
-  that uses the same ``BIOMEDGPT_HOME`` (:class:`SharedRateLimiter`: pyrate-limiter's sliding-log
-  SQLite bucket behind a file lock, ``BIOMEDGPT_HOME/ratelimit.sqlite``): PubChem ≤5/s and ≤400/min,
-  UniProt 5/s, E-utilities 3/s (10/s with an API key). Applied to every request actually sent,
-  retries and redirects included; cache hits send nothing and wait for nothing.
-* **PubChem's ``X-Throttling-Control``** header, also shared through that file: Yellow or Red lowers
-  the effective rate of every process (and is reported); Black stops with :class:`Throttled` and
-  blocks further sends from every process until the wait is over.
+  that uses the same ``BIOMEDGPT_HOME`` (``tools/ratelimit.py``: pyrate-limiter's sliding-log SQLite
+  bucket behind a file lock, ``BIOMEDGPT_HOME/ratelimit.sqlite``): PubChem ≤5/s and ≤400/min, UniProt
+  5/s, E-utilities 3/s (10/s with an API key; the policies are in ``tools/throttling.py``). Applied to
+  every request actually sent, retries and redirects included; cache hits send nothing and wait for nothing.
+* **PubChem's ``X-Throttling-Control``** header (``tools/throttling.py``), also shared through that file:
+  Yellow or Red lowers the effective rate of every process (and is reported); Black stops with
+  :class:`Throttled` and blocks further sends from every process until the wait is over.
 * **Shape validation before caching**: each look-up names the envelope it expects (``expect=``, a
   pydantic model per endpoint in the client modules). A 200 whose body does not parse, or does not
   have that shape, is a :class:`ServiceError` naming the service and what was wrong, and is never
@@ -61,13 +61,16 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from http.client import IncompleteRead
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from pydantic import TypeAdapter, ValidationError
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError
+from requests_cache import CachedSession, SQLiteCache
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from biomedgpt.core.cancel import Cancelled, cancelled, check_cancelled
@@ -75,73 +78,19 @@ from biomedgpt.core.cancel import sleep as cancellable_sleep
 from biomedgpt.core.settings import Settings, get_settings
 from biomedgpt.tools.errors import OfflineMiss, ServiceError, StoreError, Throttled
 from biomedgpt.tools.progress import report
+from biomedgpt.tools.throttling import (
+    ServiceGate,
+    ServicePolicy,
+    gate_for,
+    policy_for,
+    reset_gates,
+    retry_after_seconds,
+)
 
-SERVICES = ("pubchem", "uniprot", "eutils")
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 CACHE_FILE = "http_cache.sqlite"
-RATE_FILE = "ratelimit.sqlite"
 MAX_REDIRECTS = 5
 _CHUNK = 64 * 1024
-
-
-# --------------------------------------------------------------------------------------------------
-# Policies
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ThrottlePolicy:
-    """How hard to slow down when PubChem's ``X-Throttling-Control`` header turns Yellow or Red.
-
-    PubChem documents the colours but not the factors; halving at Yellow and dropping to a fifth at
-    Red keeps well clear of Black (a block) while still making progress.
-    """
-
-    yellow_scale: float = 0.5
-    red_scale: float = 0.2
-    blocked_wait: float = 60.0  # seconds to stay away after Black when no Retry-After is given
-
-
-@dataclass(frozen=True)
-class ServicePolicy:
-    """Everything the HTTP layer needs to know about one service; built from settings by :func:`policy_for`."""
-
-    service: str  # "pubchem" | "uniprot" | "eutils"
-    label: str  # how users know it: "PubChem"
-    base_url: str
-    per_second: int
-    per_minute: int | None
-    cache_ttl: int  # seconds
-    # Requests are stamped when they leave; the server counts them when they arrive. A small margin
-    # on the window keeps network and scheduling jitter from ever putting one request too many into
-    # the server's one-second window.
-    window_margin: float = 0.2
-    throttle: ThrottlePolicy = ThrottlePolicy()
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.base_url).netloc
-
-
-_LABELS = {"pubchem": "PubChem", "uniprot": "UniProt", "eutils": "NCBI E-utilities"}
-
-
-def policy_for(service: str, settings: Settings | None = None) -> ServicePolicy:
-    """The policy of ``service`` ("pubchem", "uniprot" or "eutils") under ``settings``."""
-    settings = settings or get_settings()
-    http = settings.http
-    if service == "pubchem":
-        return ServicePolicy(service, _LABELS[service], settings.pubchem_url, http.pubchem_per_second,
-                             http.pubchem_per_minute, http.pubchem_cache_ttl)
-    if service == "uniprot":
-        return ServicePolicy(service, _LABELS[service], settings.uniprot_url, http.uniprot_per_second, None,
-                             http.uniprot_cache_ttl)
-    if service == "eutils":
-        # NCBI allows 10 requests/s with an API key, 3 without.
-        per_second = max(http.eutils_per_second, 10) if settings.ncbi_api_key else http.eutils_per_second
-        return ServicePolicy(service, _LABELS[service], settings.eutils_url, per_second, None,
-                             http.eutils_cache_ttl)
-    raise ValueError(f"unknown service {service!r}; expected one of {', '.join(SERVICES)}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -195,8 +144,6 @@ def parse_json(response: requests.Response) -> Any:
 
 def expect_json(shape: Any = None, check: Callable[[Any], None] | None = None) -> Expect:
     """An answer check: valid JSON that validates against ``shape`` (a pydantic model or type), then ``check``."""
-    from pydantic import TypeAdapter, ValidationError
-
     adapter = TypeAdapter(shape) if shape is not None else None
 
     def validate(response: requests.Response) -> Any:
@@ -274,250 +221,6 @@ def _cache_filter(response: requests.Response) -> bool:
         return True
     return call.check(response)[0]
 
-
-# --------------------------------------------------------------------------------------------------
-# Rate limiting and PubChem's throttling header, shared through BIOMEDGPT_HOME
-# --------------------------------------------------------------------------------------------------
-
-
-class SharedRateLimiter:
-    """Sliding-window limits over several windows, e.g. ``[(5, 1.0), (400, 60.0)]``, shared by processes.
-
-    The log of sent requests is pyrate-limiter's ``SQLiteBucket`` in ``path`` (one table per service
-    and host) behind a file lock, so every process and thread that uses the same file draws from the
-    same windows. ``acquire(weight)`` records ``weight`` sends (Yellow sends at weight 2, Red at 5:
-    a fraction of the rate, for everybody at once). The same file holds the throttling state
-    (scale, blocked-until) that PubChem's header sets.
-    """
-
-    def __init__(self, path: Path, table: str, windows: list[tuple[int, float]], *, margin: float = 0.0) -> None:
-        from pyrate_limiter import Rate
-        from pyrate_limiter.buckets import SQLiteBucket
-
-        if not windows or any(limit < 1 or period <= 0 for limit, period in windows):
-            raise ValueError(f"rate-limit windows must be (limit ≥ 1, period > 0) pairs, got {windows!r}")
-        # pyrate-limiter wants windows of increasing length, limit and strictness; a window that can never
-        # bind is dropped (a shorter one allowing as much as a longer one, or a longer one no stricter than
-        # the shorter: PubChem's 400/min never binds at 5/s).
-        kept: list[tuple[int, float]] = []
-        for limit, period in sorted(((int(lim), float(per)) for lim, per in windows), key=lambda w: (w[1], w[0])):
-            while kept and limit <= kept[-1][0]:
-                kept.pop()
-            if kept and limit / (period + margin) >= kept[-1][0] / (kept[-1][1] + margin):
-                continue
-            kept.append((limit, period))
-        self.windows = kept
-        self.path = Path(path)
-        self.table = table
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        rates = [Rate(limit, int(round((period + margin) * 1000))) for limit, period in self.windows]
-        try:
-            self.bucket = SQLiteBucket.init_from_file(rates, table=table, db_path=str(self.path), use_file_lock=True)
-            with self.bucket.lock:
-                self.bucket.conn.execute("CREATE TABLE IF NOT EXISTS throttle (key TEXT PRIMARY KEY, scale REAL, "
-                                         "blocked_until REAL, reason TEXT)")
-                self.bucket.conn.commit()
-        except sqlite3.DatabaseError as error:
-            raise StoreError(f"the rate-limit file {self.path} is unreadable ({error}); delete it "
-                             f"(rm {self.path}*) and it is rebuilt") from None
-        self._puts = 0
-
-    @property
-    def smallest(self) -> int:
-        return min(limit for limit, _ in self.windows)
-
-    def weight_for(self, scale: float) -> int:
-        return max(1, min(self.smallest, int(round(1.0 / max(scale, 1e-3)))))
-
-    def limits(self, scale: float = 1.0) -> list[tuple[int, float]]:
-        """The windows in force at ``scale`` (Yellow 0.5, Red 0.2)."""
-        weight = self.weight_for(scale)
-        return [(max(1, limit // weight), period) for limit, period in self.windows]
-
-    def acquire(self, scale: float = 1.0, deadline: float | None = None) -> float:
-        """Wait for a free slot (``deadline``: a ``time.monotonic()`` it must come before); returns the seconds waited.
-
-        Raises :class:`_NoSlot` with the wait when the next slot comes after ``deadline``.
-        """
-        from pyrate_limiter import RateItem
-
-        weight = self.weight_for(scale)
-        waited = 0.0
-        while True:
-            with self.bucket.lock:
-                item = RateItem(self.table, self.bucket.now(), weight=weight)
-                if self.bucket.put(item):
-                    self._puts += 1
-                    if self._puts % 64 == 0:
-                        self.bucket.leak(self.bucket.now())
-                    return waited
-                wait_ms = self.bucket.waiting(item)
-                failing = self.bucket.failing_rate
-            wait = max(0.0, wait_ms / 1000.0) + 0.005
-            if deadline is not None and time.monotonic() + wait > deadline:
-                raise _NoSlot(wait, failing.limit if failing else 0, failing.interval / 1000.0 if failing else 0.0)
-            cancellable_sleep(wait)  # Ctrl-C ends the wait (core/cancel.py)
-            waited += wait
-
-    # -- throttling state ------------------------------------------------------------------------
-    def state(self) -> tuple[float, float, str]:
-        """``(scale, blocked_until as time.time(), reason)`` for this service and host."""
-        with self.bucket.lock:
-            row = self.bucket.conn.execute("SELECT scale, blocked_until, reason FROM throttle WHERE key = ?",
-                                           (self.table,)).fetchone()
-        return (float(row[0]), float(row[1] or 0.0), str(row[2] or "")) if row else (1.0, 0.0, "")
-
-    def set_state(self, *, scale: float | None = None, blocked_until: float | None = None,
-                  reason: str | None = None) -> tuple[float, float, str]:
-        """Update the throttling state (a block only ever extends); returns the previous state."""
-        with self.bucket.lock:
-            previous = self.state()
-            new_scale = previous[0] if scale is None else scale
-            new_until = previous[1] if blocked_until is None else max(previous[1], blocked_until)
-            new_reason = previous[2] if reason is None else reason
-            self.bucket.conn.execute("INSERT OR REPLACE INTO throttle (key, scale, blocked_until, reason) "
-                                     "VALUES (?, ?, ?, ?)", (self.table, new_scale, new_until, new_reason))
-            factor = -(-self.weight_for(new_scale) // self.weight_for(previous[0]))  # ceil
-            if factor > 1:
-                # Slowing down: the requests already in the windows count at the new weight too, so the
-                # first window after the change holds the lower rate as well.
-                since = self.bucket.now() - int((self.windows[-1][1] + 1) * 1000)
-                rows = self.bucket.conn.execute(f'SELECT name, item_timestamp FROM "{self.table}" '
-                                                f"WHERE item_timestamp >= ?", (since,)).fetchall()
-                self.bucket.conn.executemany(f'INSERT INTO "{self.table}" (name, item_timestamp) VALUES (?, ?)',
-                                             rows * (factor - 1))
-            self.bucket.conn.commit()
-        return previous
-
-    def close(self) -> None:
-        try:
-            self.bucket.close()
-        except Exception:  # noqa: BLE001 - closing is best effort
-            pass
-
-
-class _NoSlot(Exception):
-    def __init__(self, wait: float, limit: int, period: float) -> None:
-        self.wait, self.limit, self.period = wait, limit, period
-        super().__init__(wait)
-
-
-_COLOURS = {"green": 0, "yellow": 1, "red": 2, "black": 3}
-_THROTTLE_RE = re.compile(r"([A-Za-z ]+?)\s+status:\s*([A-Za-z]+)\s*(?:\((\d+)%\))?")
-
-
-def parse_throttling(header: str) -> list[tuple[str, str, int | None]]:
-    """``"Request Count status: Green (0%), ..."`` → ``[("Request Count", "Green", 0), ...]``."""
-    out = []
-    for name, colour, percent in _THROTTLE_RE.findall(header or ""):
-        out.append((name.strip(" ,"), colour.capitalize(), int(percent) if percent else None))
-    return out
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds (it may be a number of seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, Retry().parse_retry_after(value))
-    except Exception:  # noqa: BLE001 - a malformed header just means "no advice"
-        return None
-
-
-def _table_name(policy: ServicePolicy) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", f"{policy.service}_{policy.host}")
-
-
-def _window_words(limit: int, period: float) -> str:
-    if abs(period - 60.0) < 1.0:
-        return f"{limit} requests per minute"
-    if abs(period - 1.0) < 0.5:
-        return f"{limit} requests per second"
-    return f"{limit} requests per {period:g} s"
-
-
-class ServiceGate:
-    """Everything shared by all requests to one service on one host: the limiter and the block state."""
-
-    def __init__(self, policy: ServicePolicy, path: Path) -> None:
-        self.policy = policy
-        windows = [(policy.per_second, 1.0)]
-        if policy.per_minute:
-            windows.append((policy.per_minute, 60.0))
-        self.limiter = SharedRateLimiter(path, _table_name(policy), windows, margin=policy.window_margin)
-
-    def _blocked_error(self, until: float, reason: str) -> Throttled:
-        remaining = max(0.0, until - time.time())
-        when = (datetime.now() + timedelta(seconds=remaining)).strftime("%H:%M:%S")
-        return Throttled(self.policy.label,
-                         f"this client is blocked ({reason}); retry in {remaining:.0f} s (after {when})",
-                         retry_after=remaining, retried=_retries_so_far())
-
-    def before_send(self, deadline: float | None = None) -> None:
-        """Called right before each request goes on the wire (first tries, retries and redirects alike)."""
-        scale, until, reason = self.limiter.state()
-        if time.time() < until:
-            raise self._blocked_error(until, reason)
-        try:
-            self.limiter.acquire(scale, deadline)
-        except _NoSlot as full:
-            call = _CALL.get()
-            what = f"{call.what}: " if call else ""
-            window = _window_words(full.limit, round(full.period - self.policy.window_margin, 1))
-            raise Throttled(self.policy.label,
-                            f"{what}the rate limit ({window}, shared by every biomedgpt process using this "
-                            f"BIOMEDGPT_HOME) is used up; the next request may go in {full.wait:.0f} s, after this "
-                            f"look-up's deadline ([http] deadline)", retry_after=full.wait,
-                            retried=_retries_so_far()) from None
-
-    def observe(self, headers: Any) -> None:
-        """Read PubChem's ``X-Throttling-Control`` from any response: slow down, or stop at Black."""
-        header = headers.get("X-Throttling-Control") if headers is not None else None
-        if not header:
-            return
-        statuses = parse_throttling(header)
-        if not statuses:
-            return
-        worst = max(statuses, key=lambda s: _COLOURS.get(s[1].lower(), 0))
-        colour = worst[1].lower()
-        throttle = self.policy.throttle
-        if colour == "black":
-            wait = _retry_after_seconds(headers.get("Retry-After")) or throttle.blocked_wait
-            until = time.time() + wait
-            self.limiter.set_state(blocked_until=until, reason=f"X-Throttling-Control: {header}")
-            report(f"{self.policy.label} has blocked this client (throttling status Black); "
-                   f"retry in {wait:.0f} s", service=self.policy.service, status="Black", wait=wait)
-            raise self._blocked_error(until, f"X-Throttling-Control: {header}")
-        scale = {"yellow": throttle.yellow_scale, "red": throttle.red_scale}.get(colour, 1.0)
-        previous = self.limiter.set_state(scale=scale)[0]
-        if scale < 1.0 and scale != previous:
-            per_second = self.limiter.limits(scale)[0][0]
-            report(f"{self.policy.label} asks to slow down ({worst[0]} status {worst[1]}); "
-                   f"sending at most {per_second} request(s)/s", service=self.policy.service,
-                   status=worst[1], per_second=per_second, header=header)
-        elif scale >= 1.0 and previous < 1.0:
-            report(f"{self.policy.label} throttling back to Green; full rate again", service=self.policy.service,
-                   status="Green")
-
-
-_GATES: dict[tuple, ServiceGate] = {}
-_GATES_LOCK = threading.Lock()
-
-
-def rate_path(settings: Settings | None = None) -> Path:
-    """Where the shared rate-limit and throttling state lives: ``BIOMEDGPT_HOME/ratelimit.sqlite``."""
-    return (settings or get_settings()).path(RATE_FILE)
-
-
-def gate_for(policy: ServicePolicy, settings: Settings | None = None) -> ServiceGate:
-    """The gate of ``policy``'s service and host (one per process and home; its state is in the home)."""
-    path = rate_path(settings)
-    key = (policy.service, policy.host, policy.per_second, policy.per_minute, str(path))
-    with _GATES_LOCK:
-        gate = _GATES.get(key)
-        if gate is None:
-            gate = _GATES[key] = ServiceGate(policy, path)
-        return gate
 
 
 # --------------------------------------------------------------------------------------------------
@@ -599,7 +302,8 @@ class _GatedAdapter(HTTPAdapter):
              **kwargs: Any) -> requests.Response:  # type: ignore[override]
         call = _CALL.get()
         check_cancelled()  # a cancelled question sends nothing more
-        self.gate.before_send(call.deadline if call else None)
+        self.gate.before_send(call.deadline if call else None, what=call.what if call else "",
+                              retried=call.retries if call else 0)
         if call is not None:
             left = call.remaining()
             if left <= 0:
@@ -609,7 +313,7 @@ class _GatedAdapter(HTTPAdapter):
             else:
                 timeout = min(timeout, left) if timeout is not None else left
         response = super().send(request, stream=True, timeout=timeout, **kwargs)
-        self.gate.observe(response.headers)
+        self.gate.observe(response.headers, retried=call.retries if call else 0)
         cap = call.max_bytes if call is not None else None
         declared = response.headers.get("Content-Length", "")
         if cap is not None and declared.isdigit() and int(declared) > cap:
@@ -671,8 +375,6 @@ def session_for(service: str, settings: Settings | None = None) -> requests.Sess
 
 
 def _build_session(policy: ServicePolicy, settings: Settings) -> requests.Session:
-    from requests_cache import CachedSession, SQLiteCache
-
     path = cache_path(settings)
     try:
         backend = SQLiteCache(str(path), wal=True, busy_timeout=30_000)
@@ -710,10 +412,7 @@ def reset_sessions() -> None:
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
         _SESSIONS.clear()
-    with _GATES_LOCK:
-        for gate in _GATES.values():
-            gate.limiter.close()
-        _GATES.clear()
+    reset_gates()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -738,10 +437,6 @@ def _chain(error: BaseException) -> list[BaseException]:
 
 def _describe_exception(error: BaseException) -> str:
     """A few words for what went wrong on the wire ("read timed out", "connection reset by the server")."""
-    from http.client import IncompleteRead
-
-    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError, ReadTimeoutError
-
     chain = _chain(error)
 
     def has(*types: type) -> bool:
@@ -894,7 +589,7 @@ class ServiceClient:
                     raise OfflineMiss(self.label, f"offline mode (BIOMEDGPT_OFFLINE=1) and {response.url} is not in "
                                                   f"the cache; go online once to fetch it", url=response.url)
                 if response.status_code in RETRY_STATUSES:
-                    retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                     if self._wait_to_retry(call, f"HTTP {response.status_code}", retry_after, state="busy",
                                            status=response.status_code):
                         continue

@@ -12,8 +12,10 @@ import pytest
 
 from biomedgpt.core.settings import reset_settings
 from biomedgpt.tools.errors import OfflineMiss, ServiceError, StoreError, Throttled
-from biomedgpt.tools.http import SharedRateLimiter, parse_throttling, reset_sessions
+from biomedgpt.tools.http import reset_sessions
 from biomedgpt.tools.pubchem import PubChemClient
+from biomedgpt.tools.ratelimit import NoSlot, SharedRateLimiter
+from biomedgpt.tools.throttling import parse_throttling
 from tests.fakeservers import (
     PROPERTY_URI,
     busy_html,
@@ -217,8 +219,6 @@ def test_twenty_lookups_on_four_threads_respect_five_per_second(fake_services, h
 def test_shared_rate_limiter_windows_with_small_limits(tmp_path):
     import time
 
-    from biomedgpt.tools.http import _NoSlot
-
     limiter = SharedRateLimiter(tmp_path / "rate.sqlite", "test", [(3, 0.5), (5, 60.0)])
     stamps = []
     started = time.monotonic()
@@ -228,14 +228,14 @@ def test_shared_rate_limiter_windows_with_small_limits(tmp_path):
 
     assert max_in_window(stamps, 0.5) <= 3  # the short window: 3 per 0.5 s
     assert stamps[3] >= 0.45  # the fourth waited for it
-    with pytest.raises(_NoSlot) as caught:  # the long window (5 per minute) is used up
+    with pytest.raises(NoSlot) as caught:  # the long window (5 per minute) is used up
         limiter.acquire(deadline=time.monotonic() + 1.0)
     assert caught.value.limit == 5 and 55 < caught.value.wait <= 61
 
     assert limiter.limits(0.5) == [(1, 0.5), (2, 60.0)]  # Yellow: weight 2
     assert limiter.limits(0.2) == [(1, 0.5), (1, 60.0)]  # Red: weight capped at the smallest limit
     other = SharedRateLimiter(tmp_path / "rate.sqlite", "test", [(3, 0.5), (5, 60.0)])  # another process, same file
-    with pytest.raises(_NoSlot):
+    with pytest.raises(NoSlot):
         other.acquire(deadline=time.monotonic() + 0.5)
     assert SharedRateLimiter(tmp_path / "r2.sqlite", "t", [(5, 1.0), (3, 60.0)]).windows == [(3, 60.0)]
     with pytest.raises(ValueError):
