@@ -37,12 +37,17 @@ class AskResult:
     tool_calls: list[dict] = field(default_factory=list)
     artifacts: dict[str, list[dict]] = field(default_factory=dict)
     session: str | None = None
+    #: The attributes the question asked for (the columns of exports; not part of ``to_dict``).
+    attributes: list[str] = field(default_factory=list)
     #: ``llm`` (a chat model wrote it) or ``composed`` (the router composed it from the records).
     answer_source: str = "composed"
     #: Sentences of a chat model's answer that state a fact no cited record backs (agent/grounding.py).
     ungrounded: list[str] = field(default_factory=list)
     #: Whether a chat model's reply this turn was cut at the token limit or the deadline.
     truncated: bool = False
+    #: The reply a chat model's answer came from: finish_reason, seconds, output_tokens (the server's count), or
+    #: empty (not part of ``to_dict``).
+    llm: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"answer": self.answer, "answer_source": self.answer_source, "ungrounded": self.ungrounded,
@@ -56,6 +61,17 @@ class AskResult:
         from biomedgpt.agent.jupyter import render_html
 
         return render_html(self)
+
+    def _repr_markdown_(self) -> str:
+        from biomedgpt.agent.export import markdown
+
+        return markdown(self)
+
+    def to_dataframe(self) -> Any:
+        """One row per entity of the answer: the attributes shown, ``source`` and ``url`` (``pandas`` extra)."""
+        from biomedgpt.agent.export import to_dataframe
+
+        return to_dataframe(self)
 
     def __str__(self) -> str:
         return self.answer
@@ -99,9 +115,11 @@ def result_from_state(values: dict[str, Any], session: str | None = None) -> Ask
         tool_calls=calls,
         artifacts={kind: list(values.get(kind) or []) for kind in ARTIFACT_KINDS},
         session=session,
+        attributes=list(values.get("attributes") or []),
         answer_source=str(extras.get("answer_source") or "composed"),
         ungrounded=list(extras.get("ungrounded") or []),
         truncated=bool(extras.get("truncated")),
+        llm=dict(extras.get("llm") or {}),
     )
 
 
@@ -169,8 +187,18 @@ class Assistant:
                 from biomedgpt.agent.graph import build_graph
 
                 saver = self.store().saver if persistent else InMemorySaver()
-                self._graphs[key] = build_graph(self._tools, checkpointer=saver)
+                self._graphs[key] = build_graph(self.tools(), checkpointer=saver)
             return self._graphs[key]
+
+    def tools(self) -> list:
+        """The tools the graph offers: ``tools`` as given, else biomedgpt's own plus those of the MCP servers in
+        ``settings.mcp_servers`` (``BIOMEDGPT_MCP_SERVERS``; agent/mcp_client.py)."""
+        if self._tools is not None:
+            return list(self._tools)
+        from biomedgpt.agent.mcp_client import external_tools
+        from biomedgpt.tools.langchain_tools import TOOL_NAMES, all_tools
+
+        return all_tools() + external_tools(self.settings, taken=set(TOOL_NAMES))
 
     def _prepare(self, question: str, session: str | None):
         from langchain_core.messages import HumanMessage

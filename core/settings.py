@@ -112,8 +112,10 @@ class Settings(BaseSettings):
                                                         "clients' read timeout)")
     llm_deadline: float = Field(300.0, gt=0, description="seconds for a whole chat-model reply; a longer one is cut "
                                                          "there and reported as truncated")
+    mcp_servers: str | None = Field(None, description="JSON file of external MCP servers in Claude Desktop's "
+                                                      "mcpServers format; their tools join the assistant's "
+                                                      "(agent/mcp_client.py)")
     # Reserved for the open issues (named here so the names do not drift):
-    mcp_servers: str | None = Field(None, description="JSON file of external MCP servers (reserved, #14)")
     protein_db: str | None = Field(None, description="FASTA searched for protein homologues (reserved, #15)")
     protein_max_evalue: float = Field(1e-5, description="E-value above which a homologue is not evidence (reserved, #15)")
     molecule_db: str | None = Field(None, description="a large molecule reference for similarity (reserved, #16)")
