@@ -26,7 +26,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -461,26 +461,27 @@ def reference_proteins(split: str = "all") -> list[ProteinRecord]:
     return [r for r in records if r.accession not in test_set and r.sequence not in test_sequences]
 
 
+def _shipped_index(kind: type, index_path: Path, records_path: Path, build: Callable[[], object]):
+    """The index file at ``index_path`` when it was built from ``records_path`` as it is now, else ``build()``."""
+    if index_path.is_file():
+        index = kind.load(index_path)
+        if index.source_digest == file_digest(records_path):
+            return index
+    return build()
+
+
 @lru_cache(maxsize=1)
 def default_molecule_index() -> MoleculeIndex:
     """The shipped ChEBI-20 validation index (loaded once; rebuilt in memory if the file is stale)."""
-    digest = file_digest(MOLECULE_RECORDS)
-    if MOLECULE_INDEX.is_file():
-        index = MoleculeIndex.load(MOLECULE_INDEX)
-        if index.source_digest == digest:
-            return index
-    return MoleculeIndex.build(reference_molecules())
+    return _shipped_index(MoleculeIndex, MOLECULE_INDEX, MOLECULE_RECORDS,
+                          lambda: MoleculeIndex.build(reference_molecules()))
 
 
 @lru_cache(maxsize=1)
 def default_protein_index() -> ProteinIndex:
     """The shipped Swiss-Prot index of the 80 % train split (loaded once; rebuilt if stale)."""
-    digest = file_digest(PROTEIN_RECORDS)
-    if PROTEIN_INDEX.is_file():
-        index = ProteinIndex.load(PROTEIN_INDEX)
-        if index.source_digest == digest:
-            return index
-    return ProteinIndex.build(reference_proteins("train"))
+    return _shipped_index(ProteinIndex, PROTEIN_INDEX, PROTEIN_RECORDS,
+                          lambda: ProteinIndex.build(reference_proteins("train")))
 
 
 def leaking_rows(reference: Sequence[CaptionRecord], test: Sequence[CaptionRecord]) -> list[str]:
