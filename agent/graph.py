@@ -7,14 +7,17 @@ Shape (LangGraph's react-agent template): ``plan`` → (``tools_condition``) →
     graph.invoke({"messages": [("user", "Describe aspirin")]},
                  {"configurable": {"thread_id": "s1"}}, context=Context())
 
-Why each node:
-- ``plan`` asks the configured chat model (tools bound) what to do next, or — offline — turns the
-  offline planner's plan into an ``AIMessage`` with ``tool_calls``, so both paths share the rest.
+Why each node (who picks the tools is ``Context.tool_choice``, agent/modes.py):
+- ``plan``: in ``router`` mode (the default, and always without a chat model) the router's plan becomes an
+  ``AIMessage`` with ``tool_calls``, once per question; in ``model`` mode the chat model, offered the tools the
+  question needs, says what to do next. Both paths share the rest.
 - ``tools`` is a ``ToolNode`` that turns a failing tool into an error ``ToolMessage`` (the plan can
-  react to it, the answer reports it), files the records from each tool's artifact into the typed
-  state, remembers the entity for follow-ups, and forwards the tools' progress messages
-  (``tools.progress.report``) to LangGraph's ``custom`` stream.
-- ``answer`` writes the cited answer; at the step limit it ends gracefully with what was found.
+  react to it, the answer reports it), answers malformed calls with an error instead of running them, files
+  the records from each tool's artifact into the typed state, remembers the entity for follow-ups, and
+  forwards the tools' progress messages (``tools.progress.report``) to LangGraph's ``custom`` stream.
+- ``answer`` writes the cited answer: composed from the records without a chat model; written by the chat
+  model from the records in ``router`` mode, its last reply in ``model`` mode, either way checked
+  (agent/grounding.py). At the step limit it ends gracefully with what was found.
 """
 
 from __future__ import annotations

@@ -270,4 +270,4 @@ def unchecked_note(ungrounded: list[str]) -> str:
     shown = "; ".join(_quote(s) for s in ungrounded[:3]) + (f"; and {count - 3} more" if count > 3 else "")
     noun = "claim" if count == 1 else "claims"
     return (f"**Unchecked:** {count} {noun} below cite no record of this conversation or give a number that the "
-            f"cited record does not hold: {shown}.")
+            f"cited record does not hold: {shown}")
