@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+import openai
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
@@ -112,7 +114,7 @@ def make_chat_model(spec: str | None = None, settings: Settings | None = None) -
 
 
 def _openai(model: str, settings: Settings) -> BaseChatModel:
-    from langchain_openai import ChatOpenAI
+    from langchain_openai import ChatOpenAI  # deferred: only for openai: back ends
 
     base_url = os.environ.get("OPENAI_BASE_URL") or None
     key = os.environ.get("OPENAI_API_KEY")
@@ -130,7 +132,7 @@ def _openai(model: str, settings: Settings) -> BaseChatModel:
 
 
 def _ollama(model: str, settings: Settings) -> BaseChatModel:
-    from langchain_ollama import ChatOllama
+    from langchain_ollama import ChatOllama  # deferred: only for ollama: back ends
 
     host = os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA_HOST
     if "://" not in host:
@@ -142,8 +144,6 @@ def _ollama(model: str, settings: Settings) -> BaseChatModel:
 def _client_timeout(settings: Settings) -> Any:
     """The HTTP client's timeout for a chat server: a backstop a little beyond the deadline (call_chat_model
     enforces the first-token timeout and the deadline itself), never PubChem's read timeout."""
-    import httpx
-
     return httpx.Timeout(settings.llm_deadline + 5.0, connect=min(10.0, settings.llm_timeout))
 
 
@@ -151,7 +151,7 @@ def resolve_device(device: str) -> str:
     """``auto`` → ``cuda`` when available, else ``cpu``; anything else as given."""
     if device != "auto":
         return device
-    import torch
+    import torch  # deferred: torch loads in seconds; only a local model needs it
 
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -209,17 +209,10 @@ def _has_token(chunk: Any) -> bool:
 
 def _is_connection_error(error: BaseException) -> bool:
     """A connection that could not be made (refused, reset before a byte, DNS): safe to try once more."""
-    try:
-        import openai
-
-        if isinstance(error, openai.APITimeoutError):
-            return False
-        if isinstance(error, openai.APIConnectionError):
-            return True
-    except ImportError:  # pragma: no cover - langchain-openai depends on it
-        pass
-    import httpx
-
+    if isinstance(error, openai.APITimeoutError):
+        return False
+    if isinstance(error, openai.APIConnectionError):
+        return True
     if isinstance(error, httpx.ConnectError):
         return True
     return isinstance(error, (ConnectionRefusedError, ConnectionAbortedError))
@@ -508,7 +501,7 @@ class _Clock:
         self.expired = False
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        import torch
+        import torch  # deferred: see resolve_device
 
         self.calls += 1
         elapsed = time.monotonic() - self.start
@@ -540,7 +533,7 @@ class HFChatModel(BaseChatModel):
 
     @classmethod
     def from_path(cls, path: str, device: str = "auto", **kwargs: Any) -> HFChatModel:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer  # deferred: heavy, only for hf:
 
         folder = Path(path).expanduser()
         if not folder.is_dir():
@@ -568,8 +561,8 @@ class HFChatModel(BaseChatModel):
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, tools: list[dict] | None = None,
                   **kwargs: Any) -> ChatResult:
-        import torch
-        from transformers import StoppingCriteriaList
+        import torch  # deferred: see resolve_device
+        from transformers import StoppingCriteriaList  # deferred: heavy, only for hf:
 
         chat = to_chat_dicts(messages)
         encoded = self._tokenizer.apply_chat_template(chat, tools=tools or None, add_generation_prompt=True,

@@ -106,7 +106,7 @@ def _text(message: AnyMessage) -> str:
 
 
 def _offline_plan(question: str, state: State, ctx: Context) -> dict:
-    """Run the offline planner and express its plan as an ``AIMessage`` with tool calls.
+    """Run the router (the planner) and express its plan as an ``AIMessage`` with tool calls.
 
     The planner sees only the question and the remembered entities (``PlanContext.from_state``),
     never passages or tool output, so injected text in retrieved data cannot add a tool call.
@@ -230,9 +230,10 @@ def build_graph(tools: Sequence[BaseTool] | None = None, checkpointer: Any = Non
         update.update({kind: records for kind, records in found.items() if records})
         entity = entity_from_artifacts(found)
         previous = state.get("entity")
-        if entity and ((runtime.context and runtime.context.chat_model is not None) or not previous):
-            # A chat model planned this turn: remember what its tools found. (The offline planner
-            # already named the entity when it planned.)
+        ctx = runtime.context
+        if entity and ((ctx and ctx.chat_model is not None and ctx.tool_choice == MODEL) or not previous):
+            # A chat model planned this turn: remember what its tools found. (The router already named the
+            # entity when it planned, with or without a chat model.)
             update["entity"] = entity
             update["entities"] = [entity]
         elif entity and previous and previous.get("kind") == entity["kind"] and not previous.get("label") and (

@@ -94,7 +94,9 @@ def test_aask_and_memory_of_a_named_session(tmp_path, monkeypatch):
     # [RDKit] cites the record of the first turn: still verified, still linked
     assert second.answer == "As I said, C2H6O [RDKit]." and second.citations[0]["label"] == "RDKit"
     third = assistant.ask("Papers?", session="mem")
-    assert third.answer == "Also [unverified: PMID 123]." and third.citations == []
+    # a label no tool returned is marked, and the sentence is an unchecked claim
+    assert third.answer.endswith("\n\nAlso [unverified: PMID 123].") and third.citations == []
+    assert third.ungrounded == ["Also [PMID 123]."] and third.answer.startswith("**Unchecked:** 1 claim")
     assert [t.question for t in assistant.history("mem")] == ["Formula of CCO?", "And again?", "Papers?"]
     assert (tmp_path / "sessions.sqlite").exists()
     assert [s.name for s in assistant.sessions()] == ["mem"]

@@ -126,8 +126,12 @@ def test_off_domain_questions_get_no_tool_in_model_mode():
     assert "wrote no answer" in result.answer  # said, not hidden
 
 
-def test_a_server_that_disappears_is_one_clear_line(httpserver, monkeypatch):
+def test_a_server_that_disappears_is_one_clear_line(monkeypatch):
     """openai: back end; the server answers the first step, then goes away while the tool runs."""
+    from pytest_httpserver import HTTPServer
+
+    httpserver = HTTPServer()  # its own: the shared fixture server must outlive this test
+    httpserver.start()
 
     @tool(response_format="content_and_artifact")
     def molecule_properties(smiles: str) -> tuple[str, dict]:
@@ -148,8 +152,12 @@ def test_a_server_that_disappears_is_one_clear_line(httpserver, monkeypatch):
         f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n", content_type="text/event-stream")
     monkeypatch.setenv("OPENAI_BASE_URL", httpserver.url_for("/v1"))
     monkeypatch.setenv("BIOMEDGPT_LLM", "openai:m")
-    with pytest.raises(BackendError) as caught:
-        Assistant(tools=[molecule_properties], tool_choice="model").ask("What is the molecular weight of CCO?")
+    try:
+        with pytest.raises(BackendError) as caught:
+            Assistant(tools=[molecule_properties], tool_choice="model").ask("What is the molecular weight of CCO?")
+    finally:
+        if httpserver.is_running():
+            httpserver.stop()
     message = str(caught.value)
     assert "\n" not in message and message.startswith("chat back end 'openai:m' failed: cannot connect")
     assert "is the server running?" in message
