@@ -4,9 +4,15 @@ Results render as HTML: RDKit SVG depictions (``rdMolDraw2D``) of the molecules,
 protein summaries, and citations as links to PubChem, UniProt and PubMed. The magics share one
 session per kernel, so a follow-up in the next cell ("what is its molecular weight?") remembers;
 ``%biomed --session NAME ...`` (or ``-s NAME``) switches to a named session, e.g. one started with
-``biomedgpt chat --session NAME``. IPython reads a line ending in ``?`` as a help request, so end a
-``%biomed`` line without it, or use the ``%%biomed`` cell form. ``render_html(result)`` is also what ``AskResult`` shows in a
-notebook.
+``biomedgpt chat --session NAME``. A ``%biomed`` line may end in ``?``: IPython would read it as a help
+request, so the extension registers an input transformer that hands such a line to the magic as it is
+(:func:`keep_question_marks`). ``render_html(result)`` is also what ``AskResult`` shows in a notebook.
+
+Each answer is displayed as one output with three forms: ``text/html`` (the rich view), ``text/markdown``
+and ``text/plain`` (the answer and its sources as text), so a viewer without HTML — a terminal console, a
+Markdown export, an LLM reading the notebook — gets the answer, never ``<IPython.core.display.HTML object>``.
+Loading the extension silences library progress bars (``core.terminal.quiet_libraries``): a cell's only
+outputs are its answers, with nothing on stderr.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 
 from biomedgpt.agent.answer import LABEL_PATTERN
 from biomedgpt.core.chem import try_parse_smiles
+from biomedgpt.core.terminal import quiet_libraries
 from biomedgpt.tools.records import RECORD_TYPES
 
 _STATE: dict[str, Any] = {"assistant": None, "session": None}
@@ -144,12 +151,37 @@ def _split_options(line: str) -> tuple[str | None, str]:
     return None, stripped
 
 
+def plain_text(result: Any) -> str:
+    """The ``text/plain`` form of an answer: the answer, then its sources one per line with their links."""
+    lines = [result.answer or "(no answer)"]
+    if result.citations:
+        lines += ["", "Sources:"]
+        lines += [f"[{c['label']}] {c.get('title') or ''} {c.get('url') or ''}".rstrip() for c in result.citations]
+    return "\n".join(lines)
+
+
+def bundle(result: Any) -> dict[str, str]:
+    """The MIME bundle an answer is displayed with: HTML, Markdown and plain text."""
+    from biomedgpt.agent.export import markdown
+
+    return {"text/plain": plain_text(result), "text/markdown": markdown(result), "text/html": render_html(result)}
+
+
+def _show(data: dict[str, str]) -> None:
+    from IPython.display import display
+
+    display(data, raw=True)
+
+
+def _message(text: str, html_text: str) -> dict[str, str]:
+    return {"text/plain": text, "text/markdown": text, "text/html": html_text}
+
+
 def biomed(line: str, cell: str | None = None):
     """``%biomed QUESTION`` / ``%%biomed`` cell: ask in this notebook's session and show the result."""
-    from IPython.display import HTML, display
-
     from biomedgpt.core.errors import BiomedGPTError
 
+    quiet_libraries()
     session, question = _split_options(line)
     assistant = _assistant()
     if session:
@@ -157,20 +189,48 @@ def biomed(line: str, cell: str | None = None):
     if cell is not None and cell.strip():
         question = (question + "\n" + cell).strip()
     if not question:
-        display(HTML(f"<p>Session <code>{_e(_STATE['session'])}</code>. Ask with <code>%biomed QUESTION</code>.</p>"))
+        name = _STATE["session"]
+        _show(_message(f"Session {name}. Ask with %biomed QUESTION.",
+                       f"<p>Session <code>{_e(name)}</code>. Ask with <code>%biomed QUESTION</code>.</p>"))
         return None
     try:
         result = assistant.ask(question, session=_STATE["session"])
     except BiomedGPTError as error:
-        display(HTML(f'<div class="biomedgpt error">error: {_e(error)}</div>'))
+        _show(_message(f"error: {error}", f'<div class="biomedgpt error">error: {_e(error)}</div>'))
         return None
-    display(HTML(render_html(result)))
+    _show(bundle(result))
     return None
 
 
+_MAGIC_LINE = re.compile(r"^(?P<indent>[ \t]*)%biomed(?P<rest>[ \t].*?)\??[ \t]*$")
+
+
+def keep_question_marks(lines: list[str]) -> list[str]:
+    """An IPython input transformer: a ``%biomed`` line ending in ``?`` becomes the magic call with the whole
+    question (IPython would otherwise show the magic's help). Other lines, and ``%%biomed`` cells, stay."""
+    if lines and lines[0].lstrip().startswith("%%"):
+        return lines
+    out = []
+    for line in lines:
+        body = line.rstrip("\r\n")
+        match = _MAGIC_LINE.match(body)
+        if match and body.rstrip().endswith("?"):
+            argument = match.group("rest").strip() + "?"
+            newline = line[len(body):]
+            out.append(f"{match.group('indent')}get_ipython().run_line_magic('biomed', {argument!r}){newline}")
+        else:
+            out.append(line)
+    return out
+
+
 def load_ipython_extension(ipython: Any) -> None:
-    """Register ``%biomed`` and ``%%biomed`` (``%load_ext biomedgpt``)."""
+    """Register ``%biomed`` and ``%%biomed`` (``%load_ext biomedgpt``), the ``?`` transformer, and silence
+    library progress bars."""
+    quiet_libraries()
     ipython.register_magic_function(biomed, magic_kind="line_cell", magic_name="biomed")
+    cleanup = getattr(ipython, "input_transformers_cleanup", None)
+    if cleanup is not None and keep_question_marks not in cleanup:
+        cleanup.append(keep_question_marks)
 
 
 def current_session() -> str | None:

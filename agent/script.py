@@ -12,17 +12,21 @@ A script is YAML::
 
 Why it is built this way: a long run must survive a failing look-up (the step's error is recorded
 and the run goes on) and an interruption (after every step the state file next to the report is
-rewritten atomically; ``--resume`` skips the steps that finished). The report holds every step's
-answer, citations, tool calls and error. Python: ``Assistant().run("script.yaml", out="r.md")``.
+rewritten atomically; ``--resume`` skips the steps that finished, and counts them as done). Ctrl-C cancels
+the running step within about two seconds (``core/cancel.py``) and ends the run with the finished steps
+saved (``RunReport.interrupted``). The report holds every step's answer, citations, tool calls, records and
+error. Python: ``Assistant().run("script.yaml", out="r.md")``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
 import string
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +34,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from biomedgpt.core.files import atomic_write_text as atomic_write
+from biomedgpt.core.cancel import Cancelled, iterate_interruptible, run_interruptible
 from biomedgpt.core.errors import BiomedGPTError, InputError
+from biomedgpt.core.files import atomic_write_text as atomic_write
+from biomedgpt.core.terminal import StatusLine
 
 REPORT_FORMATS = (".md", ".jsonl")
 
@@ -77,16 +83,21 @@ class StepResult:
     tool_calls: list[dict] = field(default_factory=list)
     error: str | None = None
     resumed: bool = False
+    #: The step's records (``AskResult.artifacts``) and the attributes its question asked for (exports).
+    artifacts: dict[str, list[dict]] = field(default_factory=dict)
+    attributes: list[str] = field(default_factory=list)
 
 
 @dataclass
 class RunReport:
-    """The result of a script run."""
+    """The result of a script run (``interrupted``: Ctrl-C ended it after ``len(steps)`` of ``total`` steps)."""
 
     title: str
     session: str
     steps: list[StepResult]
     out: str | None = None
+    total: int = 0
+    interrupted: bool = False
 
     @property
     def failed(self) -> list[StepResult]:
@@ -122,8 +133,17 @@ class RunReport:
         return "".join(json.dumps(asdict(step), ensure_ascii=False, default=str) + "\n" for step in self.steps)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"title": self.title, "session": self.session, "out": self.out,
-                "steps": [asdict(step) for step in self.steps]}
+        return {"title": self.title, "session": self.session, "out": self.out, "total": self.total or len(self.steps),
+                "interrupted": self.interrupted, "steps": [asdict(step) for step in self.steps]}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, default=str)
+
+    def to_dataframe(self) -> Any:
+        """One row per entity of every step (a ``step`` column first); needs the ``pandas`` extra."""
+        from biomedgpt.agent.export import to_dataframe
+
+        return to_dataframe(self)
 
 
 def load_script(source: str | Path | dict | Script) -> tuple[Script, str]:
@@ -191,11 +211,30 @@ def _fingerprint(script: Script) -> str:
     return hashlib.sha256(script.model_dump_json().encode()).hexdigest()[:16]
 
 
-def run_script(assistant: Any, source: str | Path | dict | Script, *, out: str | Path | None = None,
-               resume: bool = False, progress: bool = False) -> RunReport:
-    """Run every step with ``assistant`` (an ``Assistant``); see the module docstring."""
-    from tqdm.auto import tqdm
+def _ask(assistant: Any, question: str, session: str, show: Callable[[str], None]) -> Any:
+    """One step's answer, Ctrl-C-interruptible; the tools' progress goes to ``show`` (the status line)."""
+    if not hasattr(assistant, "stream"):
+        return run_interruptible(assistant.ask, question, session=session)
+    from biomedgpt.agent.render import describe_event
 
+    result = None
+    for event in iterate_interruptible(lambda: assistant.stream(question, session=session)):
+        if event.kind == "result":
+            result = event.data
+        elif event.kind in ("tool_call", "tool_result", "progress"):
+            show(describe_event(event) or "")
+    if result is None:  # pragma: no cover - a stream always ends with its result
+        raise BiomedGPTError(f"no answer to {question!r}")
+    return result
+
+
+def run_script(assistant: Any, source: str | Path | dict | Script, *, out: str | Path | None = None,
+               resume: bool = False, progress: bool | Callable[[int, int, str], None] = False) -> RunReport:
+    """Run every step with ``assistant`` (an ``Assistant``); see the module docstring.
+
+    ``progress``: True shows one status line on stderr when it is a terminal (``step 3/8 (2 resumed): …``);
+    a callable gets ``(done, total, text)`` before each step and at the end.
+    """
     script, name = load_script(source)
     planned = expand(script)
     out_path = Path(out) if out is not None else None
@@ -217,7 +256,7 @@ def run_script(assistant: Any, source: str | Path | dict | Script, *, out: str |
 
     results: list[StepResult] = []
     report = RunReport(title=f"Report: {script.title or name}", session=session, steps=results,
-                       out=str(out_path) if out_path else None)
+                       out=str(out_path) if out_path else None, total=len(planned))
 
     def save() -> None:
         if out_path is None or state_file is None:
@@ -227,22 +266,39 @@ def run_script(assistant: Any, source: str | Path | dict | Script, *, out: str |
         atomic_write(state_file, json.dumps(state, ensure_ascii=False, indent=1, default=str))
         atomic_write(out_path, report.to_markdown() if out_path.suffix == ".md" else report.to_jsonl())
 
-    bar = tqdm(planned, desc=name, unit="step", disable=not progress, leave=False)
-    for step in bar:
-        previous = done.get(step.id)
-        if previous and previous.get("question") == step.question and previous.get("ok"):
-            results.append(StepResult(**{**previous, "resumed": True}))
-            continue
-        bar.set_postfix_str(step.question[:40])
+    known = {f.name for f in dataclasses.fields(StepResult)}
+    with StatusLine(f"{name}: starting", enabled=progress is True) as line:
+
+        def tell(text: str) -> None:
+            resumed = sum(1 for r in results if r.resumed)
+            count = f"{len(results)}/{len(planned)}" + (f" ({resumed} resumed)" if resumed else "")
+            if callable(progress):
+                progress(len(results), len(planned), text)
+            line.update(f"{name}: step {count}: {text}" if text else f"{name}: {count} steps")
+
         try:
-            answer = assistant.ask(step.question, session=session)
-            results.append(StepResult(step.id, step.question, ok=True, answer=answer.answer,
-                                      citations=answer.citations, tool_calls=answer.tool_calls))
-        except BiomedGPTError as error:
-            results.append(StepResult(step.id, step.question, ok=False, error=str(error)))
-        except Exception as error:  # noqa: BLE001 - a failing step is recorded and the run goes on
-            results.append(StepResult(step.id, step.question, ok=False, error=f"{type(error).__name__}: {error}"))
-        save()
-    bar.close()
+            for step in planned:
+                previous = done.get(step.id)
+                if previous and previous.get("question") == step.question and previous.get("ok"):
+                    results.append(StepResult(**{**{k: v for k, v in previous.items() if k in known},
+                                                 "resumed": True}))  # a skipped step is a finished one
+                    continue
+                tell(step.question[:60])
+                try:
+                    answer = _ask(assistant, step.question, session, lambda text, q=step.question: tell(
+                        f"{q[:40]} {text}"))
+                    results.append(StepResult(step.id, step.question, ok=True, answer=answer.answer,
+                                              citations=answer.citations, tool_calls=answer.tool_calls,
+                                              artifacts=answer.artifacts,
+                                              attributes=list(getattr(answer, "attributes", None) or [])))
+                except BiomedGPTError as error:
+                    results.append(StepResult(step.id, step.question, ok=False, error=str(error)))
+                except Exception as error:  # noqa: BLE001 - a failing step is recorded and the run goes on
+                    results.append(StepResult(step.id, step.question, ok=False,
+                                              error=f"{type(error).__name__}: {error}"))
+                save()
+        except (Cancelled, KeyboardInterrupt):
+            report.interrupted = True  # the running step left nothing; the finished ones are saved
+        tell("")
     save()
     return report

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextvars
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -86,6 +87,53 @@ def cancel_scope(event: threading.Event | None = None) -> Iterator[threading.Eve
         _STOP.reset(token)
 
 
+def _block_sigint() -> None:
+    """Keep SIGINT away from this worker thread and every thread it starts (LangGraph's pools, ONNX Runtime's,
+    the MCP client's loop), so that Ctrl-C always reaches the main thread: one blocked in ``input()`` at the chat
+    prompt is woken only by a signal delivered to it."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+def _masking() -> bool:
+    return hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def sigint_for_this_thread_only() -> Iterator[None]:
+    """Block SIGINT in the calling (main) thread for the block, so that every thread started inside it — numpy's
+    BLAS pool on import, LangGraph's, ONNX Runtime's — inherits the block and never takes a Ctrl-C meant for the
+    main thread; :func:`receiving_sigint` opens it where the main thread waits (a prompt, a question). A Ctrl-C
+    that comes while it is blocked waits and arrives there. Used by ``biomedgpt chat``, whose ``input()`` is woken
+    only by a signal delivered to the main thread itself."""
+    if not _masking():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextmanager
+def receiving_sigint() -> Iterator[None]:
+    """Inside :func:`sigint_for_this_thread_only`: let Ctrl-C reach the main thread for this block."""
+    if not _masking():
+        yield
+        return
+    handler = signal.getsignal(signal.SIGINT)
+    if handler is not None:
+        # Installed again by Python, which interrupts a blocking read: a C library that re-installed it with
+        # signal(3) (BSD semantics, SA_RESTART) would make input() restart its read and never see the Ctrl-C.
+        signal.signal(signal.SIGINT, handler)
+    previous = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _interrupted(event: threading.Event, worker: threading.Thread, grace: float) -> Cancelled:
     event.set()
     worker.join(grace)
@@ -100,6 +148,7 @@ def run_interruptible(fn: Callable[..., T], *args: Any, grace: float = DEFAULT_G
     context = contextvars.copy_context()
 
     def work() -> None:
+        _block_sigint()
         with cancel_scope(event):
             try:
                 box["value"] = fn(*args, **kwargs)
@@ -137,6 +186,7 @@ def iterate_interruptible(make: Callable[[], Iterator[T]], grace: float = DEFAUL
         return False
 
     def work() -> None:
+        _block_sigint()
         with cancel_scope(event):
             try:
                 iterator = make()

@@ -310,6 +310,7 @@ class BioMedGPT(nn.Module):
 
             generate_kwargs["stopping_criteria"] = StoppingCriteriaList(
                 [*(generate_kwargs.get("stopping_criteria") or []), cancel])
+            watch_layers(self.llm)  # the prompt's prefill (seconds on a busy CPU) stops between layers too
         return self.llm.generate(
             inputs_embeds=batch.inputs_embeds,
             attention_mask=batch.attention_mask,
@@ -412,6 +413,21 @@ def cancel_criteria() -> Any:
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
     return _StopOnCancel()
+
+
+def _check_layer(module: nn.Module, args: Any) -> None:
+    check_cancelled()  # the stop event of the thread running this forward (none: nothing to do)
+
+
+def watch_layers(llm: nn.Module) -> None:
+    """Give each decoder layer of ``llm`` a forward pre-hook that raises ``Cancelled`` once the running work's stop
+    event is set (once per model; outside a cancel scope the hook does nothing)."""
+    if getattr(llm, "_biomedgpt_cancel_hooks", False):
+        return
+    for module in llm.modules():
+        if type(module).__name__.endswith("DecoderLayer"):
+            module.register_forward_pre_hook(_check_layer)
+    llm._biomedgpt_cancel_hooks = True
 
 
 def _stop_strings(extra: Sequence[str] | str | None, separator: bool) -> list[str]:

@@ -47,7 +47,7 @@ def test_ask_renders_answer_and_sources(monkeypatch):
     monkeypatch.setenv("BIOMEDGPT_OFFLINE", "1")
     out = CliRunner().invoke(app, ["ask", "What is the TPSA of CCO?"], env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output
-    assert "→ molecule_properties(smiles='CCO')" in out.output  # streamed tool call
+    assert "tools: molecule_properties(smiles='CCO') ✓" in out.output  # the tools it called, one line
     assert "TPSA of CCO is 20.23" in out.output and "Sources" in out.output and "https://www.rdkit.org" in out.output
 
 
@@ -108,6 +108,7 @@ def test_run_records_failures_and_resumes(tmp_path):
     assert again.returncode == 1
     resumed = [json.loads(line) for line in out.read_text().splitlines()]
     assert [s["resumed"] for s in resumed] == [True, True, False, True]
+    assert "4 steps (3 resumed), 1 failed" in again.stdout  # skipped steps count as done
     # the finished steps were not asked again: the session still holds three questions
     assert len(Assistant().history(session)) == 3
 

@@ -1,4 +1,5 @@
-"""``examples/quickstart.ipynb`` runs in a real kernel (nbclient) and shows depictions and citations."""
+"""``examples/quickstart.ipynb`` runs in a real kernel (nbclient): depictions and citations, plain-text and Markdown
+fallbacks, a ``%biomed`` line ending in ``?``, and nothing on stderr."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class _ThisPythonKernels(KernelSpecManager):
 def test_quickstart_notebook_runs_with_depictions_and_citations(monkeypatch, tmp_path):
     monkeypatch.setenv("BIOMEDGPT_OFFLINE", "1")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("BIOMEDGPT_MODEL", "mini")  # the shipped model: loading it is what drew 272-step bars
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     client = NotebookClient(notebook, kernel_name=NATIVE_KERNEL_NAME, timeout=300,
                             resources={"metadata": {"path": str(tmp_path)}},
@@ -50,5 +52,19 @@ def test_quickstart_notebook_runs_with_depictions_and_citations(monkeypatch, tmp
     assert "[BioMedGPT]" in first and "model output" in first  # model text is labelled as such
     assert "180.16" in follow_up and "RDKit" in follow_up  # "its" resolved through the session
     assert "<svg" in cell_magic and "Computed with RDKit" in cell_magic
+    # every answer has plain-text and Markdown forms, not "<IPython.core.display.HTML object>"
+    for index in magic_cells:
+        data = [o.get("data", {}) for o in notebook.cells[index].outputs if o.get("output_type") == "display_data"]
+        assert data and all("text/markdown" in d and "text/plain" in d for d in data)
+        assert not any("IPython.core.display" in d["text/plain"] for d in data)
+    assert "180.16" in "".join(o["data"]["text/plain"] for o in notebook.cells[magic_cells[1]].outputs)
+    assert "[RDKit]" in "".join(o["data"]["text/markdown"] for o in notebook.cells[magic_cells[1]].outputs)
+    # "%biomed What is its molecular weight?" was a question (IPython's help would have shown the magic's docs)
+    assert notebook.cells[magic_cells[1]].source.rstrip().endswith("?")
+    assert "ask in this notebook's session" not in follow_up
+    # no stderr output anywhere: no progress bars, no TqdmWarning
+    noise = [(i, o.get("text", "")[:200]) for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"
+             for o in cell.outputs if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    assert noise == []
     last = notebook.cells[-1].outputs
     assert any("'RDKit'" in o.get("data", {}).get("text/plain", "") for o in last)
