@@ -96,3 +96,21 @@ def test_ask_json_leaves_stderr_empty_and_stdout_pure_json(tmp_path):
     noise = err.read_text()
     assert "Loading weights" not in noise and "%|" not in noise and "\r" not in noise
     assert noise == ""
+
+
+def test_ingest_prints_its_report_on_a_line_of_its_own(tmp_path):
+    import re
+
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Zebrafish fins\n\n" + " ".join(f"Fin rays regrow after amputation, sentence {i}." for i in range(400)))
+    child = pexpect.spawn(str(BIN), ["ingest", str(notes), "--batch-size", "4"],
+                          env=_env(BIOMEDGPT_HOME=str(tmp_path / "home")), encoding="utf-8", dimensions=(40, 200),
+                          timeout=300)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    lines = child.before.replace("\r\n", "\n").split("\n")
+    report = next(line for line in lines if "ingested 1 file(s)" in line)
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", report.split("\r")[-1])  # what the terminal shows of the line
+    assert "ingest: " in child.before  # the status line was drawn, and then cleared
+    assert shown.startswith("ingested 1 file(s), 1 record(s)")
