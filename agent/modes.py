@@ -17,7 +17,6 @@ or at the deadline says so at its end.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -232,7 +231,3 @@ def reply_summary(message: AIMessage) -> dict:
     """What the turn's report says about one reply: finish reason, truncation, seconds, tokens."""
     info = reply_info(message)
     return {k: info.get(k) for k in ("finish_reason", "truncated", "seconds", "output_tokens") if k in info}
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
