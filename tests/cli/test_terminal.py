@@ -102,7 +102,7 @@ def test_ingest_prints_its_report_on_a_line_of_its_own(tmp_path):
     import re
 
     notes = tmp_path / "notes.md"
-    notes.write_text("# Zebrafish fins\n\n" + " ".join(f"Fin rays regrow after amputation, sentence {i}." for i in range(400)))
+    notes.write_text("# Zebrafish fins\n\n" + " ".join(f"Fin rays regrow after amputation, sentence {i}." for i in range(60)))
     child = pexpect.spawn(str(BIN), ["ingest", str(notes), "--batch-size", "4"],
                           env=_env(BIOMEDGPT_HOME=str(tmp_path / "home")), encoding="utf-8", dimensions=(40, 200),
                           timeout=300)
