@@ -61,6 +61,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, PrivateAttr
 
+from biomedgpt.core.cancel import Cancelled, cancelled
 from biomedgpt.core.errors import BiomedGPTError, ConfigError
 from biomedgpt.core.settings import Settings, get_settings
 
@@ -180,6 +181,8 @@ class ChatLimits:
         return cls(timeout=settings.llm_timeout, deadline=settings.llm_deadline, max_tokens=settings.llm_max_tokens)
 
 
+#: Seconds between two looks at the reply queue (and at a cancelled question).
+_POLL = 0.2
 #: ``response_metadata`` key of the facts ``call_chat_model`` records about a reply.
 REPLY_KEY = "biomedgpt"
 
@@ -306,9 +309,14 @@ def call_chat_model(model: Any, messages: Sequence[BaseMessage], *, backend: str
                 until = min(start + first_limit, start + limits.deadline) if streams else start + first_limit
             else:
                 until = start + limits.deadline
-            try:
-                kind, item = out.get(timeout=max(0.0, until - now))
+            try:  # in short waits, so that a cancelled question (Ctrl-C, core/cancel.py) stops at once
+                kind, item = out.get(timeout=max(0.0, min(until - now, _POLL)))
             except queue.Empty:
+                if cancelled():
+                    stop.set()  # the worker closes the connection at its next chunk
+                    raise Cancelled() from None
+                if time.monotonic() < until:
+                    continue
                 stop.set()
                 if first_token is None:
                     if streams and limits.timeout < limits.deadline:
@@ -324,6 +332,8 @@ def call_chat_model(model: Any, messages: Sequence[BaseMessage], *, backend: str
                 if first_token is None and _has_token(item):
                     first_token = time.monotonic()
             elif kind == "error":
+                if isinstance(item, KeyboardInterrupt):  # Cancelled included: never a back-end failure
+                    raise item
                 if attempt == 1 and not chunks and _is_connection_error(item):
                     retry = True  # the request never reached a server: one more try
                     break
@@ -499,6 +509,7 @@ class _Clock:
         self.calls = 0
         self.late = False
         self.expired = False
+        self.stopped = False
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch  # deferred: see resolve_device
@@ -509,7 +520,8 @@ class _Clock:
             self.late = True
         elif self.deadline is not None and elapsed > self.deadline:
             self.expired = True
-        return torch.full((input_ids.shape[0],), self.late or self.expired, dtype=torch.bool,
+        self.stopped = cancelled()  # Ctrl-C (core/cancel.py)
+        return torch.full((input_ids.shape[0],), self.late or self.expired or self.stopped, dtype=torch.bool,
                           device=input_ids.device)
 
 
@@ -574,6 +586,8 @@ class HFChatModel(BaseChatModel):
             output = self._model.generate(**encoded, max_new_tokens=self.max_new_tokens, do_sample=False,
                                           stopping_criteria=StoppingCriteriaList([clock]),
                                           pad_token_id=self._tokenizer.pad_token_id or self._tokenizer.eos_token_id)
+        if clock.stopped:
+            raise Cancelled()
         if clock.late:
             raise BackendError(f"chat back end {self.name_or_path!r} wrote no first token within "
                                f"{self.first_token_timeout:g} s (BIOMEDGPT_LLM_TIMEOUT)")

@@ -219,3 +219,20 @@ def test_hf_backend_limits(monkeypatch):
             call_chat_model(late, ASK, backend="hf:tiny", limits=ChatLimits())
     finally:
         tokenizer.chat_template = None
+
+
+def test_a_cancelled_question_stops_waiting_for_the_model(monkeypatch):
+    """Ctrl-C (core/cancel.py) ends the wait for a reply at once; it is not reported as a back-end failure."""
+    from biomedgpt.core.cancel import Cancelled, cancel_scope
+
+    server = _Closer(silent=True)
+    try:
+        model, limits = _openai(monkeypatch, f"http://127.0.0.1:{server.port}/v1")
+        with cancel_scope() as stop:
+            threading.Timer(0.3, stop.set).start()
+            start = time.monotonic()
+            with pytest.raises(Cancelled):
+                call_chat_model(model, ASK, backend="openai:m", limits=limits)
+        assert time.monotonic() - start < 2.0
+    finally:
+        server.close()
