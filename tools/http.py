@@ -351,6 +351,10 @@ _SESSIONS: dict[tuple, requests.Session] = {}
 _SESSIONS_LOCK = threading.Lock()
 
 
+#: How often a look-up asks again when another process holds the SQLite cache ("database is locked").
+CACHE_BUSY_RETRIES = 20
+
+
 def cache_path(settings: Settings | None = None) -> Path:
     """Where the HTTP cache lives: ``BIOMEDGPT_HOME/http_cache.sqlite``."""
     return (settings or get_settings()).path(CACHE_FILE)
@@ -376,8 +380,15 @@ def session_for(service: str, settings: Settings | None = None) -> requests.Sess
 
 def _build_session(policy: ServicePolicy, settings: Settings) -> requests.Session:
     path = cache_path(settings)
+    for attempt in range(CACHE_BUSY_RETRIES):
+        try:
+            backend = SQLiteCache(str(path), wal=True, busy_timeout=30_000)
+            break
+        except sqlite3.OperationalError as error:  # another process is creating it: wait, not "corrupt"
+            if "locked" not in str(error) and "busy" not in str(error) or attempt == CACHE_BUSY_RETRIES - 1:
+                raise _corrupt_cache(path, error) from None
+            time.sleep(0.05 * (attempt + 1))
     try:
-        backend = SQLiteCache(str(path), wal=True, busy_timeout=30_000)
         session = CachedSession(
             backend=backend,
             expire_after=policy.cache_ttl,
@@ -561,10 +572,20 @@ class ServiceClient:
         call = _Call(self.label, what, time.monotonic() + http.deadline, http.max_response_bytes, expect)
         token = _CALL.set(call)
         refetched = False
+        contended = 0
         try:
             while True:
                 try:
                     response = self.session.request(method, url, params=params, data=data, timeout=self.timeout)
+                except sqlite3.OperationalError as error:
+                    # Another process holds the cache (two first writers switching it to WAL at once): a
+                    # busy database is not a corrupt one; wait briefly and ask again, within the deadline.
+                    busy = "locked" in str(error) or "busy" in str(error)
+                    if not busy or contended >= CACHE_BUSY_RETRIES or time.monotonic() > call.deadline:
+                        raise _corrupt_cache(cache_path(self.settings), error) from None
+                    contended += 1
+                    time.sleep(0.05 * contended)
+                    continue
                 except (Throttled, ResponseTooLarge):
                     raise
                 except ServiceError:
