@@ -159,18 +159,24 @@ def markdown(result: Any) -> str:
     """An ``AskResult`` as Markdown: the answer, its sources as links, the tool calls."""
     if hasattr(result, "to_markdown"):
         return result.to_markdown()
-    lines = [result.answer or "(no answer)", ""]
-    if result.citations:
+    lines = [result.answer or "(no answer)", ""] + evidence_markdown(result.citations, result.tool_calls)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def evidence_markdown(citations: list[dict], tool_calls: list[dict]) -> list[str]:
+    """The Markdown lines after an answer: its sources as links, then the tool calls and whether they worked."""
+    lines: list[str] = []
+    if citations:
         lines.append("**Sources**")
-        for c in result.citations:
+        for c in citations:
             title = f" {c['title']}" if c.get("title") else ""
             link = f" — <{c['url']}>" if c.get("url") else ""
             lines.append(f"- [{c['label']}]{title}{link}")
         lines.append("")
-    if result.tool_calls:
-        calls = ", ".join(f"{c['name']} {'ok' if c['ok'] else 'failed'}" for c in result.tool_calls)
+    if tool_calls:
+        calls = ", ".join(f"{c['name']} {'ok' if c['ok'] else 'failed'}" for c in tool_calls)
         lines += [f"**Tool calls:** {calls}", ""]
-    return "\n".join(lines).rstrip() + "\n"
+    return lines
 
 
 def to_json(source: Any) -> str:

@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
+from biomedgpt.agent.export import evidence_markdown
 from biomedgpt.core.cancel import Cancelled, iterate_interruptible, run_interruptible
 from biomedgpt.core.errors import BiomedGPTError, InputError
 from biomedgpt.core.files import atomic_write_text as atomic_write
 from biomedgpt.core.terminal import StatusLine
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 REPORT_FORMATS = (".md", ".jsonl")
 
@@ -117,16 +117,7 @@ class RunReport:
                 lines += [step.answer, ""]
             else:
                 lines += [f"**Error:** {step.error}", ""]
-            if step.citations:
-                lines.append("**Sources**")
-                for c in step.citations:
-                    title = f" {c['title']}" if c.get("title") else ""
-                    link = f" — <{c['url']}>" if c.get("url") else ""
-                    lines.append(f"- [{c['label']}]{title}{link}")
-                lines.append("")
-            if step.tool_calls:
-                calls = ", ".join(f"{c['name']} {'ok' if c['ok'] else 'failed'}" for c in step.tool_calls)
-                lines += [f"**Tool calls:** {calls}", ""]
+            lines += evidence_markdown(step.citations, step.tool_calls)
         return "\n".join(lines).rstrip() + "\n"
 
     def to_jsonl(self) -> str:
