@@ -5,7 +5,8 @@ descriptions are known. Training (retrieval-augmented prompts), evaluation and t
 tool all use this module, so it is pure code: no network, no imports from ``tools/``.
 
 - ``MoleculeIndex``: Morgan fingerprints (radius 2, 2048 bits, RDKit ``rdFingerprintGenerator``),
-  Tanimoto similarity through RDKit's ``BulkTanimotoSimilarity``.
+  packed into ``uint64`` words (``model/fpindex``); Tanimoto by popcount, equal to RDKit's
+  ``BulkTanimotoSimilarity``, top k by ``argpartition``.
 - ``ProteinIndex``: 3-mer count profiles, **cosine** similarity (a sparse matrix product; sequences
   that share many tripeptides score close to 1). It finds close homologs quickly; it is not an
   alignment score.
@@ -39,6 +40,7 @@ from biomedgpt.core.chem import FP_BITS, FP_RADIUS, STANDARD_AMINO_ACIDS, morgan
 from biomedgpt.core.datasets import CaptionRecord, ProteinRecord, read_chebi20, read_swissprot_pair, split_accessions
 from biomedgpt.core.errors import InputError, InvalidSequenceError, InvalidSmilesError
 from biomedgpt.core.files import atomic_write_bytes
+from biomedgpt.model.fpindex import PackedFingerprints, top_k
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 MOLECULE_RECORDS = DATA_DIR / "chebi20_validation.tsv.gz"
@@ -123,16 +125,28 @@ def molecule_key(mol) -> str:
     return key or "smiles:" + Chem.MolToSmiles(mol)
 
 
-class MoleculeIndex:
-    """Morgan-fingerprint (r=2, 2048 bits) Tanimoto index over reference molecules with descriptions."""
+def query_words(mol) -> np.ndarray:
+    """The project's fingerprint (``core.chem.morgan_generator``) of a parsed molecule, packed as
+    ``PackedFingerprints`` rows are."""
+    return PackedFingerprints.pack_one(morgan_generator().GetFingerprint(mol))
 
-    def __init__(self, records: Sequence[MoleculeRecord], inchikeys: Sequence[str], fingerprints: list,
-                 *, skipped: Sequence[str] = ()) -> None:
+
+class MoleculeIndex:
+    """Morgan-fingerprint (r=2, 2048 bits) Tanimoto index over reference molecules with descriptions.
+
+    The fingerprints are held packed (``model/fpindex.PackedFingerprints``: 258 B per entry, a query
+    scans only the words its own bits touch); scores equal RDKit's ``BulkTanimotoSimilarity``.
+    """
+
+    def __init__(self, records: Sequence[MoleculeRecord], inchikeys: Sequence[str],
+                 fingerprints: Sequence | PackedFingerprints, *, skipped: Sequence[str] = ()) -> None:
+        if not isinstance(fingerprints, PackedFingerprints):
+            fingerprints = PackedFingerprints.from_rdkit(list(fingerprints), FP_BITS)
         if not (len(records) == len(inchikeys) == len(fingerprints)):
             raise ValueError("records, inchikeys and fingerprints must have the same length")
         self.records = list(records)
         self.inchikeys = list(inchikeys)
-        self._fps = fingerprints
+        self.fingerprints = fingerprints
         self.skipped = list(skipped)  # ids of reference rows whose SMILES RDKit rejected
         self._by_id: dict[str, list[int]] = {}
         for i, record in enumerate(self.records):
@@ -175,15 +189,12 @@ class MoleculeIndex:
         With ``leave_self_out`` (the default) no reference with the query's InChIKey is returned, so a
         different spelling of the same molecule is excluded too; ids in ``exclude_ids`` never are.
         """
-        from rdkit import DataStructs  # deferred: RDKit costs ~0.2 s to import
-
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
         mol = parse_smiles(smiles)
         if not self.records:
             return []
-        query = self._generator().GetFingerprint(mol)
-        sims = np.asarray(DataStructs.BulkTanimotoSimilarity(query, self._fps), dtype=np.float64)
+        sims = self.fingerprints.tanimoto(query_words(mol))
         own = self._by_key.get(molecule_key(mol), ()) if leave_self_out else ()
         return [self._hit(i, sims[i]) for i in _best(sims, k, self._by_id, exclude_ids, own)]
 
@@ -195,9 +206,7 @@ class MoleculeIndex:
     # Saved as on-bit lists (ragged: offsets + indices) plus the records as JSON, in one npz.
     def save(self, path: str | Path, *, source_digest: str | None = None, **extra_meta) -> Path:
         """Write the index atomically to ``path`` (an ``.npz``); ``load`` reads it back without RDKit parsing."""
-        onbits = [list(fp.GetOnBits()) for fp in self._fps]
-        offsets = np.cumsum([0] + [len(bits) for bits in onbits]).astype(np.int64)
-        indices = np.fromiter((b for bits in onbits for b in bits), dtype=np.uint16, count=int(offsets[-1]))
+        offsets, indices = self.fingerprints.to_onbits()
         meta = {"kind": "molecule", "version": _FORMAT_VERSION, "radius": FP_RADIUS, "bits": FP_BITS,
                 "records": [list(r) for r in self.records], "inchikeys": self.inchikeys,
                 "skipped": self.skipped, "source_digest": source_digest, **extra_meta}
@@ -206,18 +215,11 @@ class MoleculeIndex:
 
     @classmethod
     def load(cls, path: str | Path) -> MoleculeIndex:
-        from rdkit import DataStructs  # deferred: RDKit costs ~0.2 s to import
-
         meta, arrays = _load_npz(Path(path), "molecule")
         if meta.get("radius") != FP_RADIUS or meta.get("bits") != FP_BITS:
             raise InputError(f"{path} uses radius {meta.get('radius')} / {meta.get('bits')} bits, "
                              f"expected {FP_RADIUS} / {FP_BITS}")
-        offsets, onbits = arrays["offsets"], arrays["onbits"].astype(np.int64)
-        fps = []
-        for start, end in zip(offsets[:-1], offsets[1:]):
-            fp = DataStructs.ExplicitBitVect(FP_BITS)
-            fp.SetBitsFromList(onbits[start:end].tolist())
-            fps.append(fp)
+        fps = PackedFingerprints.from_onbits(arrays["offsets"], arrays["onbits"], FP_BITS)
         records = [MoleculeRecord(*r) for r in meta["records"]]
         index = cls(records, meta["inchikeys"], fps, skipped=meta.get("skipped", ()))
         index.source_digest = meta.get("source_digest")
@@ -370,13 +372,9 @@ def _best(sims: np.ndarray, k: int, by_id: dict, exclude_ids: Iterable[str], own
 
 
 def _top_k(sims: np.ndarray, k: int) -> list[int]:
-    """Indices of the k largest non-excluded scores (excluded ones are set to -1), best first, stable."""
-    valid = np.flatnonzero(sims >= 0)
-    if len(valid) == 0:
-        return []
-    # Sort by score descending, then by position, so ties are deterministic.
-    order = valid[np.lexsort((valid, -sims[valid]))]
-    return order[:k].tolist()
+    """Indices of the k largest non-excluded scores (excluded ones are set to -1), best first; ties by
+    position (``model/fpindex.top_k``: argpartition, not a full sort)."""
+    return top_k(sims, k)
 
 
 # ------------------------------------------------------------------------------------------ prompts

@@ -238,3 +238,78 @@ def test_build_references_script_writes_indexes_the_library_loads(tmp_path):
     assert molecules.source_digest == retrieval.file_digest(out / retrieval.MOLECULE_RECORDS.name)
     proteins = ProteinIndex.load(out / retrieval.PROTEIN_INDEX.name)
     assert len(proteins) == 8 and proteins.records[0].name.startswith("Protein")
+
+
+# ------------------------------------------------------------------ packed fingerprints (issue 16)
+
+
+def _old_top_k(sims, k):
+    """The full stable sort the packed index replaced: score descending, then row ascending."""
+    import numpy as np
+
+    valid = np.flatnonzero(sims >= 0)
+    return valid[np.lexsort((valid, -sims[valid]))][:k].tolist()
+
+
+def test_packed_tanimoto_equals_rdkit_bulk_on_real_fingerprints():
+    """Every score of the packed index is bit-for-bit RDKit's BulkTanimotoSimilarity, on the shipped
+    reference's real fingerprints and ChEBI-20 test queries; the top k equal the old full sort's."""
+    import numpy as np
+    from rdkit import DataStructs
+
+    from biomedgpt.core.chem import morgan_generator
+
+    index = default_molecule_index()
+    generator = morgan_generator()
+    reference = [generator.GetFingerprint(parse_smiles(r.smiles)) for r in index.records]
+    queries = [r.smiles for r in read_chebi20(f"{SHARED}/chebi20/test.txt", strict=True)][:60]
+    queries += ["CCO", "C", "[Na+].[Cl-]", "c1ccccc1"]
+    for smiles in queries:
+        mol = parse_smiles(smiles)
+        expected = np.asarray(DataStructs.BulkTanimotoSimilarity(generator.GetFingerprint(mol), reference))
+        got = index.fingerprints.tanimoto(retrieval.query_words(mol))
+        assert np.array_equal(got, expected), smiles
+        for k in (1, 5, 37):
+            assert retrieval._top_k(got.copy(), k) == _old_top_k(expected, k)
+
+
+def test_top_k_ties_exclusions_and_veto():
+    import numpy as np
+
+    from biomedgpt.model.fpindex import top_k
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        scores = rng.integers(-1, 4, size=rng.integers(1, 40)).astype(np.float64) / 3  # many ties, some -1 (excluded)
+        scores[scores < 0] = -1.0
+        for k in (1, 2, 5, 50):
+            assert top_k(scores, k) == _old_top_k(scores, k)
+    scores = np.array([0.9, 0.9, 0.5, 1.0, 0.2])
+    assert top_k(scores, 2, veto=lambda row: row == 3) == [0, 1]
+    assert top_k(scores, 9, veto=lambda row: row in (0, 1, 3)) == [2, 4]
+    assert top_k(np.array([]), 3) == []
+
+
+def test_packed_round_trips_and_empty_fingerprints():
+    import numpy as np
+    from rdkit import DataStructs
+
+    from biomedgpt.model.fpindex import PackedFingerprints
+
+    rng = np.random.default_rng(1)
+    dense = rng.random((50, 2048)) < 0.03
+    dense[7] = False  # an empty fingerprint: Tanimoto 0 against anything, as RDKit says
+    packed = PackedFingerprints.from_rows(PackedFingerprints.pack_rows(dense), 2048)
+    offsets, onbits = packed.to_onbits()
+    again = PackedFingerprints.from_onbits(offsets, onbits, 2048)
+    assert np.array_equal(again.words, packed.words) and np.array_equal(again.counts, dense.sum(axis=1))
+    vectors = []
+    for row in dense:
+        fp = DataStructs.ExplicitBitVect(2048)
+        fp.SetBitsFromList(np.flatnonzero(row).tolist())
+        vectors.append(fp)
+    assert np.array_equal(PackedFingerprints.from_rdkit(vectors).words, packed.words)
+    for q in (0, 7):
+        expected = DataStructs.BulkTanimotoSimilarity(vectors[q], vectors)
+        assert packed.tanimoto(PackedFingerprints.pack_one(vectors[q])).tolist() == expected
+    assert packed.nbytes == 50 * (256 + 2)
