@@ -118,7 +118,9 @@ class Settings(BaseSettings):
     # Reserved for the open issues (named here so the names do not drift):
     protein_db: str | None = Field(None, description="FASTA searched for protein homologues (reserved, #15)")
     protein_max_evalue: float = Field(1e-5, description="E-value above which a homologue is not evidence (reserved, #15)")
-    molecule_db: str | None = Field(None, description="a large molecule reference for similarity (reserved, #16)")
+    molecule_db: str | None = Field(None, description="a large molecule reference for similar_known: a .smi "
+                                                      "(SMILES ID [NAME]) or a .tsv with smiles and id columns, "
+                                                      "fingerprinted once and cached under home (model/molecule_db.py)")
     http: HttpSettings = Field(default_factory=HttpSettings)
 
     def __init__(self, **values: Any) -> None:
