@@ -223,7 +223,9 @@ class Match(BaseModel):
     end: int
 
 
-_FASTA_RE = re.compile(r"(?m)^>[^\n]*(?:\r?\n[A-Za-z*][A-Za-z* \t]*)+")
+#: A FASTA record: its header line, then whole lines of residues: upper case (blocks may be spaced or numbered),
+#: or lower-case blocks of ten or more; a line of prose after it ("what could this be?") is not sequence.
+_FASTA_RE = re.compile(r"(?m)^>[^\n]*(?:\r?\n(?:[ \t\d]*[A-Z*][A-Z*\d \t]*|[ \t\d]*[a-z*]{10,}(?:[ \t\d]+[a-z*]{10,})*[ \t\d]*)$)+")
 
 
 def _sequence_matches(text: str) -> list[Match]:
@@ -231,7 +233,7 @@ def _sequence_matches(text: str) -> list[Match]:
     taken: list[tuple[int, int]] = []
     # A FASTA record: its header (which may hold an accession) belongs to the sequence.
     for m in _FASTA_RE.finditer(text):
-        residues = "".join(m.group().split("\n", 1)[1].split()).rstrip("*").upper()
+        residues = re.sub(r"[\s\d]+", "", m.group().split("\n", 1)[1]).rstrip("*").upper()
         if len(residues) >= MIN_SEQUENCE_LENGTH and set(residues) <= AMINO_ACIDS:
             taken.append(m.span())
             found.append(Match(entity=Entity(kind="protein", value=residues, source="sequence"),

@@ -47,7 +47,7 @@ Intent = Literal["describe", "attribute", "compare", "similar", "similarity_pair
 #: Attributes a protein record answers; the others are molecule attributes.
 PROTEIN_ATTRIBUTES = frozenset({"function", "gene", "organism", "length", "mass", "subcellular_location", "family",
                                 "diseases", "go_terms", "pdb_structures", "keywords", "sequence", "reviewed",
-                                "accession", "unlisted"})
+                                "accession", "ec_number", "unlisted"})
 #: The same question asked of the other kind of entity ("what does X do" of a drug is its description).
 CROSS_KIND = {"molecule": {"function": "description", "mass": "molecular_weight", "sequence": "smiles",
                            "accession": "cid", "family": "description", "diseases": "description"},
@@ -59,6 +59,10 @@ INTENT_C = 16.0
 ATTRIBUTE_C = 16.0
 #: An attribute is asked when its one-vs-rest probability reaches this (chosen on the dev split).
 ATTRIBUTE_MIN_PROBABILITY = 0.2
+#: A clause of a question read alone asks a field when its probability reaches this (higher: a clause is short).
+CLAUSE_MIN_PROBABILITY = 0.5
+#: Where a question's clauses part ("logP and TPSA, and is it drug-like?").
+_ATTRIBUTE_CLAUSE = re.compile(r"[,;?]|\band\b|\bplus\b|\balso\b|\bas well as\b", re.I)
 #: Weight of the masked reading against the reading as written in the intent vote (chosen on the dev split).
 MASKED_WEIGHT = 0.9
 #: A question without identifiers whose reading as written is at least this sure it is off-domain is declined.
@@ -281,9 +285,16 @@ def _table(path: str, digest: str, home: str) -> ExampleTable:
                         attribute_labels=[str(x) for x in arrays["attribute_labels"]])
 
 
+@lru_cache(maxsize=4)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """The table file's hash, read again only when its size or modification time changes (not per question)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def example_table(settings: Settings | None = None, path: Path = INTENTS_FILE) -> ExampleTable:
     settings = settings or get_settings()
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    stat = path.stat()
+    digest = _digest(str(path), stat.st_size, stat.st_mtime_ns)
     with _TABLE_LOCK:
         return _table(str(path), digest, str(settings.home))
 
@@ -391,10 +402,26 @@ def _resolve_references(question: str, context: UnderstandingContext) -> list[En
 # ----------------------------------------------------------------------------- classification
 
 
-def _attributes(vector: np.ndarray, table: ExampleTable) -> list[str]:
+def _attributes(vector: np.ndarray, table: ExampleTable, clauses: list[np.ndarray] = ()) -> list[str]:
+    """The attributes asked: those the whole question asks, then those a clause of it asks on its own.
+
+    Why clauses too: in "what are the logP and TPSA of X, and is it drug-like?" the last field's share of the
+    whole question's vector is small, so it falls under the threshold; read alone, its clause is clear."""
     probabilities = table.attribute_probabilities(vector)
     ranked = sorted(probabilities, key=probabilities.get, reverse=True)
-    return [a for a in ranked if probabilities[a] >= ATTRIBUTE_MIN_PROBABILITY]
+    found = [a for a in ranked if probabilities[a] >= ATTRIBUTE_MIN_PROBABILITY]
+    for clause in clauses:
+        scores = table.attribute_probabilities(clause)
+        found += [a for a in sorted(scores, key=scores.get, reverse=True)
+                  if scores[a] >= CLAUSE_MIN_PROBABILITY and a not in found]
+    return found
+
+
+def _clauses(masked: str) -> list[str]:
+    """The parts of a question that may each ask for a field ("…, and is it drug-like?"); [] for one part."""
+    parts = [p.strip() for p in _ATTRIBUTE_CLAUSE.split(masked)]
+    parts = [p for p in parts if any(w.lower() not in _FUNCTION_WORDS and w != "X" for w in _WORD.findall(p))]
+    return parts if len(parts) > 1 else []
 
 
 def _mask(text: str, spans: list[tuple[int, int]]) -> str:
@@ -461,7 +488,8 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
     with_names = _mask(question, id_spans)
     from biomedgpt.tools.minilm_onnx import embed_texts
 
-    vector, plain = embed_texts([masked, with_names], settings)
+    clauses = _clauses(masked)
+    vector, plain, *clause_vectors = embed_texts([masked, with_names, *clauses], settings)
     similarities = np.maximum(table.vectors @ vector, table.vectors @ plain)
     best = int(np.argmax(similarities))
     confidence = float(similarities[best])
@@ -479,7 +507,7 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
 
     attributes: list[str] = []
     if intent in ("attribute", "compare", "similar"):
-        attributes = _attributes(vector, table)
+        attributes = _attributes(vector, table, clause_vectors)
         if intent == "attribute" and not attributes:
             intent = "describe"
 

@@ -217,6 +217,8 @@ class ProteinEntry(BaseModel):
     diseases: list[str] = Field(default_factory=list)
     #: UniProt keywords ("3D-structure", "Alzheimer disease", ...).
     keywords: list[str] = Field(default_factory=list)
+    #: Enzyme Commission numbers of the recommended and alternative names ("3.5.1.-": a partial class).
+    ec_numbers: list[str] = Field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -252,6 +254,7 @@ class ProteinEntry(BaseModel):
             "reviewed": (None if self.reviewed is None else ("reviewed (Swiss-Prot)" if self.reviewed
                                                              else "unreviewed (TrEMBL)"), "review status"),
             "accession": (self.accession, "UniProt accession"),
+            "ec_number": (listed(self.ec_numbers, 6), "EC number"),
         }.get(attribute)
         return _fact(found[0], label, found[1]) if found else None
 

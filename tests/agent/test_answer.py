@@ -121,3 +121,22 @@ def test_comparisons_keep_every_entity_rank_in_words_and_show_a_table():
     # caffeine has no PubChem record here: every molecule is ranked by RDKit's Crippen logP instead
     mixed = compose_answer("Which has the lowest logP?", {**both, "properties": props})
     assert mixed.startswith("`Cn1c(=O)c2c(ncn2C)n(C)c1=O` has the lowest logP (-1.03)") and "[RDKit]" in mixed
+
+
+def test_enzyme_commission_numbers_come_from_uniprots_names_or_are_said_missing():
+    import json
+    from pathlib import Path
+
+    from biomedgpt.tools.uniprot import protein_from_json
+
+    data = Path(__file__).resolve().parents[1] / "data" / "uniprot"
+    enzyme = protein_from_json(json.loads((data / "uniprotkb_P0DTR4.json").read_text()))
+    assert enzyme.ec_numbers == ["3.5.1.-"]
+    text = compose_answer("EC number of P0DTR4", {"proteins": [enzyme.model_dump()], "intent": "attribute",
+                                                 "attributes": ["ec_number"]})
+    assert "3.5.1.-" in text and "[UniProt P0DTR4]" in text.split("\n")[0]
+    receptor = protein_from_json(json.loads((data / "uniprotkb_P05067.json").read_text()))
+    assert receptor.ec_numbers == []
+    text = compose_answer("EC number of P05067", {"proteins": [receptor.model_dump()], "intent": "attribute",
+                                                 "attributes": ["ec_number"]})
+    assert "lists no EC number [UniProt P05067]" in text.split("\n")[0]

@@ -82,3 +82,21 @@ def test_bad_input_is_refused_before_any_work():
         understand("   ")
     with pytest.raises(InputError, match="10,000 characters; the most accepted is 100"):
         understand("x" * 10_000, settings=Settings(max_question_chars=100))
+
+
+def test_a_field_asked_in_a_trailing_clause_is_not_lost():
+    got = understand("What are the logP and TPSA of CC(=O)Oc1ccccc1C(=O)O, and is it drug-like?")
+    assert set(got.attributes) >= {"logp", "tpsa", "rule_of_five"}
+    assert set(understand("EC number and gene of P0DTR4").attributes) >= {"ec_number", "gene"}
+
+
+def test_a_fasta_record_ends_where_the_prose_after_it_begins():
+    from biomedgpt.agent.entities import recognise
+
+    residues = "MSFEVTGPPLVSPWMMLSMSEARNDIDETKIVIPGHSVCDAPQQFMRGHGTYVRDGEIVF"
+    for question in (f">query\n{residues}\n{residues[:20]}\nwhat could this be, and how long is it?",
+                     f">query\n{residues}\n{residues[:20]}\nwhat could this be"):
+        [match] = recognise(question)
+        assert match.entity.value == residues + residues[:20]
+    spaced = ">sp|X\n   1 mvlspadktn vkaawgkvga hageygaeal\n  31 ermflsfptt ktyfphfdls\nwhat is it"
+    assert recognise(spaced)[0].entity.value == "MVLSPADKTNVKAAWGKVGAHAGEYGAEALERMFLSFPTTKTYFPHFDLS"
