@@ -7,6 +7,10 @@ answer (its claims checked by ``agent/grounding``; ``ungrounded`` lists those no
 when the router composed it from the records; ``truncated`` says a chat model's reply was cut at
 ``BIOMEDGPT_LLM_MAX_TOKENS`` or ``BIOMEDGPT_LLM_DEADLINE``. A named session is stored in ``BIOMEDGPT_HOME/sessions.sqlite`` and resumes from the
 CLI, Python and Jupyter alike; without a name the conversation lives only in memory.
+
+Each assistant has its own ``Services`` (``tools/services.py``: HTTP sessions, clients, the literature store),
+built from its ``settings`` or handed in (``Assistant(services=...)``), and passes it to the graph in the run-time
+context; its tools use those, so two assistants with different settings in one process never mix.
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from biomedgpt.core.errors import InputError, shorten
-from biomedgpt.core.settings import Settings, get_settings, use_settings
+from biomedgpt.core.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from biomedgpt.tools.services import Services
 
 #: Plan rounds per question before the graceful end.
 DEFAULT_MAX_STEPS = 6
@@ -129,12 +136,21 @@ class Assistant:
     ``llm`` may be a LangChain chat model (with ``bind_tools``) or a back-end spec such as
     ``"openai:gpt-4o"``; by default ``settings.llm`` (``BIOMEDGPT_LLM``) decides. ``tool_choice`` (default
     ``settings.tool_choice``): ``router`` or ``model`` (agent/modes.py). ``tools`` replaces the default tool set
-    (tests, custom deployments).
+    (tests, custom deployments). ``services`` (default: built from ``settings``) are the HTTP clients and the
+    literature store the tools use; give them to share one set between assistants (the MCP server's ``ask`` and
+    its direct tools), their ``settings`` then being the assistant's.
     """
 
     def __init__(self, settings: Settings | None = None, llm: Any = None, *, tools: Sequence[Any] | None = None,
-                 max_steps: int = DEFAULT_MAX_STEPS, tool_choice: str | None = None) -> None:
-        self.settings = settings or get_settings()
+                 max_steps: int = DEFAULT_MAX_STEPS, tool_choice: str | None = None,
+                 services: Services | None = None) -> None:
+        # deferred: the HTTP layer (requests-cache, Biopython) loads with the first assistant, not with `import biomedgpt`
+        from biomedgpt.tools.services import Services
+
+        if services is not None and settings is not None and services.settings is not settings:
+            raise InputError("give Assistant settings= or services= (whose settings it then uses), not both")
+        self.settings = services.settings if services is not None else settings or get_settings()
+        self.services = services if services is not None else Services(self.settings)
         if tool_choice is not None and tool_choice not in ("router", "model"):
             raise InputError(f"tool_choice {tool_choice!r} is not 'router' or 'model'")
         self.tool_choice = tool_choice or self.settings.tool_choice
@@ -220,8 +236,8 @@ class Assistant:
         config = {"configurable": {"thread_id": thread}, "recursion_limit": recursion_limit(self.max_steps)}
         from biomedgpt.agent.backends import ChatLimits
 
-        context = Context(chat_model=self.chat_model(), backend=self.backend, max_steps=self.max_steps,
-                          offline=self.settings.offline, tool_choice=self.tool_choice,
+        context = Context(services=self.services, chat_model=self.chat_model(), backend=self.backend,
+                          max_steps=self.max_steps, tool_choice=self.tool_choice,
                           limits=ChatLimits.from_settings(self.settings))
         return graph, config, context, {"messages": [HumanMessage(question.strip())]}
 
@@ -244,9 +260,9 @@ class Assistant:
         """Answer ``question`` step by step: tool calls, progress messages, tokens, then the result."""
         from biomedgpt.tools.http import request_scope
 
-        # The tools read this assistant's settings, not the global ones; identical look-ups of one turn go
-        # out once (tools/http.request_scope).
-        with use_settings(self.settings), request_scope():
+        # The tools use this assistant's services (handed to them in the graph's context, see _prepare);
+        # identical look-ups of one turn go out once (tools/http.request_scope).
+        with request_scope():
             yield from self._stream(question, session)
 
     def _stream(self, question: str, session: str | None) -> Iterator[Event]:
@@ -320,7 +336,9 @@ class Assistant:
         return run_script(self, script, out=out, resume=resume, progress=progress)
 
     def close(self) -> None:
+        """Close the session store and this assistant's HTTP sessions (a later question opens them again)."""
         if self._store is not None:
             self._store.close()
             self._store = None
             self._graphs.clear()
+        self.services.close()

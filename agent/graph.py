@@ -5,7 +5,11 @@ Shape (LangGraph's react-agent template): ``plan`` → (``tools_condition``) →
 
     graph = build_graph()
     graph.invoke({"messages": [("user", "Describe aspirin")]},
-                 {"configurable": {"thread_id": "s1"}}, context=Context())
+                 {"configurable": {"thread_id": "s1"}}, context=Context(services=Services(settings)))
+
+The tools and the nodes take everything configurable from ``Context.services`` (its clients, its store and its
+``settings``), never from the process-wide settings, so two graphs run with different services in one process
+stay apart.
 
 Why each node (who picks the tools is ``Context.tool_choice``, agent/modes.py):
 - ``plan``: in ``router`` mode (the default, and always without a chat model) the router's plan becomes an
@@ -113,7 +117,7 @@ def _offline_plan(question: str, state: State, ctx: Context) -> dict:
     """
     from biomedgpt.agent.planner import PlanContext, plan
 
-    planned = plan(question, PlanContext.from_state(state, offline=ctx.offline))
+    planned = plan(question, PlanContext.from_state(state, offline=ctx.offline, settings=ctx.settings))
     update: dict[str, Any] = {
         "messages": [AIMessage(content="", tool_calls=planned.tool_calls(),
                                additional_kwargs={"intent": planned.intent, "attributes": planned.attributes})],
@@ -145,7 +149,7 @@ def _model_step(state: State, ctx: Context, new_question: bool, tools: Sequence[
     update: dict[str, Any] = {}
     required = False
     if new_question:
-        planned = route(_text(messages[-1]), PlanContext.from_state(state, offline=ctx.offline))
+        planned = route(_text(messages[-1]), PlanContext.from_state(state, offline=ctx.offline, settings=ctx.settings))
         offered = [] if planned.problem else tools_for_question(
             planned.intent, [e.kind for e in planned.entities], planned.tool_names, tools)
         update.update({"intent": planned.intent, "attributes": planned.attributes, "offline": planned.offline,
@@ -262,7 +266,7 @@ def build_graph(tools: Sequence[BaseTool] | None = None, checkpointer: Any = Non
                 elif isinstance(last, AIMessage) and not last.tool_calls:
                     note = f"_The chat model ({ctx.backend}) wrote no answer; this one is composed from the records._"
             else:  # router: the records are in; the chat model writes the answer from them
-                draft = compose_answer(question, state, failed)
+                draft = compose_answer(question, state, failed, settings=ctx.settings)
                 reply = call_chat_model(ctx.chat_model, writer_messages(question, state, draft), backend=ctx.backend,
                                         limits=ctx.limits)
                 replies.append(reply)
@@ -283,7 +287,8 @@ def build_graph(tools: Sequence[BaseTool] | None = None, checkpointer: Any = Non
             sources = {**earlier, **sources}
             extras.update(answer_source="llm", ungrounded=ungrounded, llm=reply_summary(reply))
         else:
-            text = compose_answer(question, state, failed, limited_after=ctx.max_steps if limited else None)
+            text = compose_answer(question, state, failed, limited_after=ctx.max_steps if limited else None,
+                                  settings=ctx.settings)
             if note:
                 text = f"{note}\n\n{text}"
         final = AIMessage(content=text, name=ANSWER_NAME, id=message_id or f"answer-{uuid.uuid4().hex}",

@@ -12,6 +12,10 @@ The tools, under the LangChain tools' names:
 - ``literature_ingest``: adds a document given as text (never a path on the server) to the literature store;
 - ``ask``: the whole assistant (``Assistant().ask(question, session)``), structured as ``ask --json``.
 
+The server builds one ``Services`` (``tools/services.py``) from the settings it starts with and hands it to every
+call explicitly: the direct tools, ``literature_ingest`` and the ``Assistant`` behind ``ask`` share one set of
+HTTP sessions and one literature store (what ``literature_ingest`` adds, ``literature_search`` finds).
+
 A failing call is an MCP tool error (``isError``) whose text is the one-line message the CLI would print
 (bad arguments included: pydantic's reasons on one line). Tools run in worker threads; a request the client
 cancels sets the stop event of its work (``core/cancel.py``). Progress messages of the tools (``PubChem busy,
@@ -42,6 +46,7 @@ from biomedgpt.core.cancel import Cancelled, cancel_scope
 from biomedgpt.core.errors import BiomedGPTError, InputError
 from biomedgpt.tools.langchain_tools import TOOL_RECORDS, TOOLS_BY_NAME, records_of
 from biomedgpt.tools.progress import listen
+from biomedgpt.tools.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +170,13 @@ def _citations(records: list[BaseModel]) -> list[dict[str, str]]:
     return list(seen.values())
 
 
-def run_tool(name: str, arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Run one of the ten biomedgpt tools: ``(text, structured content)``; raises on failure."""
+def run_tool(name: str, arguments: dict[str, Any], services: Services | None = None) -> tuple[str, dict[str, Any]]:
+    """Run one of the ten biomedgpt tools with ``services`` (default: the process-wide ones): ``(text, structured
+    content)``; raises on failure."""
     tool = TOOLS_BY_NAME[name]
     schema = tool.args_schema
     parsed = schema.model_validate(arguments)  # type: ignore[union-attr]
-    text, artifact = tool.func(**parsed.model_dump(exclude_unset=True))  # type: ignore[misc]
+    text, artifact = tool.func(**parsed.model_dump(exclude_unset=True), services=services)  # type: ignore[misc]
     records = records_of(name, artifact)
     structured: dict[str, Any] = {"records": [r.model_dump(mode="json") for r in records],
                                   "citations": _citations(records)}
@@ -181,11 +187,12 @@ def run_tool(name: str, arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]
     return str(text), structured
 
 
-def ingest_text(arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """``literature_ingest``: chunk, embed and store one document given as text."""
-    from biomedgpt.tools.langchain_tools import _store  # the store literature_search reads (one per settings)
+def ingest_text(arguments: dict[str, Any], services: Services | None = None) -> tuple[str, dict[str, Any]]:
+    """``literature_ingest``: chunk, embed and store one document given as text, in ``services``' literature store
+    (the one ``literature_search`` reads with the same services; default: the process-wide ones)."""
     from biomedgpt.tools.literature import document_from_record
     from biomedgpt.tools.records import Passage
+    from biomedgpt.tools.services import default_services
 
     parsed = LiteratureIngestInput.model_validate(arguments)
     name = parsed.name or (parsed.title or "").strip()[:80] or "document"
@@ -194,7 +201,7 @@ def ingest_text(arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
                                          "year": parsed.year}, source=name)
     except ValueError as error:
         raise InputError(f"cannot ingest this document: {error}") from None
-    report = _store().ingest_documents([document])
+    report = (services or default_services()).literature.ingest_documents([document])
     label = Passage(text="", pmid=document.pmid, source=name, title=parsed.title).label
     url = f"https://pubmed.ncbi.nlm.nih.gov/{document.pmid}/" if document.pmid else ""
     text = (f"Ingested {label!r} into the literature store: {report.chunks_added} new chunk(s), "
@@ -204,9 +211,11 @@ def ingest_text(arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 class _Asker:
-    """One ``Assistant`` for the server's lifetime (sessions are shared with the CLI through BIOMEDGPT_HOME)."""
+    """One ``Assistant`` for the server's lifetime, on the server's ``Services`` (sessions are shared with the CLI
+    through BIOMEDGPT_HOME)."""
 
-    def __init__(self) -> None:
+    def __init__(self, services: Services | None = None) -> None:
+        self._services = services
         self._assistant: Any = None
         self._lock = threading.Lock()
 
@@ -216,7 +225,7 @@ class _Asker:
             if self._assistant is None:
                 from biomedgpt.agent.assistant import Assistant
 
-                self._assistant = Assistant()
+                self._assistant = Assistant(services=self._services)
         result = self._assistant.ask(parsed.question, session=parsed.session)
         lines = [result.answer or "(no answer)"]
         if result.citations:
@@ -252,19 +261,20 @@ def tool_list() -> list[types.Tool]:
     return listed
 
 
-def _handlers() -> dict[str, Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]]:
+def _handlers(services: Services) -> dict[str, Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]]:
     handlers: dict[str, Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]] = {
-        name: partial(run_tool, name) for name in TOOLS_BY_NAME}
-    handlers[INGEST_TOOL] = ingest_text
-    handlers[ASK_TOOL] = _Asker()
+        name: partial(run_tool, name, services=services) for name in TOOLS_BY_NAME}
+    handlers[INGEST_TOOL] = partial(ingest_text, services=services)
+    handlers[ASK_TOOL] = _Asker(services)
     return handlers
 
 
-def build_server() -> Server:
-    """The MCP server (transport-independent)."""
+def build_server(services: Services | None = None) -> Server:
+    """The MCP server (transport-independent); every call uses ``services`` (default: built from the process-wide
+    settings now)."""
     server: Server = Server(SERVER_NAME, version=_version(), instructions=INSTRUCTIONS)
     tools = tool_list()
-    handlers = _handlers()
+    handlers = _handlers(services or Services())
 
     @server.list_tools()
     async def _list_tools() -> list[types.Tool]:

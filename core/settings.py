@@ -15,19 +15,24 @@ Precedence (highest first): keyword arguments, ``BIOMEDGPT_*`` environment varia
 (``BIOMEDGPT_CONFIG`` or ``~/.config/biomedgpt/config.toml``), the defaults below.
 Nested tables use ``__`` in variable names, e.g. ``BIOMEDGPT_HTTP__READ_TIMEOUT=2``.
 
-``use_settings(settings)`` scopes another object to a block (a ``ContextVar``, so it follows the
-threads LangGraph and LangChain start with a copied context): ``Assistant(settings=...)`` runs its
-graph inside it, so the tools it calls read that object, not the process-wide one.
+Per-run settings are explicit, never ambient: ``Assistant(settings=...)`` builds one ``Services``
+(``tools/services.py``: the HTTP sessions, the clients, the literature store) from them and hands it to its
+tools through LangGraph's run-time context, so two assistants with different settings in one process never
+see each other's. ``get_settings()`` is only the process-wide default, what code that is handed nothing uses;
+``use_settings(settings)`` swaps that default for a block (scripts, notebooks, tests), and with it the
+default ``Services``.
+
+``resolve_device`` is the one meaning of ``device``: ``auto`` is CUDA when torch sees a GPU, else the CPU,
+for every model of the project (the BioMedGPT model, the embedding model, local chat models).
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -212,35 +217,77 @@ def describe_settings_error(error: ValidationError, given: dict | None = None) -
     return "invalid configuration: " + "; ".join(lines)
 
 
-@lru_cache(maxsize=1)
-def _cached() -> Settings:
-    return Settings()
+class _ProcessSettings:
+    """The process-wide settings, read once from the environment and the TOML file (``reset_settings()``
+    forgets them; ``use_settings`` swaps them for a block). One object, not a registry."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.current: Settings | None = None
+
+    def get(self) -> Settings:
+        with self.lock:
+            if self.current is None:
+                self.current = Settings()
+            return self.current
 
 
-_ACTIVE: ContextVar[Settings | None] = ContextVar("biomedgpt_settings", default=None)
+_PROCESS = _ProcessSettings()
 
 
 def get_settings(**overrides: Any) -> Settings:
-    """The settings in force: those of an enclosing ``use_settings`` block, else the process-wide
-    ones; with overrides, a fresh object (nothing cached)."""
+    """The process-wide settings (those of an enclosing ``use_settings`` block, if any); with overrides, a
+    fresh object (nothing cached).
+
+    Code run by an ``Assistant`` does not read this: its tools get the assistant's ``Services`` (and their
+    ``settings``) through the graph's run-time context."""
     if overrides:
         return Settings(**overrides)
-    active = _ACTIVE.get()
-    return active if active is not None else _cached()
+    return _PROCESS.get()
 
 
 @contextmanager
 def use_settings(settings: Settings) -> Iterator[Settings]:
-    """Make ``get_settings()`` return ``settings`` inside the block (and in work it hands to threads
-    with a copied context); the previous value comes back afterwards."""
-    previous = _ACTIVE.get()
-    _ACTIVE.set(settings)
+    """Make ``settings`` the process-wide settings inside the block; the previous ones come back afterwards.
+
+    Everything that falls back to the process-wide settings sees them: ``get_settings()``, clients built
+    without settings, and the default ``Services`` (``tools/services.default_services()``, rebuilt for the new
+    settings), which tools use when no ``Services`` is handed to them. Why process-wide and not per thread:
+    per-run settings travel explicitly (``Assistant(settings=...)`` / ``Services(settings)``, which never read
+    this), so this is only for code that is handed nothing: a script, a notebook cell, a test. Two blocks
+    running at the same time in two threads would see each other's settings; give each its own ``Services``
+    instead.
+    """
+    with _PROCESS.lock:
+        previous = _PROCESS.current
+        _PROCESS.current = settings
     try:
         yield settings
     finally:
-        _ACTIVE.set(previous)
+        with _PROCESS.lock:
+            _PROCESS.current = previous
 
 
 def reset_settings() -> None:
-    """Forget the cached settings (tests change the environment between cases)."""
-    _cached.cache_clear()
+    """Forget the process-wide settings: the next ``get_settings()`` reads the environment again (tests change
+    it between cases)."""
+    with _PROCESS.lock:
+        _PROCESS.current = None
+
+
+def resolve_device(device: str | Settings | None = None) -> str:
+    """The torch device a ``device`` setting means (a string, or the ``device`` of a ``Settings``; ``None``: the
+    process-wide setting): ``auto`` is ``cuda`` when torch sees a GPU, else ``cpu``; anything else as given.
+
+    Why one function: the BioMedGPT model, the embedding model and local chat models must agree on where
+    ``BIOMEDGPT_DEVICE=auto`` puts them (they once disagreed: CUDA in one place, CPU in another)."""
+    if device is None:
+        device = get_settings().device
+    elif isinstance(device, Settings):
+        device = device.device
+    device = str(device).strip() or "auto"
+    if device != "auto":
+        return device
+    import torch  # deferred: torch costs seconds to import, and only a model that is loaded needs it
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -135,12 +135,13 @@ def point_settings_at(monkeypatch: pytest.MonkeyPatch, server: HTTPServer, fast:
 
 
 def clear_http_state() -> None:
-    """Forget sessions, the shared rate-limit/throttle state and the HTTP cache file of the current settings."""
+    """Close the default services; forget the shared rate-limit/throttle state and the HTTP cache file of the current settings."""
     from biomedgpt.core.settings import get_settings, reset_settings
-    from biomedgpt.tools.http import CACHE_FILE, reset_sessions
+    from biomedgpt.tools.http import CACHE_FILE
+    from biomedgpt.tools.services import reset_services
     from biomedgpt.tools.throttling import RATE_FILE
 
-    reset_sessions()
+    reset_services()
     reset_settings()
     home = get_settings().home
     for pattern in (f"{CACHE_FILE}*", f"{RATE_FILE}*"):

@@ -10,9 +10,11 @@ Why report the inputs: a scientist must be able to tell what was asked of the mo
 structure a name resolved to, whether a long sequence was cut) before trusting the answer; a model
 whose encoders are untrained (no shipped weights) has its answer flagged as not evidence.
 
-Names, CIDs and InChIKeys resolve through PubChem; accessions and protein names through UniProt; a
-SMILES or a sequence needs no network. The configured model (``BIOMEDGPT_MODEL``, default ``mini``)
-is loaded once per process and shared by threads; generation runs one call at a time.
+Names, CIDs and InChIKeys resolve through PubChem; accessions and protein names through UniProt (the
+clients of the ``services`` given, ``tools/services.py``; by default those of the run calling the tool); a
+SMILES or a sequence needs no network. The configured model (``BIOMEDGPT_MODEL``, default ``mini``, on
+``BIOMEDGPT_DEVICE``) is loaded once per process and shared by threads and assistants (:func:`get_model`);
+generation runs one call at a time.
 """
 
 from __future__ import annotations
@@ -23,15 +25,20 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from biomedgpt.core.chem import looks_like_sequence, try_parse_smiles, validate_sequence
-from biomedgpt.core.errors import BiomedGPTError, ConfigError, InputError, InvalidSequenceError, InvalidSmilesError
-from biomedgpt.core.settings import get_settings
+from biomedgpt.core.errors import (
+    BiomedGPTError,
+    ConfigError,
+    InputError,
+    InvalidSequenceError,
+    InvalidSmilesError,
+)
+from biomedgpt.core.settings import Settings, get_settings, resolve_device
 from biomedgpt.model.conversation import CAPTION_QUESTION
 from biomedgpt.model.prompts import StructurePrompt, model_structure_prompt
 from biomedgpt.tools.errors import NotFound
 from biomedgpt.tools.progress import report
-from biomedgpt.tools.pubchem import PubChemClient
 from biomedgpt.tools.records import Compound, ModelAnswer, ProteinEntry
-from biomedgpt.tools.uniprot import UniProtClient
+from biomedgpt.tools.services import Services, services_in_force
 
 DEFAULT_MOLECULE_QUESTION = CAPTION_QUESTION  # what the mini model was trained to answer
 DEFAULT_PROTEIN_QUESTION = "What is the function of this protein?"
@@ -85,41 +92,56 @@ class StructureNotResolved(InputError):
 
 # ----------------------------------------------------------------------------------------- the model
 
-_MODELS: dict[str, Any] = {}
-_LOAD_LOCK = threading.Lock()
+class _LoadedModels:
+    """The one process-wide cache of loaded BioMedGPT models, keyed by (name, device, dtype).
+
+    Why process-wide, unlike everything in ``Services``: a model is hundreds of megabytes to gigabytes and
+    holds no per-run state, so two assistants asking for the same model on the same device share one copy;
+    the key holds the device and dtype, so an assistant configured for another device gets its own copy
+    instead of whichever was loaded first."""
+
+    def __init__(self) -> None:
+        self.load_lock = threading.Lock()
+        self.models: dict[tuple[str, str, str], Any] = {}
+
+    def get(self, name: str, device: str, dtype: Any) -> Any:
+        key = (name, device, str(dtype) if dtype is not None else "default")
+        model = self.models.get(key)
+        if model is not None:
+            return model
+        with self.load_lock:
+            model = self.models.get(key)
+            if model is None:
+                from biomedgpt.model import (
+                    load_model,  # deferred: torch and transformers
+                )
+
+                report(f"loading the BioMedGPT model {name!r} on {device} (once per process)")
+                model = self.models[key] = load_model(name, device=device, dtype=dtype)
+        return model
+
+    def clear(self) -> None:
+        with self.load_lock:
+            self.models.clear()
+
+
+#: Loaded models, shared by every thread and ``Assistant`` of the process (see :class:`_LoadedModels`).
+LOADED_MODELS = _LoadedModels()
 _GENERATE_LOCK = threading.Lock()
 
 
-def get_model(name: str | None = None) -> Any:
-    """The BioMedGPT model named ``name`` (default: settings ``model``), loaded once per process."""
-    name = name or get_settings().model
-    model = _MODELS.get(name)
-    if model is not None:
-        return model
-    with _LOAD_LOCK:
-        model = _MODELS.get(name)
-        if model is None:
-            from biomedgpt.model import load_model  # deferred: torch and transformers
-
-            report(f"loading the BioMedGPT model {name!r} (once per process)")
-            model = load_model(name, device=_device())
-            _MODELS[name] = model
-    return model
+def get_model(name: str | None = None, *, device: str | None = None, dtype: Any = None,
+              settings: Settings | None = None) -> Any:
+    """The BioMedGPT model ``name`` (default: ``settings.model``) on ``device`` (default: ``settings.device``,
+    ``auto`` meaning CUDA when available: ``core.settings.resolve_device``), loaded once per process for each
+    (name, device, dtype)."""
+    settings = settings or get_settings()
+    return LOADED_MODELS.get(name or settings.model, resolve_device(device or settings.device), dtype)
 
 
-def _device() -> str:
-    """Settings ``device``: "auto" picks CUDA when torch sees a GPU, else the CPU."""
-    device = get_settings().device
-    if device == "auto":
-        import torch  # deferred: torch costs seconds to import
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def _resolve_model(model: Any) -> Any:
+def _resolve_model(model: Any, settings: Settings) -> Any:
     if model is None or isinstance(model, str):
-        return get_model(model)
+        return get_model(model, settings=settings)
     return model
 
 
@@ -170,8 +192,9 @@ class ResolvedMolecule:
     compound: Compound | None = None
 
 
-def resolve_molecule(query: str) -> ResolvedMolecule:
-    """SMILES as given (no network); a CID, InChIKey or name through PubChem.
+def resolve_molecule(query: str, services: Services | None = None) -> ResolvedMolecule:
+    """SMILES as given (no network); a CID, InChIKey or name through PubChem (``services``' client; default: those
+    of the run calling this, ``tools/services.services_in_force``).
 
     Raises ``StructureNotResolved`` naming the query and why (not found, offline, service down).
     """
@@ -181,7 +204,7 @@ def resolve_molecule(query: str) -> ResolvedMolecule:
     if not text.isdigit() and try_parse_smiles(text) is not None:
         return ResolvedMolecule(query=text, smiles=text)
     try:
-        compound = PubChemClient().compound(text, details=False)
+        compound = (services or services_in_force()).pubchem.compound(text, details=False)
     except BiomedGPTError as error:
         raise StructureNotResolved(
             f"could not resolve {text!r} to a molecular structure: {error}. "
@@ -210,18 +233,21 @@ def molecule_inputs(resolved: ResolvedMolecule) -> dict:
 
 
 def describe_molecule(query: str, question: str = DEFAULT_MOLECULE_QUESTION, *, model: Any = None,
-                      retrieval: bool | None = None, generation: str | AnswerGeneration = "default") -> ModelAnswer:
+                      retrieval: bool | None = None, generation: str | AnswerGeneration = "default",
+                      services: Services | None = None) -> ModelAnswer:
     """Ask BioMedGPT ``question`` about a molecule given as SMILES, PubChem CID or name.
 
-    ``model`` is a loaded BioMedGPT, a preset name or path, or ``None`` for the configured one.
+    ``model`` is a loaded BioMedGPT, a preset name or path, or ``None`` for the configured one (``services``'
+    settings: model and device; ``services`` also resolves names, default: those of the run calling this).
     ``retrieval`` puts the nearest known molecules (ChEBI-20 references) into the prompt; by default
     only when the model was trained that way (``model.config.retrieval.enabled``).
     """
     question = (question or "").strip() or DEFAULT_MOLECULE_QUESTION
     settings = _generation(generation)
-    resolved = resolve_molecule(query)
+    services = services or services_in_force()
+    resolved = resolve_molecule(query, services)
     inputs = molecule_inputs(resolved)
-    model = _resolve_model(model)
+    model = _resolve_model(model, services.settings)
     cid = str(resolved.compound.cid) if resolved.compound is not None else None
     built = _prompt(model, "molecule", question, resolved.smiles, retrieval, cid, inputs)
     inputs["generation"] = settings.kwargs()
@@ -242,15 +268,16 @@ class ResolvedProtein:
     entry: ProteinEntry | None = None
 
 
-def resolve_protein(query: str, *, organism: str | None = None) -> ResolvedProtein:
-    """A sequence (or FASTA) as given, with no network; an accession or a name through UniProt."""
+def resolve_protein(query: str, *, organism: str | None = None, services: Services | None = None) -> ResolvedProtein:
+    """A sequence (or FASTA) as given, with no network; an accession or a name through UniProt (``services``' client;
+    default: those of the run calling this)."""
     if not isinstance(query, str) or not query.strip():
         raise InputError(f"protein query {query!r} is empty: give a sequence, a UniProt accession or a name")
     text = query.strip()
     if looks_like_sequence(text):
         return ResolvedProtein(query=text, sequence=text)
     try:
-        found = UniProtClient().find(text, organism=organism)
+        found = (services or services_in_force()).uniprot.find(text, organism=organism)
         if not found:
             where = f" in {organism}" if organism else ""
             raise NotFound("UniProt", f"no entry found for {text!r}{where}")
@@ -286,7 +313,7 @@ def protein_inputs(resolved: ResolvedProtein, max_residues: int) -> tuple[dict, 
 
 def describe_protein(query: str, question: str = DEFAULT_PROTEIN_QUESTION, *, model: Any = None,
                      retrieval: bool | None = None, organism: str | None = None,
-                     generation: str | AnswerGeneration = "default") -> ModelAnswer:
+                     generation: str | AnswerGeneration = "default", services: Services | None = None) -> ModelAnswer:
     """Ask BioMedGPT ``question`` about a protein given as a sequence, UniProt accession or name.
 
     Over-long sequences follow the model's policy (``config.on_too_long``): truncated, with the cut
@@ -294,8 +321,9 @@ def describe_protein(query: str, question: str = DEFAULT_PROTEIN_QUESTION, *, mo
     """
     question = (question or "").strip() or DEFAULT_PROTEIN_QUESTION
     settings = _generation(generation)
-    resolved = resolve_protein(query, organism=organism)
-    model = _resolve_model(model)
+    services = services or services_in_force()
+    resolved = resolve_protein(query, organism=organism, services=services)
+    model = _resolve_model(model, services.settings)
     config = model.config
     max_residues = int(getattr(config, "max_residues", 1022))
     inputs, sequence = protein_inputs(resolved, max_residues)

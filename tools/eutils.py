@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from biomedgpt.core.errors import InputError
 from biomedgpt.core.settings import Settings, get_settings
-from biomedgpt.tools.http import InvalidAnswer, ServiceClient, expect_json, expect_text
+from biomedgpt.tools.http import InvalidAnswer, ServiceClient, WrapsServiceClient, expect_json, expect_text
 
 TOOL_NAME = "biomedgpt"  # NCBI asks every client to name itself
 MAX_RESULTS = 10_000  # ESearch's retmax ceiling
@@ -68,12 +68,11 @@ def _year(date: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-class EUtilsClient:
+class EUtilsClient(WrapsServiceClient):
     """ESearch + EFetch for PubMed through the rate-limited, cached HTTP layer."""
 
     def __init__(self, settings: Settings | None = None) -> None:
-        self.settings = settings or get_settings()
-        self.http = ServiceClient("eutils", self.settings)
+        self.http = ServiceClient("eutils", settings or get_settings())
 
     def _params(self, **params: object) -> dict:
         out = {"tool": TOOL_NAME, **{k: str(v) for k, v in params.items()}}
@@ -112,12 +111,18 @@ class EUtilsClient:
         return [records[p] for p in pmids if p in records]
 
 
-def fetch_pubmed(query: str, n: int = 20, settings: Settings | None = None) -> list[dict]:
-    """Up to ``n`` PubMed records for ``query``: ``[{pmid, title, abstract, year, journal}, ...]``."""
+def fetch_pubmed(query: str, n: int = 20, settings: Settings | None = None, *,
+                 client: EUtilsClient | None = None) -> list[dict]:
+    """Up to ``n`` PubMed records for ``query``: ``[{pmid, title, abstract, year, journal}, ...]``.
+
+    ``client`` is the E-utilities client to use (a ``Services``' one, so its session is reused); without one,
+    a client is built for ``settings`` and closed afterwards."""
     query = " ".join((query or "").split())
     if not query:
         raise InputError("empty PubMed query")
     if not isinstance(n, int) or not 1 <= n <= MAX_RESULTS:
         raise InputError(f"n must be 1–{MAX_RESULTS}, got {n!r}")
-    client = EUtilsClient(settings)
-    return client.fetch_records(client.search_pubmed(query, n))
+    if client is not None:
+        return client.fetch_records(client.search_pubmed(query, n))
+    with EUtilsClient(settings) as own:
+        return own.fetch_records(own.search_pubmed(query, n))

@@ -17,6 +17,11 @@ the rules below hold everywhere:
   Content-Length over the cap is refused before reading, and a body that grows past it is dropped
   mid-transfer. Neither is parsed nor cached.
 * **Redirects**: at most :data:`MAX_REDIRECTS` (a redirect loop costs 6 requests, not requests' 31).
+* **Sessions** are explicit: a ``ServiceClient`` builds its ``requests`` session (cache, gate, User-Agent) on
+  first use and owns it (``client.close()``); ``tools/services.Services`` holds one client per service for an
+  ``Assistant`` or a script, so its look-ups reuse one session. No process-wide registry: what must be shared
+  between sessions (the cache, the rate limits, PubChem's throttling state) is shared through files in
+  ``BIOMEDGPT_HOME``, which every session of every process opens.
 * **Rate limits** per service and host, shared by every thread, every ``Assistant`` and every process
   that uses the same ``BIOMEDGPT_HOME`` (``tools/ratelimit.py``: pyrate-limiter's sliding-log SQLite
   bucket behind a file lock, ``BIOMEDGPT_HOME/ratelimit.sqlite``): PubChem ≤5/s and ≤400/min, UniProt
@@ -63,7 +68,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.client import IncompleteRead
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import requests
@@ -81,9 +86,8 @@ from biomedgpt.tools.progress import report
 from biomedgpt.tools.throttling import (
     ServiceGate,
     ServicePolicy,
-    gate_for,
     policy_for,
-    reset_gates,
+    rate_path,
     retry_after_seconds,
 )
 
@@ -332,6 +336,11 @@ class _GatedAdapter(HTTPAdapter):
         response._content_consumed = True
         return response
 
+    def close(self) -> None:
+        """Close the connection pool and the gate's handle on the rate-limit file (``Session.close()`` calls it)."""
+        super().close()
+        self.gate.close()
+
     def _too_large(self, call: _Call, request: requests.PreparedRequest, how: str) -> ResponseTooLarge:
         return ResponseTooLarge(self.gate.policy.label,
                                 f"{call.what}: the answer is larger than {call.max_bytes:,} bytes ({how}); it was "
@@ -347,10 +356,6 @@ class _DeadlinePassed(Exception):
 # Sessions
 # --------------------------------------------------------------------------------------------------
 
-_SESSIONS: dict[tuple, requests.Session] = {}
-_SESSIONS_LOCK = threading.Lock()
-
-
 #: How often a look-up asks again when another process holds the SQLite cache ("database is locked").
 CACHE_BUSY_RETRIES = 20
 
@@ -365,17 +370,11 @@ def _corrupt_cache(path: Any, error: BaseException) -> StoreError:
                       f"so delete it (rm {path}*) and it is rebuilt on the next look-up")
 
 
-def session_for(service: str, settings: Settings | None = None) -> requests.Session:
-    """The process-wide cached, rate-limited ``requests`` session of ``service``."""
+def build_session(service: str, settings: Settings | None = None) -> requests.Session:
+    """A new cached, rate-limited ``requests`` session for ``service`` under ``settings``; the caller owns it
+    (``ServiceClient`` builds one on first use and closes it with ``close()``)."""
     settings = settings or get_settings()
-    policy = policy_for(service, settings)
-    key = (service, str(settings.home), policy.base_url, settings.offline, policy.per_second,
-           settings.http.model_dump_json())
-    with _SESSIONS_LOCK:
-        session = _SESSIONS.get(key)
-        if session is None:
-            session = _SESSIONS[key] = _build_session(policy, settings)
-        return session
+    return _build_session(policy_for(service, settings), settings)
 
 
 def _build_session(policy: ServicePolicy, settings: Settings) -> requests.Session:
@@ -403,27 +402,12 @@ def _build_session(policy: ServicePolicy, settings: Settings) -> requests.Sessio
         )
     except sqlite3.DatabaseError as error:
         raise _corrupt_cache(path, error) from None
-    adapter = _GatedAdapter(gate_for(policy, settings))
+    adapter = _GatedAdapter(ServiceGate(policy, rate_path(settings)))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.max_redirects = MAX_REDIRECTS
     session.headers["User-Agent"] = settings.http.user_agent
     return session
-
-
-def reset_sessions() -> None:
-    """Close every session and rate-limit file handle of this process (tests; a fresh start).
-
-    The shared rate-limit and throttling state stays in ``BIOMEDGPT_HOME/ratelimit.sqlite``.
-    """
-    with _SESSIONS_LOCK:
-        for session in _SESSIONS.values():
-            try:
-                session.close()
-            except Exception:  # noqa: BLE001 - closing is best effort
-                pass
-        _SESSIONS.clear()
-    reset_gates()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -524,10 +508,33 @@ class ServiceClient:
         self.service = service
         self.label = self.policy.label
         self.base_url = self.policy.base_url
+        self._session: requests.Session | None = None
+        self._session_lock = threading.Lock()
 
     @property
     def session(self) -> requests.Session:
-        return session_for(self.service, self.settings)
+        """This client's cached, rate-limited session, built on first use (threads share it)."""
+        if self._session is None:
+            with self._session_lock:
+                if self._session is None:
+                    self._session = build_session(self.service, self.settings)
+        return self._session
+
+    def close(self) -> None:
+        """Close the session (its cache connection and rate-limit file handle); a later look-up opens a new one."""
+        with self._session_lock:
+            session, self._session = self._session, None
+        if session is not None:
+            try:
+                session.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def timeout(self) -> tuple[float, float]:
@@ -722,6 +729,27 @@ class ServiceClient:
 
     def post_text(self, url: str, data: dict, what: str | None = None, expect: Expect | None = None) -> str:
         return self.request("POST", url, data=data, what=what, expect=expect).text
+
+
+class WrapsServiceClient:
+    """The service clients (``PubChemClient``, ``UniProtClient``, ``EUtilsClient``) wrap one ``ServiceClient`` as
+    ``self.http``: this gives them its settings and ``close()``, and makes them context managers."""
+
+    http: ServiceClient
+
+    @property
+    def settings(self) -> Settings:
+        return self.http.settings
+
+    def close(self) -> None:
+        """Close the client's session (a look-up after this opens a new one)."""
+        self.http.close()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def backoff_time(retry: int, factor: float, jitter: float, cap: float) -> float:

@@ -10,14 +10,16 @@ argument has a description and bounds; bad arguments fail validation before any 
 inside a tool raise (``BiomedGPTError`` messages name the input and the problem); the graph's
 ``ToolNode`` turns them into messages the planner can react to.
 
-The clients are built lazily and reused while the settings object is the same (tests that change
-``BIOMEDGPT_*`` variables and reset the settings get fresh clients).
+The clients and the literature store come from a ``Services`` (``tools/services.py``): inside biomedgpt's
+graph those of the run's context (``Context.services``, read through LangGraph's ``get_runtime()``, as the
+react-agent template reads its ``Context``), so each ``Assistant`` uses its own settings. Code that runs a tool
+outside a graph passes them explicitly to the tool's function (the MCP server: ``tool.func(**args,
+services=services)``); otherwise the default ``Services`` of the process-wide settings serve.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -26,13 +28,10 @@ from pydantic import BaseModel, Field, model_validator
 
 from biomedgpt.core.chem import try_parse_smiles
 from biomedgpt.core.errors import InputError
-from biomedgpt.core.settings import get_settings
 from biomedgpt.model.conversation import CAPTION_QUESTION as DEFAULT_MOLECULE_QUESTION
 from biomedgpt.tools.biomedgpt_tool import describe_molecule, describe_protein, resolve_molecule, resolve_protein
 from biomedgpt.tools.errors import NotFound
-from biomedgpt.tools.literature import LiteratureStore
 from biomedgpt.tools.properties import molecule_properties
-from biomedgpt.tools.pubchem import PubChemClient
 from biomedgpt.tools.records import (
     Compound,
     ModelAnswer,
@@ -41,8 +40,8 @@ from biomedgpt.tools.records import (
     ProteinEntry,
     SimilarHit,
 )
+from biomedgpt.tools.services import Services, services_in_force
 from biomedgpt.tools.similarity import similar_known
-from biomedgpt.tools.uniprot import UniProtClient
 
 #: The tools' default number of results, in one place.
 DEFAULT_K = 5
@@ -50,41 +49,6 @@ DEFAULT_SIZE = 5
 DEFAULT_PUBMED_N = 10
 DEFAULT_SIMILAR_THRESHOLD = 90
 DEFAULT_SIMILAR_RECORDS = 10
-
-# ------------------------------------------------------------------------------------------ clients
-
-_CLIENTS: dict[tuple[str, int], tuple[Any, Any]] = {}
-_CLIENTS_LOCK = threading.Lock()
-_MAX_CLIENTS = 32  # settings objects are few (the process-wide one, one per Assistant); this bounds it anyway
-
-
-def _shared(kind: str, factory: Callable[[Any], Any]) -> Any:
-    """One client per kind and settings object in force (``use_settings`` / ``Assistant(settings=)``;
-    the process-wide one is rebuilt after ``reset_settings()``)."""
-    settings = get_settings()
-    key = (kind, id(settings))
-    with _CLIENTS_LOCK:
-        held = _CLIENTS.get(key)
-        if held is not None and held[0] is settings:  # the held reference keeps id() unique
-            return held[1]
-        client = factory(settings)
-        if len(_CLIENTS) >= _MAX_CLIENTS:
-            _CLIENTS.pop(next(iter(_CLIENTS)))
-        _CLIENTS[key] = (settings, client)
-        return client
-
-
-def _pubchem() -> Any:
-    return _shared("pubchem", PubChemClient)
-
-
-def _uniprot() -> Any:
-    return _shared("uniprot", UniProtClient)
-
-
-def _store() -> Any:
-    return _shared("literature", LiteratureStore)  # ingests the bundled corpus on its first search
-
 
 # ------------------------------------------------------------------------------------------ content
 
@@ -173,23 +137,25 @@ class DescribeProteinInput(BaseModel):
 # ------------------------------------------------------------------------------------------ functions
 
 
-def _pubchem_lookup(query: str) -> tuple[str, dict]:
-    compound = _pubchem().compound(query.strip())  # with synonyms and descriptions when PubChem has them
+def _pubchem_lookup(query: str, *, services: Services | None = None) -> tuple[str, dict]:
+    compound = (services or services_in_force()).pubchem.compound(query.strip())  # with synonyms and descriptions when PubChem has them
     return compound.chat_text(), _dump(compound)
 
 
-def _resolve_cid_or_smiles(query: str) -> str:
+def _resolve_cid_or_smiles(query: str, services: Services) -> str:
     """PubChem's similarity search takes a SMILES or CID; a name is resolved to its CID first."""
     text = query.strip()
     if text.isdigit() or try_parse_smiles(text) is not None:
         return text
-    return str(_pubchem().compound(text, details=False).cid)
+    return str(services.pubchem.compound(text, details=False).cid)
 
 
 def _pubchem_similar(query: str, threshold: int = DEFAULT_SIMILAR_THRESHOLD,
-                     max_records: int = DEFAULT_SIMILAR_RECORDS) -> tuple[str, list[dict]]:
-    target = _resolve_cid_or_smiles(query)
-    found = list(_pubchem().similar(target, threshold=threshold, max_records=max_records))
+                     max_records: int = DEFAULT_SIMILAR_RECORDS, *,
+                     services: Services | None = None) -> tuple[str, list[dict]]:
+    services = services or services_in_force()
+    target = _resolve_cid_or_smiles(query, services)
+    found = list(services.pubchem.similar(target, threshold=threshold, max_records=max_records))
     if not found:
         return f"PubChem found no compounds with 2D similarity >= {threshold}% to {query!r}.", []
     lines = [f"PubChem compounds with 2D similarity >= {threshold}% to {query!r}:"]
@@ -197,9 +163,10 @@ def _pubchem_similar(query: str, threshold: int = DEFAULT_SIMILAR_THRESHOLD,
     return "\n".join(lines), [_dump(item) for item in found]
 
 
-def _uniprot_lookup(query: str, organism: str | None = None) -> tuple[str, dict]:
+def _uniprot_lookup(query: str, organism: str | None = None, *,
+                    services: Services | None = None) -> tuple[str, dict]:
     text = query.strip()
-    client = _uniprot()
+    client = (services or services_in_force()).uniprot
     found = client.find(text, organism=organism)
     if not found:
         where = f" in {organism}" if organism else ""
@@ -207,8 +174,9 @@ def _uniprot_lookup(query: str, organism: str | None = None) -> tuple[str, dict]
     return found[0].chat_text(), _dump(found[0])
 
 
-def _uniprot_search(query: str, size: int = DEFAULT_SIZE) -> tuple[str, list[dict]]:
-    result = _uniprot().search(query, size=size)
+def _uniprot_search(query: str, size: int = DEFAULT_SIZE, *,
+                    services: Services | None = None) -> tuple[str, list[dict]]:
+    result = (services or services_in_force()).uniprot.search(query, size=size)
     entries = list(result.entries)[:size]
     if not entries:
         return f"UniProt found no entries for {query!r}.", []
@@ -217,8 +185,9 @@ def _uniprot_search(query: str, size: int = DEFAULT_SIZE) -> tuple[str, list[dic
     return "\n".join(lines), [_dump(e) for e in entries]
 
 
-def _literature_search(query: str, k: int = DEFAULT_K) -> tuple[str, dict]:
-    store = _store()
+def _literature_search(query: str, k: int = DEFAULT_K, *,
+                       services: Services | None = None) -> tuple[str, dict]:
+    store = (services or services_in_force()).literature  # ingests the bundled corpus on its first search
     asked = re.fullmatch(r"\s*PMID[:\s]*(\d{1,9})\s*", query, re.I)  # one record by its identifier
     passages = list(store.search(query, k=k, pmid=asked.group(1) if asked else None))
     searched = store.count()
@@ -230,8 +199,9 @@ def _literature_search(query: str, k: int = DEFAULT_K) -> tuple[str, dict]:
     return "\n".join(lines), {"passages": [_dump(p) for p in passages], "searched": searched}
 
 
-def _pubmed_fetch(query: str, n: int = DEFAULT_PUBMED_N) -> tuple[str, dict]:
-    report = _store().pubmed_fetch(query.strip(), n)
+def _pubmed_fetch(query: str, n: int = DEFAULT_PUBMED_N, *,
+                  services: Services | None = None) -> tuple[str, dict]:
+    report = (services or services_in_force()).literature.pubmed_fetch(query.strip(), n)
     text = (f"Fetched {report.records} PubMed abstracts for {query!r} into the literature store "
             f"({report.chunks_added} new chunks, {report.chunks_skipped} already stored"
             + (f", {report.skipped_rows} records unreadable" if report.skipped_rows else "")
@@ -239,26 +209,28 @@ def _pubmed_fetch(query: str, n: int = DEFAULT_PUBMED_N) -> tuple[str, dict]:
     return text, {"query": query, **_dump(report)}
 
 
-def _molecule_properties(smiles: str) -> tuple[str, dict]:
-    resolved = resolve_molecule(smiles)
+def _molecule_properties(smiles: str, *, services: Services | None = None) -> tuple[str, dict]:
+    resolved = resolve_molecule(smiles, services)  # a SMILES needs no services: they are built only for a name
     props = molecule_properties(resolved.smiles)
     if resolved.compound is not None:  # asked by name or CID: keep the name people know it by
         props = props.model_copy(update={"title": resolved.compound.title or smiles.strip()})
     return props.chat_text(), _dump(props)
 
 
-def _similar_known(smiles: str | None = None, sequence: str | None = None, k: int = DEFAULT_K) -> tuple[str, list]:
+def _similar_known(smiles: str | None = None, sequence: str | None = None, k: int = DEFAULT_K, *,
+                   services: Services | None = None) -> tuple[str, list]:
     if (smiles is None) == (sequence is None):
         raise InputError("similar_known needs exactly one of smiles= (a molecule) or sequence= (a protein)")
+    services = services or services_in_force()
     exclude: list[str] = []
     if smiles is not None:
-        resolved = resolve_molecule(smiles)
+        resolved = resolve_molecule(smiles, services)
         if resolved.compound is not None:
             exclude.append(str(resolved.compound.cid))
-        hits = similar_known(smiles=resolved.smiles, k=k, exclude_ids=exclude)
+        hits = similar_known(smiles=resolved.smiles, k=k, exclude_ids=exclude, online=not services.settings.offline)
         what = f"molecule {smiles!r}"
     else:
-        protein = resolve_protein(sequence)
+        protein = resolve_protein(sequence, services=services)
         if protein.entry is not None:
             exclude.append(protein.entry.accession)
         hits = similar_known(sequence=protein.sequence, k=k, exclude_ids=exclude)
@@ -271,13 +243,15 @@ def _similar_known(smiles: str | None = None, sequence: str | None = None, k: in
     return "\n".join(lines), [_dump(h) for h in hits]
 
 
-def _describe_molecule(query: str, question: str = DEFAULT_MOLECULE_QUESTION) -> tuple[str, dict]:
-    answer = describe_molecule(query, question)
+def _describe_molecule(query: str, question: str = DEFAULT_MOLECULE_QUESTION, *,
+                       services: Services | None = None) -> tuple[str, dict]:
+    answer = describe_molecule(query, question, services=services)
     return answer.chat_text(), _dump(answer)
 
 
-def _describe_protein(query: str, question: str = "What is the function of this protein?") -> tuple[str, dict]:
-    answer = describe_protein(query, question)
+def _describe_protein(query: str, question: str = "What is the function of this protein?", *,
+                      services: Services | None = None) -> tuple[str, dict]:
+    answer = describe_protein(query, question, services=services)
     return answer.chat_text(), _dump(answer)
 
 

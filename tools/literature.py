@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -58,12 +59,16 @@ class LiteratureStore:
     """A Chroma collection of abstract chunks with explicit embeddings.
 
     ``bundled=True`` (the default) ingests the shipped corpus on first search, so search works offline
-    out of the box; pass ``bundled=False`` for a collection of only your own documents.
+    out of the box; pass ``bundled=False`` for a collection of only your own documents. ``eutils`` is the
+    E-utilities client ``pubmed_fetch`` uses (``Services`` hands its own, so the session is reused); without
+    one, each fetch builds a client for ``settings``. Nothing heavy happens here: chromadb and the embedding
+    model load on the first search or ingest.
     """
 
     def __init__(self, settings: Settings | None = None, collection: str = "literature", *,
-                 bundled: bool = True, chunking: ChunkConfig | str = "default") -> None:
+                 bundled: bool = True, chunking: ChunkConfig | str = "default", eutils: Any = None) -> None:
         self.settings = settings or get_settings()
+        self.eutils = eutils
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]", collection or ""):
             raise InputError(f"collection name {collection!r} is not valid: 3-512 letters, digits, '.', '_' or '-', "
                              "starting and ending with a letter or digit")
@@ -257,7 +262,7 @@ class LiteratureStore:
         """Fetch up to ``n`` fresh abstracts for ``query`` through NCBI E-utilities and ingest them."""
         if not query or not query.strip():
             raise InputError("pubmed_fetch needs a non-empty query")
-        records = fetch_pubmed(query, n, settings=self.settings)
+        records = fetch_pubmed(query, n, settings=self.settings, client=self.eutils)
         report = IngestReport()
         docs = []
         for number, record in enumerate(records, 1):

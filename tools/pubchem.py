@@ -25,7 +25,7 @@ from biomedgpt.core.errors import InputError, InvalidSmilesError, shorten
 from biomedgpt.core.settings import Settings
 from biomedgpt.core.sources import pubchem_url
 from biomedgpt.tools.errors import NotFound, OfflineMiss, ServiceError
-from biomedgpt.tools.http import ServiceClient, body_summary, expect_json
+from biomedgpt.tools.http import ServiceClient, WrapsServiceClient, body_summary, expect_json
 from biomedgpt.tools.progress import report
 from biomedgpt.tools.records import Compound, Description
 
@@ -272,7 +272,7 @@ class _PubChemHTTP(ServiceClient):
         return ServiceError(self.label, f"could not answer {what}: HTTP {status} ({detail})", **common)
 
 
-class PubChemClient:
+class PubChemClient(WrapsServiceClient):
     """Look-ups by name, CID, SMILES or InChIKey; batched properties; synonyms; descriptions; similarity."""
 
     def __init__(self, settings: Settings | None = None) -> None:

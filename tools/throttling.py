@@ -1,20 +1,22 @@
-"""How each service may be called, and the gate every request passes: ``gate_for(policy_for("pubchem"))``.
+"""How each service may be called, and the gate every request passes: ``ServiceGate(policy_for("pubchem", s), rate_path(s))``.
 
 - **Policies** (:func:`policy_for`): per service its base URL, rate (PubChem ≤5/s and ≤400/min, UniProt
   5/s, E-utilities 3/s or 10/s with an API key), cache lifetime and throttling response, from settings.
 - **PubChem's ``X-Throttling-Control``** header (:meth:`ServiceGate.observe`): Yellow or Red lowers the
   effective rate of every process (and is reported); Black stops with :class:`Throttled` and blocks
   further sends from every process until the wait is over.
-- **The gate** (:class:`ServiceGate`, one per service, host and ``BIOMEDGPT_HOME``): the block check and the
-  shared rate limit (``tools/ratelimit.py``) before each send; the header read after it.
+- **The gate** (:class:`ServiceGate`, one per HTTP session, built with it by ``tools/http.build_session``): the
+  block check and the shared rate limit (``tools/ratelimit.py``) before each send; the header read after it.
 
-The generic client that sends the requests is ``tools/http.py``.
+Why no registry of gates: everything a gate knows (the sliding-log windows, the scale, the blocked-until time)
+lives in ``BIOMEDGPT_HOME/ratelimit.sqlite`` behind a file lock, so every gate on that file (each ``Services``,
+each client, each process) draws from the same windows and sees the same Black or Yellow; a gate holds only a
+handle on the file. The generic client that sends the requests is ``tools/http.py``.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -132,6 +134,10 @@ class ServiceGate:
             windows.append((policy.per_minute, 60.0))
         self.limiter = SharedRateLimiter(path, _table_name(policy), windows, margin=policy.window_margin)
 
+    def close(self) -> None:
+        """Close this gate's handle on the rate-limit file (the shared state stays in the file)."""
+        self.limiter.close()
+
     def _blocked_error(self, until: float, reason: str, retried: int) -> Throttled:
         remaining = max(0.0, until - time.time())
         when = (datetime.now() + timedelta(seconds=remaining)).strftime("%H:%M:%S")
@@ -186,29 +192,6 @@ class ServiceGate:
                    status="Green")
 
 
-_GATES: dict[tuple, ServiceGate] = {}
-_GATES_LOCK = threading.Lock()
-
-
 def rate_path(settings: Settings | None = None) -> Path:
     """Where the shared rate-limit and throttling state lives: ``BIOMEDGPT_HOME/ratelimit.sqlite``."""
     return (settings or get_settings()).path(RATE_FILE)
-
-
-def gate_for(policy: ServicePolicy, settings: Settings | None = None) -> ServiceGate:
-    """The gate of ``policy``'s service and host (one per process and home; its state is in the home)."""
-    path = rate_path(settings)
-    key = (policy.service, policy.host, policy.per_second, policy.per_minute, str(path))
-    with _GATES_LOCK:
-        gate = _GATES.get(key)
-        if gate is None:
-            gate = _GATES[key] = ServiceGate(policy, path)
-        return gate
-
-
-def reset_gates() -> None:
-    """Close every rate-limit file handle of this process (the shared state stays in the file)."""
-    with _GATES_LOCK:
-        for gate in _GATES.values():
-            gate.limiter.close()
-        _GATES.clear()

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from biomedgpt.core.errors import InputError, shorten
 from biomedgpt.core.settings import Settings
 from biomedgpt.tools.errors import InactiveEntry, NotFound, ServiceError
-from biomedgpt.tools.http import ServiceClient, body_summary, expect_json
+from biomedgpt.tools.http import ServiceClient, WrapsServiceClient, body_summary, expect_json
 from biomedgpt.tools.progress import report
 from biomedgpt.tools.records import ProteinEntry
 
@@ -187,6 +187,8 @@ def protein_from_json(data: dict) -> ProteinEntry:
         for c in comments if c.get("commentType") == "DISEASE"
     )
     keywords = _unique(k.get("name", "") for k in data.get("keywords", []) or [])
+    named = [description.get("recommendedName") or {}, *(description.get("alternativeNames") or [])]
+    ec_numbers = _unique(ec.get("value", "") for n in named for ec in n.get("ecNumbers", []) or [])
     organism = data.get("organism") or {}
     sequence = data.get("sequence") or {}
     reviewed = None
@@ -210,6 +212,7 @@ def protein_from_json(data: dict) -> ProteinEntry:
         pdb_ids=pdb_ids,
         diseases=diseases,
         keywords=keywords,
+        ec_numbers=ec_numbers,
     )
 
 
@@ -247,7 +250,7 @@ class _UniProtHTTP(ServiceClient):
         return super().explain(response, what, retried)
 
 
-class UniProtClient:
+class UniProtClient(WrapsServiceClient):
     """UniProtKB entries, searches and a forgiving ``find`` for names and genes."""
 
     def __init__(self, settings: Settings | None = None) -> None:

@@ -362,11 +362,17 @@ def test_model_is_loaded_once_and_shared_by_threads(monkeypatch):
         return real(name, **kwargs)
 
     monkeypatch.setattr(model_package, "load_model", counting)
-    monkeypatch.setattr(biomedgpt_tool, "_MODELS", {})
+    monkeypatch.setattr(biomedgpt_tool, "LOADED_MODELS", biomedgpt_tool._LoadedModels())
     with ThreadPoolExecutor(4) as pool:
         models = list(pool.map(lambda _: biomedgpt_tool.get_model("tiny"), range(8)))
     assert loads == ["tiny"]
     assert all(m is models[0] for m in models)
+    # the cache is keyed by (name, device, dtype): "auto" is the device resolve_device picks, one meaning everywhere
+    from biomedgpt.core.settings import resolve_device
+
+    assert list(biomedgpt_tool.LOADED_MODELS.models) == [("tiny", resolve_device("auto"), "default")]
+    assert biomedgpt_tool.get_model("tiny", device=resolve_device("auto")) is models[0]
+    assert loads == ["tiny"]
 
 
 def test_generation_presets_are_recorded_and_checked(tiny_model, monkeypatch):

@@ -106,17 +106,14 @@ def test_generation_stops_between_tokens():
 
 def test_http_backoff_ends_when_the_question_is_cancelled(httpserver, tmp_path):
     from biomedgpt.core.settings import Settings, use_settings
-    from biomedgpt.tools.http import reset_sessions
     from biomedgpt.tools.pubchem import PubChemClient
 
     httpserver.expect_request("/rest/pug/compound/cid/2244/property/Title/JSON").respond_with_data(
         "busy", status=503, headers={"Retry-After": "20"})
     settings = Settings(home=tmp_path, pubchem_url=httpserver.url_for("").rstrip("/"))
-    reset_sessions()
     with use_settings(settings), cancel_scope() as event:
         threading.Timer(0.5, event.set).start()
         start = time.monotonic()
         with pytest.raises(Cancelled):
             PubChemClient().http.get_json(httpserver.url_for("/rest/pug/compound/cid/2244/property/Title/JSON"))
         assert time.monotonic() - start < 2.5  # not the 20 s the server asked for
-    reset_sessions()

@@ -29,14 +29,14 @@ def progress():
 
 @pytest.fixture
 def http_env(monkeypatch, fake_services):
-    """Set ``BIOMEDGPT_HTTP__*`` knobs for one test and start from fresh sessions."""
+    """Set ``BIOMEDGPT_HTTP__*`` knobs for one test and start from fresh default services."""
     from biomedgpt.core.settings import reset_settings
-    from biomedgpt.tools.http import reset_sessions
+    from biomedgpt.tools.services import reset_services
 
     def apply(**knobs):
         for name, value in knobs.items():
             monkeypatch.setenv(f"BIOMEDGPT_HTTP__{name.upper()}", str(value))
         reset_settings()
-        reset_sessions()
+        reset_services()
 
     return apply

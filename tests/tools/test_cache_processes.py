@@ -10,7 +10,8 @@ import textwrap
 from pathlib import Path
 
 from biomedgpt.core.settings import get_settings, reset_settings
-from biomedgpt.tools.http import cache_path, reset_sessions
+from biomedgpt.tools.http import cache_path
+from biomedgpt.tools.services import reset_services
 from biomedgpt.tools.pubchem import PubChemClient
 
 PROPS = "/rest/pug/compound/cid/property/"
@@ -43,7 +44,7 @@ def test_two_processes_share_the_cache_and_a_killed_writer_loses_nothing(fake_se
     assert fake_services.count(PROPS) == 2  # one look-up from each process
 
     reset_settings()
-    reset_sessions()
+    reset_services()
     again = PubChemClient()
     assert again.by_cid(5564, details=False).cid == 5564  # written by the other process
     assert again.by_cid(2244, details=False).cid == 2244  # survived the killed writer's DELETE

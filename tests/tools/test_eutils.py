@@ -10,7 +10,8 @@ from biomedgpt.core.errors import InputError
 from biomedgpt.core.settings import get_settings, reset_settings
 from biomedgpt.tools.errors import ServiceError
 from biomedgpt.tools.eutils import fetch_pubmed
-from biomedgpt.tools.http import cache_path, reset_sessions
+from biomedgpt.tools.http import cache_path
+from biomedgpt.tools.services import reset_services
 
 ESEARCH = "/entrez/eutils/esearch.fcgi"
 EFETCH = "/entrez/eutils/efetch.fcgi"
@@ -41,13 +42,13 @@ def test_api_key_is_sent_in_the_body_and_never_stored(fake_services, monkeypatch
     secret = "0123456789abcdef0123456789abcdef0123"
     monkeypatch.setenv("BIOMEDGPT_NCBI_API_KEY", secret)
     reset_settings()
-    reset_sessions()
+    reset_services()
 
     fetch_pubmed("BRCA1", n=2)
 
     sent = fake_services.requests_to("/entrez/eutils/")
     assert all(f"api_key={secret}" in a.body and secret not in a.path + a.query for a in sent)
-    reset_sessions()  # close the cache so every byte is on disk
+    # fetch_pubmed closed the client it built, so every byte of the cache is on disk
     stored = b""
     for path in cache_path(get_settings()).parent.glob("http_cache.sqlite*"):
         stored += path.read_bytes()

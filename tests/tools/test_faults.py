@@ -22,7 +22,8 @@ from werkzeug import Response
 from biomedgpt.core.settings import get_settings, reset_settings
 from biomedgpt.tools.errors import ServiceError, Throttled
 from biomedgpt.tools.eutils import EUtilsClient
-from biomedgpt.tools.http import cache_path, request_scope, reset_sessions
+from biomedgpt.tools.http import cache_path, request_scope
+from biomedgpt.tools.services import reset_services
 from biomedgpt.tools.pubchem import PubChemClient
 from biomedgpt.tools.uniprot import UniProtClient
 from tests.fakeservers import (
@@ -182,7 +183,7 @@ def test_an_oversized_answer_is_refused_early_and_not_cached(fake_services, http
     assert fake_services.count(PROPS) == 2
     time.sleep(0.2)
     assert sent[0] < total  # the client stopped reading; the server never finished the body
-    reset_sessions()
+    client.close()  # every byte of the cache on disk
     size = sum(p.stat().st_size for p in cache_path(get_settings()).parent.glob("http_cache.sqlite*"))
     assert size < 2_000_000
 
@@ -345,7 +346,7 @@ def test_the_per_minute_limit_holds_across_processes_and_fails_at_the_deadline(f
     for name, value in extra.items():
         monkeypatch.setenv(name, value)
     reset_settings()
-    reset_sessions()
+    reset_services()
 
     children = _children(fake_services, 1, 2, extra)  # another process uses 2 of the 3 per minute
     assert children[0].returncode == 0, children[0].stderr[-2000:]

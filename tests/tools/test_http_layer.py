@@ -12,7 +12,7 @@ import pytest
 
 from biomedgpt.core.settings import reset_settings
 from biomedgpt.tools.errors import OfflineMiss, ServiceError, StoreError, Throttled
-from biomedgpt.tools.http import reset_sessions
+from biomedgpt.tools.services import reset_services
 from biomedgpt.tools.pubchem import PubChemClient
 from biomedgpt.tools.ratelimit import NoSlot, SharedRateLimiter
 from biomedgpt.tools.throttling import parse_throttling
@@ -131,7 +131,7 @@ def test_a_reset_connection_is_retried_then_reported(fake_services, monkeypatch)
     with resetting_server() as server:
         monkeypatch.setenv("BIOMEDGPT_PUBCHEM_URL", server.base_url)
         reset_settings()
-        reset_sessions()
+        reset_services()
         with pytest.raises(ServiceError) as caught:
             PubChemClient().by_cid(2244, details=False)
         arrivals = list(server.arrivals)
@@ -261,7 +261,7 @@ def test_offline_mode_answers_from_the_cache_and_names_the_missing_url(fake_serv
     PubChemClient().by_cid(2244, details=False)
     monkeypatch.setenv("BIOMEDGPT_OFFLINE", "1")
     reset_settings()
-    reset_sessions()
+    reset_services()
     fake_services.server.clear()  # nothing is served any more
     before = fake_services.count()
 
@@ -283,7 +283,7 @@ def test_a_corrupt_cache_file_is_a_store_error_naming_the_file(fake_services, mo
     (home / "http_cache.sqlite").write_bytes(b"this is not an SQLite database" * 100)
     monkeypatch.setenv("BIOMEDGPT_HOME", str(home))
     reset_settings()
-    reset_sessions()
+    reset_services()
 
     with pytest.raises(StoreError) as caught:
         PubChemClient().by_cid(2244, details=False)
