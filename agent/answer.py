@@ -197,6 +197,8 @@ _LOWER = re.compile(r"\b(?:lowest|smallest|least|fewest|lightest|minimum|min|low
                     re.I)
 
 
+#: A yes/no comparison ("is X heavier than Y?", "does X have more donors than Y?").
+_YES_NO_THAN = re.compile(r"^\s*(?:is|are|does|do|has|have|was)\b.*\bthan\b", re.I | re.S)
 #: Attributes that are counts ("has 3 heavy atoms").
 _COUNTS = frozenset({"hbond_donors", "hbond_acceptors", "rotatable_bonds", "rings", "aromatic_rings", "heavy_atoms"})
 
@@ -348,11 +350,26 @@ def _ranking(subjects: list[Subject], attribute: str, question: str) -> str | No
         mixed = " (values from different methods: compare with care)"
     if len(ranked) < 2:
         return None
-    ranked.sort(key=lambda item: item[0], reverse=True)
     wording = ATTRIBUTE_NAMES.get(attribute, attribute)
-    order = " > ".join(f"{s.name} ({fmt(n)})" for n, _, s in ranked)
     labels = " ".join(dict.fromkeys(f"[{v.value(attribute).label}]" for _, v, _ in ranked))
+    if len({fmt(n) for n, _, _ in ranked}) == 1:
+        names = ", ".join(s.name for _, _, s in ranked[:-1]) + f" and {ranked[-1][2].name}"
+        return f"{names} have the same {wording} ({fmt(ranked[0][0])}){mixed} {labels}."
+    asked_first = ranked[0][2]  # the subject named first, before sorting
+    ranked.sort(key=lambda item: item[0], reverse=True)
+    labels = " ".join(dict.fromkeys(f"[{v.value(attribute).label}]" for _, v, _ in ranked))
+    order = " > ".join(f"{s.name} ({fmt(n)})" for n, _, s in ranked)
     n, _, s = ranked[-1] if direction == "lowest" else ranked[0]
+    if len(ranked) == 2:
+        (high, _, top), (low, _, bottom) = ranked
+        comparative = "lower" if direction == "lowest" else "higher"
+        first, second = (bottom, top) if direction == "lowest" else (top, bottom)
+        if fmt(high) == fmt(low):
+            return f"{top.name} and {bottom.name} have the same {wording} ({fmt(high)}){mixed} {labels}."
+        verdict = ""
+        if _YES_NO_THAN.search(question):  # "is X heavier than Y?": answer yes or no about X
+            verdict = "Yes: " if first is asked_first else "No: "
+        return (f"{verdict}{first.name} has the {comparative} {wording}{mixed}: {order} {labels}.")
     return f"{s.name} has the {direction} {wording} ({fmt(n)}){mixed}; by {wording}: {order} {labels}."
 
 

@@ -40,8 +40,10 @@ def molecule_properties(smiles: str) -> MoleculeProperties:
     ))
     with rdBase.BlockLogs():  # InChI generation warns on stderr for unusual valences
         inchi, inchikey = Chem.MolToInchi(mol), Chem.MolToInchiKey(mol)
+    canonical = Chem.MolToSmiles(mol)
     return MoleculeProperties(
-        smiles=Chem.MolToSmiles(mol),
+        smiles=canonical,
+        given_smiles=smiles.strip() if smiles.strip() != canonical else None,
         formula=rdMolDescriptors.CalcMolFormula(mol),
         average_mass=round(average_mass, 3),
         exact_mass=round(Descriptors.ExactMolWt(mol), 4),

@@ -371,11 +371,13 @@ class MoleculeProperties(BaseModel):
     formal_charge: int | None = None
     #: The name the structure was asked by, when it was resolved from one ("aspirin"); None for a SMILES.
     title: str | None = None
+    #: The SMILES as it was written, when RDKit's canonical form differs (answers name a structure as asked).
+    given_smiles: str | None = None
     source: str = "computed locally with RDKit"
 
     @property
     def name(self) -> str:
-        return self.title or f"`{self.smiles}`"
+        return self.title or f"`{self.given_smiles or self.smiles}`"
 
     @property
     def rule_of_five(self) -> str:
