@@ -29,9 +29,10 @@ If a tool failed, say what could not be looked up and why."""
 class Context:
     """What one run of the graph needs besides its state."""
 
-    #: The services the tools use (and whose ``settings`` the nodes read: offline, thresholds); ``None``: the
-    #: default ``Services`` of the process-wide settings (``langgraph dev`` runs, a bare ``Context()``).
-    services: Services | None = None
+    #: The ``Services`` the tools use (and whose ``settings`` the nodes read: offline, thresholds); ``None``: the
+    #: default ``Services`` of the process-wide settings (``langgraph dev`` runs, a bare ``Context()``). Typed
+    #: ``Any`` so that LangGraph can still write the context's JSON schema (a live object has none).
+    services: Any = None
 
     #: A LangChain chat model supporting ``bind_tools``; ``None``: the router plans and the answer is composed.
     chat_model: Any = None

@@ -4,7 +4,9 @@
 serves the graph with LangGraph Studio and the LangGraph API. The server brings its own checkpointer (threads
 are its sessions), so the factory compiles the graph without biomedgpt's SQLite one. The tools are biomedgpt's
 plus those of the MCP servers in ``BIOMEDGPT_MCP_SERVERS``; questions are planned by the router (the graph's
-default context: no chat model), exactly as ``biomedgpt ask`` does with ``BIOMEDGPT_LLM=none``.
+default context: no chat model), exactly as ``biomedgpt ask`` does with ``BIOMEDGPT_LLM=none``. A run's context
+carries no ``Services`` (they are live objects, not JSON), so the tools use the default ``Services`` of the
+server's process-wide settings (``BIOMEDGPT_*``; ``tools/services.default_services``).
 
 Input: ``{"messages": [{"role": "user", "content": "What is the molecular weight of aspirin?"}]}``; the last
 message of the output is the cited answer, and the records sit in the state's lists (``compounds``,

@@ -29,7 +29,7 @@ import torch
 
 from biomedgpt.model.config import LMConfig
 from biomedgpt.core.errors import CheckpointError, ConfigError
-from biomedgpt.core.settings import get_settings
+from biomedgpt.core.settings import get_settings, resolve_device
 from biomedgpt.core.terminal import notice
 
 if TYPE_CHECKING:
@@ -128,11 +128,13 @@ Numbers 0 1 2 3 4 5 6 7 8 9 and units such as mg, mL, kDa, nM appear in papers a
 
 # --------------------------------------------------------------------------------------------- dtypes
 def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device = "cpu") -> torch.dtype:
-    """``None`` → float32 on CPU (fast and exact there), bfloat16 on accelerators."""
+    """``None`` → float32 on CPU (fast and exact there), bfloat16 on accelerators (``device`` ``auto``: the one
+    ``core.settings.resolve_device`` picks)."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype is None:
-        return torch.float32 if torch.device(device).type == "cpu" else torch.bfloat16
+        where = resolve_device(device) if isinstance(device, str) else device
+        return torch.float32 if torch.device(where).type == "cpu" else torch.bfloat16
     names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
              "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
     if dtype not in names:
@@ -391,7 +393,10 @@ def load_lm(
     *,
     device: str | torch.device = "cpu",
 ) -> tuple[LlamaForCausalLM, PreTrainedTokenizerBase]:
-    """``(LlamaForCausalLM, tokenizer)`` for "smollm2", "tiny", an ``LMConfig`` or a HF Llama folder."""
+    """``(LlamaForCausalLM, tokenizer)`` for "smollm2", "tiny", an ``LMConfig`` or a HF Llama folder, on ``device``
+    (``auto``: CUDA when available, ``core.settings.resolve_device``)."""
+    if isinstance(device, str):
+        device = resolve_device(device)
     config = source if isinstance(source, LMConfig) else LMConfig(source=str(source))
     torch_dtype = resolve_dtype(dtype if dtype is not None else config.dtype, device)
     from transformers import AutoTokenizer, LlamaForCausalLM
@@ -440,7 +445,7 @@ class TextChatModel:
 
 
 def load_text_chat_model(folder: str | Path, dtype: str | torch.dtype | None = None, device: str = "cpu") -> TextChatModel:
-    """A BioMedGPT-LM-7B (or any HF Llama) folder alone, as a text-only chat model."""
+    """A BioMedGPT-LM-7B (or any HF Llama) folder alone, as a text-only chat model (``device`` as in ``load_lm``)."""
     llm, tokenizer = load_lm(str(folder), dtype, device=device)
     return TextChatModel(llm, tokenizer)
 

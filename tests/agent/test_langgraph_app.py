@@ -33,6 +33,8 @@ def test_langgraph_json_serves_the_graph_without_our_checkpointer(monkeypatch):
     assert isinstance(graph, CompiledStateGraph)
     assert graph.checkpointer is None  # LangGraph's server brings its own
     assert {"plan", "tools", "answer"} <= set(graph.nodes)
+    # the server shows the run-time context's schema; the live Services in it must not break that
+    assert {"services", "max_steps"} <= set(graph.get_context_jsonschema()["properties"])
     out = graph.invoke({"messages": [{"role": "user", "content": "What is the molecular weight of CCO?"}]})
     assert "46.07" in out["messages"][-1].content and "[RDKit]" in out["messages"][-1].content
     assert out["properties"][0]["formula"] == "C2H6O"
