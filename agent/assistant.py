@@ -136,21 +136,27 @@ class Assistant:
     ``llm`` may be a LangChain chat model (with ``bind_tools``) or a back-end spec such as
     ``"openai:gpt-4o"``; by default ``settings.llm`` (``BIOMEDGPT_LLM``) decides. ``tool_choice`` (default
     ``settings.tool_choice``): ``router`` or ``model`` (agent/modes.py). ``tools`` replaces the default tool set
-    (tests, custom deployments). ``services`` (default: built from ``settings``) are the HTTP clients and the
-    literature store the tools use; give them to share one set between assistants (the MCP server's ``ask`` and
-    its direct tools), their ``settings`` then being the assistant's.
+    (tests, custom deployments). ``services`` are the HTTP clients and the literature store the tools use
+    (default: built from ``settings``; assistants on the process-wide settings share
+    ``tools/services.default_services()``); give them to share one set between assistants and other callers (the
+    MCP server's ``ask`` and its direct tools), their ``settings`` then being the assistant's.
     """
 
     def __init__(self, settings: Settings | None = None, llm: Any = None, *, tools: Sequence[Any] | None = None,
                  max_steps: int = DEFAULT_MAX_STEPS, tool_choice: str | None = None,
                  services: Services | None = None) -> None:
         # deferred: the HTTP layer (requests-cache, Biopython) loads with the first assistant, not with `import biomedgpt`
-        from biomedgpt.tools.services import Services
+        from biomedgpt.tools.services import Services, default_services
 
         if services is not None and settings is not None and services.settings is not settings:
             raise InputError("give Assistant settings= or services= (whose settings it then uses), not both")
-        self.settings = services.settings if services is not None else settings or get_settings()
-        self.services = services if services is not None else Services(self.settings)
+        if services is None:
+            # Assistants on the process-wide settings share their default Services (one literature store whose
+            # bundled corpus is checked once); any other settings get services of their own.
+            process_wide = settings is None or settings is get_settings()
+            services = default_services() if process_wide else Services(settings)
+        self.settings = services.settings
+        self.services = services
         if tool_choice is not None and tool_choice not in ("router", "model"):
             raise InputError(f"tool_choice {tool_choice!r} is not 'router' or 'model'")
         self.tool_choice = tool_choice or self.settings.tool_choice
@@ -336,7 +342,8 @@ class Assistant:
         return run_script(self, script, out=out, resume=resume, progress=progress)
 
     def close(self) -> None:
-        """Close the session store and this assistant's HTTP sessions (a later question opens them again)."""
+        """Close the session store and this assistant's HTTP sessions (a later question, of this assistant or of
+        another sharing its services, opens them again)."""
         if self._store is not None:
             self._store.close()
             self._store = None
