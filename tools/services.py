@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any
+from typing import Any, Self
 
 import requests
 from biomedgpt.core.settings import Settings, get_settings
@@ -103,7 +103,7 @@ class Services:
         for client in clients:
             client.close()
 
-    def __enter__(self) -> Services:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import threading
 
-from biomedgpt.core.settings import Settings, get_settings, reset_settings, resolve_device, use_settings
+from biomedgpt.core.settings import (
+    Settings,
+    get_settings,
+    reset_settings,
+    resolve_device,
+    use_settings,
+)
 
 
 def test_auto_means_cuda_when_available_everywhere():
