@@ -165,3 +165,138 @@ def test_empty_list_and_wrong_type_are_errors():
         featurize_smiles([])
     with pytest.raises(InvalidSmilesError, match="must be a string"):
         featurize_smiles(["CCO", None])  # type: ignore[list-item]
+
+
+# ------------------------------------------------------- identical to the former implementation (issue 16)
+
+
+def _former_featurize(smiles):
+    """The featurizer as it was before the one-pass rewrite (per-property list comprehensions over
+    GetAtomWithIdx/GetBondWithIdx, one Data per molecule, Batch.from_data_list): the trained
+    encoders were trained on its output, so the new one must give exactly the same."""
+    import numpy as np
+    from rdkit import Chem
+    from rdkit.rdBase import BlockLogs
+
+    from biomedgpt.core.chem import parse_smiles
+    from biomedgpt.model.molecule import MISC_ATOM_INDEX, SELF_LOOP_BOND_TYPE
+
+    ct, bt, bd = Chem.rdchem.ChiralType, Chem.rdchem.BondType, Chem.rdchem.BondDir
+    chir = {ct.CHI_UNSPECIFIED: 0, ct.CHI_TETRAHEDRAL_CW: 1, ct.CHI_TETRAHEDRAL_CCW: 2}
+    btype = {bt.SINGLE: 0, bt.DOUBLE: 1, bt.TRIPLE: 2, bt.AROMATIC: 3}
+    bdir = {bd.NONE: 0, bd.ENDUPRIGHT: 1, bd.ENDDOWNRIGHT: 2}
+
+    def one(mol, text, where):
+        atoms = [mol.GetAtomWithIdx(i) for i in range(mol.GetNumAtoms())]
+        bonds = [mol.GetBondWithIdx(i) for i in range(mol.GetNumBonds())]
+        z = np.array([a.GetAtomicNum() for a in atoms], dtype=np.int64)
+        chirality = np.array([chir.get(a.GetChiralTag(), -1) for a in atoms], dtype=np.int64)
+        begin = np.array([b.GetBeginAtomIdx() for b in bonds], dtype=np.int64)
+        end = np.array([b.GetEndAtomIdx() for b in bonds], dtype=np.int64)
+        bond_type = np.array([btype.get(b.GetBondType(), -1) for b in bonds], dtype=np.int64)
+        bond_dir = np.array([bdir.get(b.GetBondDir(), 0) for b in bonds], dtype=np.int64)
+        notes = [f"atom {i} ({atoms[i].GetSymbol()}) chirality {atoms[i].GetChiralTag().name} → 0"
+                 for i in np.flatnonzero(chirality < 0)] + \
+                [f"bond {begin[k]}-{end[k]} type {bonds[k].GetBondType().name} → {SELF_LOOP_BOND_TYPE} (other)"
+                 for k in np.flatnonzero(bond_type < 0)]
+        if notes:
+            chirality[chirality < 0] = 0
+            bond_type[bond_type < 0] = SELF_LOOP_BOND_TYPE
+            warnings.warn(f"SMILES {text!r}{where}: mapped what the GraphMVP tables cannot represent: "
+                          + "; ".join(notes), FeaturizationWarning)
+        x = np.empty((len(atoms), 2), dtype=np.int64)
+        x[:, 0] = np.where((z >= 1) & (z <= 118), z - 1, MISC_ATOM_INDEX)
+        x[:, 1] = chirality
+        edge_index = np.empty((2, 2 * len(bonds)), dtype=np.int64)
+        edge_index[0, 0::2] = edge_index[1, 1::2] = begin
+        edge_index[1, 0::2] = edge_index[0, 1::2] = end
+        edge_attr = np.empty((2 * len(bonds), 2), dtype=np.int64)
+        edge_attr[0::2, 0] = edge_attr[1::2, 0] = bond_type
+        edge_attr[0::2, 1] = edge_attr[1::2, 1] = bond_dir
+        return Data(x=torch.from_numpy(x), edge_index=torch.from_numpy(edge_index),
+                    edge_attr=torch.from_numpy(edge_attr), smiles=text)
+
+    with BlockLogs():
+        if isinstance(smiles, str):
+            return one(parse_smiles(smiles), smiles, "")
+        return Batch.from_data_list([
+            one(parse_smiles(s, f" (item {i + 1} of {len(smiles)})" if len(smiles) > 1 else ""), s,
+                f" (item {i + 1} of {len(smiles)})" if len(smiles) > 1 else "")
+            for i, s in enumerate(smiles)])
+
+
+#: Structures that exercise every branch of the fast path: stereo, cis/trans, metals (sanitization
+#: may make a bond DATIVE), written dative bonds, quadruple bonds, non-tetrahedral tags, dummies, isotopes.
+EDGE_CASES = [
+    "C[C@H](N)O", "F/C=C\\F", "F/C=C/C=C\\Cl", "[NH3]->[Cu+2]", "[Cu+2]<-[NH3]", "F[Pt@SP1](Cl)(F)Cl",
+    "S[As@TB1](F)(Cl)(Br)N", "C[Co@OH1](F)(Cl)(Br)(I)S", "[C-]#[O+]", "[Fe]1234[C]5[C]1[C]2[C]3[C]45",
+    "Cl[Pt](Cl)([NH3])[NH3]", "CN(C)(C)[Co]", "N1(C)(C)C[Pt]1", "[C]$[C]", "*C", "[2H]C([2H])([2H])O", "[Na+].[Cl-]", "C",
+    "O=C1O[C@H]([C@@H](O)CO)C(O)=C1O", "C[Si](C)(C)C", "[Se]=C=[Se]", "B(O)(O)c1ccccc1", "[U+6]", "[Hg](Cl)Cl",
+    "c1cc[nH]c1", "C[N+](C)(C)C.[I-]", "[O-][N+](=O)c1ccccc1", "CC(=O)[O-].[Mg+2].CC(=O)[O-]",
+]
+
+
+def _chebi_smiles() -> list[str]:
+    from biomedgpt.core.chem import try_parse_smiles
+    from biomedgpt.model.retrieval import reference_molecules
+
+    # The shipped ChEBI-20 reference (3,296 real molecules, the data the encoders were trained on).
+    return [r.smiles for r in reference_molecules() if try_parse_smiles(r.smiles) is not None]
+
+
+def _same(new, old) -> None:
+    for name in ("x", "edge_index", "edge_attr"):
+        a, b = getattr(new, name), getattr(old, name)
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), name
+    assert new.smiles == old.smiles
+
+
+def test_identical_to_the_former_featurizer_on_chebi20_batches_and_singles():
+    smiles = _chebi_smiles() + EDGE_CASES
+    assert len(smiles) > 3000
+    with warnings.catch_warnings(record=True) as new_warnings:
+        warnings.simplefilter("always")
+        new = [featurize_smiles(smiles[i:i + 256]) for i in range(0, len(smiles), 256)]
+    with warnings.catch_warnings(record=True) as old_warnings:
+        warnings.simplefilter("always")
+        old = [_former_featurize(smiles[i:i + 256]) for i in range(0, len(smiles), 256)]
+    assert [str(w.message) for w in new_warnings] == [str(w.message) for w in old_warnings]
+    assert len(new_warnings) >= 5  # the edge cases that need a fallback did warn
+    for a, b in zip(new, old):
+        _same(a, b)
+        assert type(a) is type(b) and a.num_graphs == b.num_graphs
+        assert torch.equal(a.batch, b.batch) and torch.equal(a.ptr, b.ptr)
+        assert {k: v.tolist() if v is not None else None for k, v in a._inc_dict.items()} == \
+            {k: v.tolist() if v is not None else None for k, v in b._inc_dict.items()}
+        assert {k: v.tolist() for k, v in a._slice_dict.items()} == {k: v.tolist() for k, v in b._slice_dict.items()}
+    for a, b in zip(new[-1].to_data_list(), old[-1].to_data_list()):
+        _same(a, b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for text in smiles[::20] + EDGE_CASES:
+            _same(featurize_smiles(text), _former_featurize(text))
+        _same(featurize_smiles([EDGE_CASES[0]]), _former_featurize([EDGE_CASES[0]]))  # a list of one: a Batch
+
+
+def test_warning_points_at_the_caller():
+    with pytest.warns(FeaturizationWarning) as record:
+        featurize_smiles("[NH3]->[Cu+2]")
+    assert record[0].filename == __file__
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_featurize_batches_equals_featurize_smiles_of_each_slice(workers):
+    from biomedgpt.model.molecule import featurize_batches
+
+    smiles = _chebi_smiles()[:300] + ["[NH3]->[Cu+2]"] + _chebi_smiles()[300:350]
+    with pytest.warns(FeaturizationWarning, match="DATIVE"):
+        batches = list(featurize_batches(smiles, batch_size=64, workers=workers))
+    assert [b.num_graphs for b in batches] == [64] * 5 + [31]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for start, batch in zip(range(0, len(smiles), 64), batches):
+            expected = featurize_smiles(smiles[start:start + 64])
+            _same(batch, expected)
+            assert torch.equal(batch.batch, expected.batch) and torch.equal(batch.ptr, expected.ptr)
+    with pytest.raises(InvalidSmilesError, match=r"'C1CC' \(item 70 of 80\)"):
+        list(featurize_batches(smiles[:69] + ["C1CC"] + smiles[:10], batch_size=16, workers=workers))
