@@ -400,12 +400,58 @@ def _evidence_hits(hits: list[dict], min_molecule: float) -> tuple[list[SimilarH
 PROTEIN_NEIGHBOUR_FLOOR = 0.5
 
 
-def _literature_lines(passages: list[dict], min_score: float, searched: int | None) -> list[str]:
+#: Above this similarity a passage is relevant on meaning alone. Between the floor and this it must also mention
+#: one of the specific topics the question names: a near miss ("genetics of hemophilia" scores 0.49 against hemochromatosis
+#: abstracts in a store with no hemophilia paper) is not evidence.
+LITERATURE_SURE_SCORE = 0.6
+
+
+def _stem(word: str) -> str:
+    """A crude spelling-tolerant stem: British/American spellings and inflections meet ("tumours" ~ "tumor")."""
+    word = word.lower().replace("ae", "e").replace("oe", "e").replace("our", "or")
+    return word if len(word) <= 3 else word[:5]
+
+
+def _topics(question: str) -> list[set[str]]:
+    """The topics a literature question names (each a set of word stems), e.g. [{"genet"}, {"hemop"}]."""
+    from biomedgpt.agent.understanding import example_table, find_names
+
+    groups = []
+    for name, _, _ in find_names(question, example_table().vocabulary):
+        stems = {_stem(w) for w in re.findall(r"[A-Za-z0-9]+", name) if len(w) >= 3}
+        if stems:
+            groups.append(stems)
+    return groups
+
+
+#: Stems of words too common in biomedical text to tell one topic from another ("genetics of hemophilia").
+_GENERIC_STEMS = frozenset(_stem(w) for w in """genetics genetic gene genes mutation mutations mutant variant variants
+patients patient study studies clinical treatment therapy therapies disease diseases disorder disorders cancer
+cancers tumor tumour tumors risk human humans cell cells cellular protein proteins expression population
+populations family families familial inheritance inherited hereditary syndrome role function mechanism mechanisms
+molecular analysis effect effects association associated research review evidence recent latest new papers
+paper articles article literature""".split())
+
+
+def _mentions_topics(passage: Passage, topics: list[set[str]]) -> bool:
+    """True when the passage names one of the question's specific topics (or the question names none)."""
+    specific = [group - _GENERIC_STEMS for group in topics]
+    specific = [group for group in specific if group]
+    if not specific:
+        return True
+    words = {_stem(w) for w in re.findall(r"[A-Za-z0-9]+", f"{passage.title or ''} {passage.text}") if len(w) >= 3}
+    return any(group & words for group in specific)
+
+
+def _literature_lines(passages: list[dict], min_score: float, searched: int | None, question: str = "") -> list[str]:
     relevant = [Passage.model_validate(p) for p in passages if float(p.get("score") or 0) >= min_score]
+    if question and any(p.score < LITERATURE_SURE_SCORE for p in relevant):
+        topics = _topics(question)
+        relevant = [p for p in relevant if p.score >= LITERATURE_SURE_SCORE or _mentions_topics(p, topics)]
     if not relevant:
         counted = f" ({searched:,} chunks searched)" if searched else ""
         return [f"No relevant passage in the literature store{counted}: nothing scored above the relevance floor "
-                f"({min_score:.2f})."]
+                f"({min_score:.2f}) while naming the question's topic."]
     seen: set[str] = set()
     lines = ["**From the literature**"]
     for p in relevant:
@@ -498,7 +544,7 @@ def compose_answer(question: str, state: Mapping[str, Any], errors: list[dict] |
             blocks.append(ModelAnswer.model_validate(raw).markdown())
     if state.get("passages") or intent == "literature":
         blocks.append(_literature_lines(state.get("passages") or [], settings.literature_min_score,
-                                        state.get("searched")))
+                                        state.get("searched"), question))
     parts.extend("\n".join(b) for b in blocks if b)
     if not parts and not errors:
         parts.append("I found no evidence to answer this. " + CAPABILITIES)

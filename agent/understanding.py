@@ -107,6 +107,15 @@ _COMPARE_WITH_CONTEXT = re.compile(r"\b(?:it|its|them|they|this|that|these|those
 _FRESH = re.compile(r"\b(?:latest|recent|newest|new papers|fetch|from pubmed|on pubmed|search pubmed)\b", re.I)
 _DATABASE_PROTEIN = re.compile(r"\b(?:uniprot|swiss-?prot|trembl)\b", re.I)
 _DATABASE_MOLECULE = re.compile(r"\bpubchem\b", re.I)
+#: Words that make a name a condition or a process, not a compound or a protein ("myotonic dystrophy CTG
+#: repeats", "Huntington disease"): "what is known about" such a name is a literature question.
+_TOPIC_NAME = re.compile(r"\b(?:\w+(?:itis|oma|omas|pathy|pathies|emia|aemia|plasia|trophy|trophies)|diseases?|"
+                         r"syndromes?|disorders?|cancers?|tumou?rs?|deficienc(?:y|ies)|mutations?|repeats?|"
+                         r"sclerosis|ataxia|infections?|dementia|palsy|fibrosis|polyposis|"
+                         r"hereditary|familial|congenital)\b", re.I)
+#: ... unless the name says it is a molecule ("APC tumour suppressor", "BRCA1 protein").
+_MOLECULAR_NAME = re.compile(r"\b(?:suppressors?|proteins?|receptors?|kinases?|enzymes?|factors?|genes?|"
+                             r"channels?|antibod(?:y|ies)|drugs?|inhibitors?|compounds?)\b", re.I)
 
 
 class Understanding(BaseModel):
@@ -542,6 +551,9 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
         elif entities:
             intent = "attribute" if attributes else "describe"
 
+    if (intent == "describe" and not subjects and not follow_up and names
+            and all(_TOPIC_NAME.search(n) and not _MOLECULAR_NAME.search(n) for n in name_texts)):
+        intent, entities = "literature", []  # "what is known about myotonic dystrophy?": a topic, not a record
     if intent in ("out_of_domain", "help") and subjects:
         intent = "describe"  # a question that holds a structure is about it, whatever else it says
     if confidence < settings.understanding_min_confidence and not subjects and not pmids and not follow_up:

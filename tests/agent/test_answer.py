@@ -145,3 +145,23 @@ def test_enzyme_commission_numbers_come_from_uniprots_names_or_are_said_missing(
     text = compose_answer("EC number of P05067", {"proteins": [receptor.model_dump()], "intent": "attribute",
                                                  "attributes": ["ec_number"]})
     assert "lists no EC number [UniProt P05067]" in text.split("\n")[0]
+
+
+def test_a_passage_between_the_floor_and_sure_must_name_the_questions_topic():
+    near_miss = {**PASSAGE, "text": "The hemochromatosis 845 G-->A mutation in non-Caucasian populations.",
+                 "title": "Hemochromatosis mutations", "pmid": "9585606", "score": 0.49}
+    state = {"passages": [near_miss], "intent": "literature", "searched": 697}
+    assert compose_answer("recent work on the genetics of hemophilia?", state).startswith(
+        "No relevant passage in the literature store (697 chunks searched)")
+    assert "[PMID 9585606]" in compose_answer("genetics of hemochromatosis in Australia?", state)
+    sure = {**near_miss, "score": 0.7}  # relevant on meaning alone, whatever words it uses
+    assert "[PMID 9585606]" in compose_answer("recent work on the genetics of hemophilia?", {**state, "passages": [sure]})
+
+
+def test_what_is_known_about_a_condition_is_a_literature_question():
+    from biomedgpt.agent.understanding import understand
+
+    assert understand("what is known about myotonic dystrophy CTG repeats").intent == "literature"
+    assert understand("what is familial adenomatous polyposis").intent == "literature"
+    assert understand("describe the APC tumour suppressor").intent == "describe"
+    assert understand("tell me about aspirin").intent == "describe"
