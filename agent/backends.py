@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -276,16 +276,36 @@ def _start(runnable: Any, messages: list, stop: threading.Event) -> queue.Queue:
     return out
 
 
+def capped(model: Any, max_tokens: int) -> Any:
+    """``model`` generating at most ``max_tokens`` tokens (a copy with its token limit field lowered:
+    ``max_tokens``, ``num_predict`` or ``max_new_tokens``); a model with no such field is returned as it is."""
+    inner = model
+    if isinstance(inner, RunnableBinding) or not isinstance(inner, BaseChatModel):
+        return model
+    for name in ("max_tokens", "num_predict", "max_new_tokens"):
+        if name in type(inner).model_fields:
+            current = getattr(inner, name, None)
+            if current is None or current > max_tokens:
+                return inner.model_copy(update={name: max_tokens})
+            return model
+    return model
+
+
 def call_chat_model(model: Any, messages: Sequence[BaseMessage], *, backend: str, limits: ChatLimits,
-                    tools: Sequence[Any] | None = None, tool_choice: str | None = None) -> AIMessage:
+                    tools: Sequence[Any] | None = None, tool_choice: str | None = None,
+                    max_tokens: int | None = None) -> AIMessage:
     """One reply of ``model`` (tools bound when given) within ``limits``; the reply's facts are in
-    :func:`reply_info`.
+    :func:`reply_info`. ``max_tokens`` lowers ``limits.max_tokens`` for this reply (a short one: router mode's
+    lead sentence).
 
     The reply streams in a worker thread so the limits hold even while the server sends nothing: no token within
     ``limits.timeout`` seconds is a :class:`BackendError`; at ``limits.deadline`` the reply so far is kept and
     marked truncated (``finish_reason="deadline"``) and the connection is closed. A connection that cannot be made
     is tried once more; any other failure, or one after the reply started, is a ``BackendError`` at once.
     """
+    if max_tokens is not None and max_tokens < limits.max_tokens:
+        model = capped(model, max_tokens)
+        limits = replace(limits, max_tokens=max_tokens)
     runnable = model
     offered: list[str] | None = None
     if tools is not None:

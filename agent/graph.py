@@ -49,7 +49,7 @@ from biomedgpt.agent.modes import (
     reply_summary,
     screen_reply,
     tools_for_question,
-    writer_messages,
+    write_lead,
 )
 from biomedgpt.agent.state import InputState, State, empty_artifacts
 from biomedgpt.core.errors import BiomedGPTError
@@ -265,10 +265,9 @@ def build_graph(tools: Sequence[BaseTool] | None = None, checkpointer: Any = Non
                     reply, message_id = last, last.id
                 elif isinstance(last, AIMessage) and not last.tool_calls:
                     note = f"_The chat model ({ctx.backend}) wrote no answer; this one is composed from the records._"
-            else:  # router: the records are in; the chat model writes the answer from them
+            else:  # router: the records are in; the chat model writes the lead, the composed answer follows it
                 draft = compose_answer(question, state, failed, settings=ctx.settings)
-                reply = call_chat_model(ctx.chat_model, writer_messages(question, state, draft), backend=ctx.backend,
-                                        limits=ctx.limits)
+                reply = write_lead(ctx.chat_model, question, state, backend=ctx.backend, limits=ctx.limits)
                 replies.append(reply)
                 if not _text(reply).strip():
                     reply = None
@@ -283,7 +282,7 @@ def build_graph(tools: Sequence[BaseTool] | None = None, checkpointer: Any = Non
             text, ungrounded = finish_answer(
                 _text(reply), sources=sources, earlier=earlier, evidence=known, names=question_names(state),
                 model_answers=state.get("model_answers") or [], info=reply_info(reply), failed=failed,
-                limits=ctx.limits)
+                limits=ctx.limits, draft=draft)
             sources = {**earlier, **sources}
             extras.update(answer_source="llm", ungrounded=ungrounded, llm=reply_summary(reply))
         else:

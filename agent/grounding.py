@@ -7,7 +7,8 @@ an answer written by a chat model is read here:
 - A sentence **states a fact** when it holds a number, an entity name or identifier (a name from the records
   or the question, a capitalised name inside the sentence, a formula, SMILES, InChIKey, accession, CID or PMID)
   or a property word (weight, logP, function, binds, disease, …). Sentences about the conversation itself
-  ("I can look that up", "You can ask …") and questions are not facts unless they hold a number.
+  ("I can look that up", "You can ask …", "Here is what the records say about …") and questions are not facts
+  unless they hold a number.
 - A sentence that cites only labels no tool returned is never grounded, whatever it says.
 - A sentence that states a fact is **grounded** when it cites (``[LABEL]``) a record that a tool returned this turn or
   earlier in the session, and every number in it (outside the brackets and code spans) equals a value of a
@@ -58,7 +59,7 @@ _NOT_NAMES = frozenset("""I I'm I'll I've I'd PubChem UniProt UniProtKB RDKit Bi
 TrEMBL SMILES InChI InChIKey IUPAC CID PMID TPSA GO PDB NCBI Lipinski Lipinski's Note Sources Source Also OK
 Tanimoto Morgan Crippen XLogP XLogP3 DNA RNA English Hello Hi Thanks Sorry Yes No The This That These It Its""".split())
 _ABOUT_THE_CONVERSATION = re.compile(r"^(?:I|I'm|I'll|I've|I'd|I am|You|You're|Your|Please|Sorry|Hello|Hi|Thanks|"
-                                     r"Thank you|Let me|Feel free|Ask|If you)\b", re.I)
+                                     r"Thank you|Let me|Feel free|Ask|If you|Here(?: is|'s| are) what)\b", re.I)
 
 
 @dataclass

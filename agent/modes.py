@@ -1,33 +1,36 @@
 """Who picks the tools (``BIOMEDGPT_TOOL_CHOICE``) and what a chat model's answer must pass.
 
 - ``router`` (default): the question-understanding layer (``agent/planner.py``) picks and runs the tools. With a
-  chat model configured, the model then only **writes** the answer, from the turn's records given as text with
-  their citation labels (``Record.chat_text()``) and the router's composed answer as a draft
-  (:func:`writer_messages`). This works with small local models (SmolLM2-135M) that cannot call tools.
+  chat model configured, the model writes only the answer's **opening sentence** (:func:`write_lead`: from the
+  question alone, following worked examples, at most ``LEAD_MAX_TOKENS`` tokens, its first two sentences kept),
+  and the router's composed answer (``agent/answer.py``: every fact a cited sentence or table row) follows it
+  verbatim. Measured with the embedded SmolLM2-135M: when it wrote the whole answer from the records, comparison
+  and literature answers lost their citations (1 of 5 kinds fully cited); writing only the lead, all 5 are. The
+  lead is checked like any model text; a model that can write whole answers suits ``model`` mode.
 - ``model``: the chat model calls the tools itself (capable models). It is offered only the tools relevant to
   what the question asks (:func:`tools_for_question`; all ten cost about 2,100 prompt tokens), is required to
   call one on the first step when the question names a molecule, protein or paper (where the API supports
   ``tool_choice``), and gets no tool at all for an off-domain question, a greeting or an unclear one.
 
-Either way a chat model's answer goes through :func:`finish_answer`: unknown citation labels are marked
-(``check_citations``), every sentence that states a fact is checked against the records (``agent/grounding``),
-an answer with unchecked claims opens with one line saying so, and a reply cut at ``BIOMEDGPT_LLM_MAX_TOKENS``
-or at the deadline says so at its end.
+Either way a chat model's text goes through :func:`finish_answer`: unknown citation labels are marked
+(``check_citations``), every sentence of the model's that states a fact is checked against the records
+(``agent/grounding``), an answer with unchecked claims opens with one line saying so, and a reply cut at
+``BIOMEDGPT_LLM_MAX_TOKENS`` or at the deadline says so at its end.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from biomedgpt.agent.answer import check_citations
-from biomedgpt.agent.backends import ChatLimits, reply_info
+from biomedgpt.agent.backends import REPLY_KEY, ChatLimits, call_chat_model, reply_info
 from biomedgpt.agent.grounding import Evidence, ungrounded_sentences, unchecked_note
 from biomedgpt.agent.state import ARTIFACT_KINDS
 from biomedgpt.tools.langchain_tools import TOOL_NAMES
-from biomedgpt.tools.records import RECORD_TYPES
 
 ROUTER = "router"
 MODEL = "model"
@@ -117,51 +120,103 @@ def malformed_message(name: str, raw: str, error: str, offered: Sequence[str]) -
             "arguments as one JSON object.")
 
 
-# ----------------------------------------------------------------------------- router mode: the writer
+# ----------------------------------------------------------------------------- router mode: the lead
 
-WRITER_PROMPT = """You are BioMedGPT, a careful biomedical research assistant. Write the answer to the user's \
-question using ONLY the records and the draft given with it; add nothing from memory.
-- After every sentence that states a fact, put the bracketed label of the record it comes from, copied exactly, \
-e.g. [PubChem CID 2244], [UniProt P05067], [PMID 12345678] or [RDKit].
-- Copy numbers exactly as the records write them.
-- Text labelled [BioMedGPT] is model output, not a database fact: say so if you use it.
-- If the records do not answer the question, say so plainly. Keep it short."""
+#: What the model is asked to write in router mode: one opening sentence, from the question alone.
+LEAD_PROMPT = ("You write the opening sentence of an answer. The facts follow it, from database records. Do not "
+               "answer the question: only say what the records below are about.")
+NO_RECORD_PROMPT = ("You write the opening sentence of an answer. No database record answers this question. Do not "
+                    "answer it: only say that you have no records about it.")
+#: Worked examples (user question, lead) the small model copies the form of: measured with the embedded
+#: SmolLM2-135M, examples hold it to the form far better than instructions do.
+LEAD_EXAMPLES = (
+    ("What is the logP of caffeine?", "Here is what the records say about the logP of caffeine."),
+    ("What does the protein P69905 do?", "Here is what the records say about the function of the protein P69905."),
+    ("Which is heavier, ethanol or glucose?", "Here is what the records say about the weights of ethanol and glucose."),
+)
+NO_RECORD_EXAMPLES = (
+    ("Who won the football world cup?", "I have no records about the football world cup."),
+    ("What is the tallest mountain on Earth?", "I have no records about the tallest mountain on Earth."),
+    ("Write a poem about the sea.", "I have no records about poems about the sea."),
+)
+HELP_EXAMPLES = (
+    ("hello", "Hello! Here is what I can help with."),
+    ("What can you do?", "Here is what I can help with."),
+)
+#: Tokens the lead may take, and how many of its sentences are kept (a small model may go on and on).
+LEAD_MAX_TOKENS = 48
+LEAD_SENTENCES = 2
 
-#: How much of the turn goes into the writer's prompt (a small model has a small context and little patience).
-WRITER_RECORDS = 8
-WRITER_RECORD_CHARS = 700
-WRITER_DRAFT_CHARS = 1600
+_SEQUENCE = re.compile(r"\b[A-Z]{20,}\b")
+_LONG_SMILES = re.compile(r"(?<![\w`])`?(?=[^\s`]*[()=#\[\]@])[^\s`]{12,}?`?(?=[?.,;:!]?(?:\s|$))")
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"\u201d)]?\s+")
 
 
-def _records(state: Mapping[str, Any]) -> list[Any]:
-    out = []
-    for kind in ARTIFACT_KINDS:
-        record_type = RECORD_TYPES.get(kind)
-        for raw in state.get(kind) or []:
-            if record_type is not None and isinstance(raw, Mapping):
-                out.append(record_type.model_validate(raw))
-    return out
+def _has_records(state: Mapping[str, Any]) -> bool:
+    return any(state.get(kind) for kind in ARTIFACT_KINDS)
 
 
-def _cut(text: str, limit: int) -> str:
-    text = text.strip()
-    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
+def lead_question(question: str) -> str:
+    """The question as the lead's writer sees it: long SMILES and sequences become "the given molecule" and
+    "the given sequence" (a 135M model garbles them when it copies them; the facts below show them exactly)."""
+    text = _SEQUENCE.sub("the given sequence", " ".join(question.split()))
+    return _LONG_SMILES.sub("the given molecule", text)
 
 
-def writer_messages(question: str, state: Mapping[str, Any], draft: str,
-                    system: str | None = None) -> list[BaseMessage]:
-    """The prompt of the router-mode writer: the records (``chat_text()``, each with its label), the composed
-    answer as a draft, and the question."""
-    lines = [f"Question: {question.strip()}", ""]
-    records = _records(state)[:WRITER_RECORDS]
-    if records:
-        lines.append("Records:")
-        lines += [f"- {_cut(record.chat_text(), WRITER_RECORD_CHARS)}" for record in records]
+def lead_messages(question: str, state: Mapping[str, Any], system: str | None = None) -> list[BaseMessage]:
+    """The prompt of the router-mode writer: a system line, worked examples and the question. The model sees
+    neither the records nor the composed answer: it writes only the opening sentence, and every fact below it
+    is the composed answer's, cited, carried verbatim (:func:`finish_answer`)."""
+    if state.get("intent") == "help":
+        prompt, examples = LEAD_PROMPT, HELP_EXAMPLES
+    elif _has_records(state):
+        prompt, examples = LEAD_PROMPT, LEAD_EXAMPLES
     else:
-        lines.append("Records: none (no tool applies to this question).")
-    lines += ["", "Draft answer (composed from the records):", _cut(draft, WRITER_DRAFT_CHARS), "",
-              "Write the answer."]
-    return [SystemMessage(system or WRITER_PROMPT), HumanMessage("\n".join(lines))]
+        prompt, examples = NO_RECORD_PROMPT, NO_RECORD_EXAMPLES
+    messages: list[BaseMessage] = [SystemMessage(system or prompt)]
+    for asked, lead in examples:
+        messages += [HumanMessage(f"Question: {asked}"), AIMessage(lead)]
+    messages.append(HumanMessage(f"Question: {lead_question(question)}"))
+    return messages
+
+
+#: The old name: router mode's writer prompt.
+writer_messages = lead_messages
+
+
+def first_sentences(text: str, count: int = LEAD_SENTENCES) -> tuple[str, bool]:
+    """(the first ``count`` complete sentences of the first paragraph of ``text``, each once; whether text was
+    left out). With no complete sentence the paragraph is returned as it is."""
+    paragraph = next((p.strip() for p in re.split(r"\n\s*\n", text or "") if p.strip()), "")
+    paragraph = " ".join(paragraph.split())
+    pieces = [p.strip() for p in _SENTENCE_END.split(paragraph) if p.strip()]
+    complete = [p for p in pieces if re.search(r"[.!?][\"\u201d)]?$", p)]
+    if not complete or pieces[0] not in complete:
+        return paragraph, paragraph != (text or "").strip()
+    kept: list[str] = []
+    for piece in pieces:
+        if piece not in complete or len(kept) == count:
+            break
+        if piece not in kept:
+            kept.append(piece)
+    lead = " ".join(kept)
+    return lead, lead != (text or "").strip()
+
+
+def write_lead(model: Any, question: str, state: Mapping[str, Any], *, backend: str,
+               limits: ChatLimits) -> AIMessage:
+    """Router mode with a chat model: the model's opening sentence (at most ``LEAD_MAX_TOKENS`` tokens, its first
+    ``LEAD_SENTENCES`` complete sentences kept). The reply's ``truncated`` says whether the kept text was cut at
+    a limit (a lead of complete sentences is not, even when the model went on past them)."""
+    cap = min(LEAD_MAX_TOKENS, limits.max_tokens)
+    reply = call_chat_model(model, lead_messages(question, state), backend=backend, limits=limits, max_tokens=cap)
+    raw = reply.content if isinstance(reply.content, str) else ""
+    lead, _ = first_sentences(raw)
+    info = reply_info(reply)
+    complete = bool(lead) and bool(re.search(r"[.!?][\"\u201d)]?$", lead))
+    info.update(truncated=bool(info.get("truncated")) and not complete, max_tokens=cap)
+    metadata = {**reply.response_metadata, REPLY_KEY: info}
+    return AIMessage(content=lead, id=reply.id, response_metadata=metadata, usage_metadata=reply.usage_metadata)
 
 
 # ----------------------------------------------------------------------------- every chat-model answer
@@ -181,35 +236,45 @@ def failures_text(failed: Sequence[Mapping[str, Any]]) -> str:
 
 def truncation_note(info: Mapping[str, Any], limits: ChatLimits) -> str:
     """The closing line of an answer cut at a limit (empty when it was not)."""
+    if info.get("truncated") is False:
+        return ""
     reason = info.get("finish_reason")
     if reason == "deadline":
         return f"_(The chat model's answer was cut at the {limits.deadline:g} s deadline, BIOMEDGPT_LLM_DEADLINE.)_"
     if reason in ("length", "max_tokens"):
-        return (f"_(The chat model's answer was cut at the {limits.max_tokens}-token limit, "
-                "BIOMEDGPT_LLM_MAX_TOKENS.)_")
+        cap = int(info.get("max_tokens") or limits.max_tokens)
+        if cap < limits.max_tokens:
+            return f"_(The chat model's opening sentence was cut at its {cap}-token limit in router mode.)_"
+        return f"_(The chat model's answer was cut at the {cap}-token limit, BIOMEDGPT_LLM_MAX_TOKENS.)_"
     return ""
 
 
 def finish_answer(text: str, *, sources: Mapping[str, dict], earlier: Mapping[str, dict],
                   evidence: Mapping[str, Evidence], names: Sequence[str], model_answers: Sequence[Mapping],
                   info: Mapping[str, Any], failed: Sequence[Mapping[str, Any]],
-                  limits: ChatLimits) -> tuple[str, list[str]]:
+                  limits: ChatLimits, draft: str | None = None) -> tuple[str, list[str]]:
     """A chat model's answer as shown: (text, ungrounded sentences).
 
-    Grounding reads the model's own text (labels no record has do not count as citations); then unknown labels
-    are marked and forgotten sources attached (``check_citations``); the unchecked-claims line goes first, failed
-    look-ups and a truncation note last.
+    Grounding reads the model's own text (labels no record has do not count as citations); the unchecked-claims
+    line goes first. ``draft`` (router mode: the composed answer) follows the model's lead verbatim: its
+    sentences are the records' own, cited by construction, and it already reports failed look-ups; unknown
+    labels in the lead are marked. Without a draft (model mode) unknown labels are marked and forgotten sources
+    attached (``check_citations``), failed look-ups follow. A truncation note comes last.
     """
     known = dict(evidence)
     for label in list(sources) + list(earlier):
         known.setdefault(label, Evidence())
     ungrounded = ungrounded_sentences(text, known, names)
-    checked = check_citations(text, sources, model_answers, earlier=earlier)
     parts = [unchecked_note(ungrounded)] if ungrounded else []
-    parts.append(checked)
-    failures = failures_text(failed)
-    if failures:
-        parts.append(failures)
+    if draft is not None:
+        parts.append(check_citations(text, {}, (), earlier={**earlier, **sources}))  # marks labels, adds nothing
+        if draft.strip():
+            parts.append(draft.strip())
+    else:
+        parts.append(check_citations(text, sources, model_answers, earlier=earlier))
+        failures = failures_text(failed)
+        if failures:
+            parts.append(failures)
     note = truncation_note(info, limits)
     if note:
         parts.append(note)

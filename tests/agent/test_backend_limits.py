@@ -236,3 +236,35 @@ def test_a_cancelled_question_stops_waiting_for_the_model(monkeypatch):
         assert time.monotonic() - start < 2.0
     finally:
         server.close()
+
+
+def test_router_mode_asks_the_server_for_a_short_lead(httpserver: HTTPServer, monkeypatch):
+    """Router mode: the request carries the lead's own token limit (agent/modes.py LEAD_MAX_TOKENS), far below
+    BIOMEDGPT_LLM_MAX_TOKENS, and the answer is the lead followed by the composed, cited facts."""
+    from biomedgpt.agent.modes import LEAD_MAX_TOKENS
+
+    lead = "Here is what the records say about the TPSA of CCO."
+    httpserver.expect_request("/v1/chat/completions").respond_with_data(
+        _chunk({"role": "assistant", "content": lead}, "stop") + "data: [DONE]\n\n", content_type="text/event-stream")
+    monkeypatch.setenv("OPENAI_BASE_URL", httpserver.url_for("/v1"))
+    monkeypatch.setenv("BIOMEDGPT_LLM", "openai:m")
+    monkeypatch.setenv("BIOMEDGPT_OFFLINE", "1")
+    result = Assistant().ask("What is the TPSA of CCO?")
+    [(request, _)] = httpserver.log
+    body = json.loads(request.get_data())
+    assert body["max_completion_tokens"] == LEAD_MAX_TOKENS < Settings().llm_max_tokens
+    assert not any("[RDKit]" in str(m["content"]) for m in body["messages"])  # no record in the prompt
+    assert result.answer_source == "llm" and result.ungrounded == [] and result.truncated is False
+    assert result.answer.startswith(f"{lead}\n\n") and "20.23" in result.answer and "[RDKit]" in result.answer
+
+
+def test_capped_lowers_each_back_end_s_own_limit():
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+
+    from biomedgpt.agent.backends import capped
+
+    ollama = make_chat_model("ollama:llama3.1", Settings(llm_max_tokens=512))
+    assert capped(ollama, 48).num_predict == 48 and ollama.num_predict == 512  # a copy; the original is kept
+    assert capped(ollama, 1000) is ollama  # never raised
+    fake = GenericFakeChatModel(messages=iter([]))
+    assert capped(fake, 48) is fake  # no limit field: as it is

@@ -2,7 +2,8 @@
 
 ``model`` mode: the chat model calls tools; the scripts cover a call to an unknown tool, malformed arguments, a
 reply with no tool call (flagged ungrounded), a truncated reply and a server that disappears. ``router`` mode: the
-router runs the tools and the chat model only writes the answer from the records, which is then checked.
+router runs the tools; the chat model writes only the opening sentence (checked), and the composed answer's cited
+facts follow it verbatim.
 Everything runs offline: the tools used are RDKit's (local).
 """
 
@@ -11,11 +12,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool
 
 from biomedgpt.agent.assistant import Assistant
+from biomedgpt.agent.answer import OUT_OF_DOMAIN
 from biomedgpt.agent.backends import BackendError
+from biomedgpt.agent.modes import LEAD_EXAMPLES, NO_RECORD_PROMPT
 from biomedgpt.tools.records import MoleculeProperties
 from tests.agent.helpers import call, fake_llm
 
@@ -165,21 +168,39 @@ def test_a_server_that_disappears_is_one_clear_line(monkeypatch):
 
 # ----------------------------------------------------------------------------- router mode
 
+LEAD = "Here is what the records say about the molecular weight of CCO."
 
-def test_router_mode_the_model_writes_the_answer_from_the_records():
-    llm = fake_llm([AIMessage(content=f"CCO has an average molecular weight of {ETHANOL_MW} g/mol [RDKit].")])
+
+def _composed(question: str) -> str:
+    return Assistant().ask(question).answer  # no chat model: the router's composed answer
+
+
+def test_router_mode_the_model_writes_the_lead_and_the_facts_follow_verbatim():
+    composed = _composed("What is the molecular weight of CCO?")
+    llm = fake_llm([AIMessage(content=LEAD)])
     events = list(Assistant(llm=llm, tool_choice="router").stream("What is the molecular weight of CCO?"))
     result = events[-1].data
     assert [(c["name"], c["ok"]) for c in result.tool_calls] == [("molecule_properties", True)]  # the router's
     assert llm.tool_choices == []  # never bound: the model only writes
     assert (result.answer_source, result.ungrounded, result.truncated) == ("llm", [], False)
-    assert result.answer == f"CCO has an average molecular weight of {ETHANOL_MW} g/mol [RDKit]."
+    assert f"{ETHANOL_MW} g/mol [RDKit]" in composed
+    assert result.answer == f"{LEAD}\n\n{composed}"  # the facts: the composed answer's, verbatim
     assert [c["label"] for c in result.citations] == ["RDKit"]
     [prompt] = llm.seen
-    text = prompt[-1].content
-    assert isinstance(prompt[-1], HumanMessage) and "Question: What is the molecular weight of CCO?" in text
-    assert "Computed locally with RDKit" in text and "[RDKit]" in text and "Draft answer" in text
-    assert "".join(e.data for e in events if e.kind == "token") == result.answer  # streamed as written
+    assert isinstance(prompt[0], SystemMessage) and isinstance(prompt[-1], HumanMessage)
+    assert prompt[-1].content == "Question: What is the molecular weight of CCO?"
+    assert [m.content for m in prompt[2:-1:2]] == [lead for _, lead in LEAD_EXAMPLES]
+    sent = " ".join(str(m.content) for m in prompt)
+    assert "RDKit" not in sent and ETHANOL_MW not in sent  # the model sees no record: it cannot restate one
+    assert "".join(e.data for e in events if e.kind == "token") == LEAD  # the lead streamed as written
+
+
+def test_router_mode_long_smiles_are_not_given_to_the_model_to_copy():
+    llm = fake_llm([AIMessage(content="Here is what the records say about the molecular weight of the given "
+                                      "molecule.")])
+    result = Assistant(llm=llm).ask("What is the molecular weight of CC(=O)Oc1ccccc1C(=O)O?")
+    assert llm.seen[0][-1].content == "Question: What is the molecular weight of the given molecule?"
+    assert result.ungrounded == [] and "`CC(=O)Oc1ccccc1C(=O)O` is 180.16 g/mol [RDKit]" in result.answer
 
 
 def test_router_mode_checks_the_numbers_the_model_writes():
@@ -189,14 +210,46 @@ def test_router_mode_checks_the_numbers_the_model_writes():
     assert result.ungrounded == ["CCO weighs 50.1 g/mol [RDKit].", "It is a solvent [PubChem CID 702]."]
     assert result.answer.startswith("**Unchecked:** 2 claims")
     assert "[unverified: PubChem CID 702]" in result.answer
+    assert result.answer.endswith(_composed("What is the molecular weight of CCO?"))  # the facts still follow
 
 
-def test_router_mode_off_domain_calls_no_tool_and_the_model_answers():
-    llm = fake_llm([AIMessage(content="I can only help with molecules, proteins and the literature.")])
+def test_router_mode_keeps_the_first_sentences_of_a_looping_lead():
+    loop = " ".join([LEAD] * 6) + " Here is"
+    llm = fake_llm([AIMessage(content=loop, response_metadata={"finish_reason": "length"})])
+    result = Assistant(llm=llm).ask("What is the molecular weight of CCO?")
+    assert result.answer.split("\n\n")[0] == LEAD  # each sentence once, the cut one left out
+    assert result.truncated is False and "BIOMEDGPT_LLM_MAX_TOKENS" not in result.answer  # nothing shown was cut
+
+
+def test_router_mode_a_lead_cut_mid_sentence_is_reported():
+    llm = fake_llm([AIMessage(content="Here is what the records say about the", response_metadata={
+        "finish_reason": "length"})])
+    result = Assistant(llm=llm).ask("What is the molecular weight of CCO?")
+    assert result.truncated is True and result.answer_source == "llm"
+    assert result.answer.startswith("Here is what the records say about the\n\n")
+    assert result.answer.rstrip().endswith("cut at its 48-token limit in router mode.)_")
+
+
+def test_router_mode_off_domain_calls_no_tool_and_the_model_writes_the_lead():
+    llm = fake_llm([AIMessage(content="I have no records about the capital of France.")])
     result = Assistant(llm=llm).ask("What is the capital of France?")
     assert result.tool_calls == [] and result.answer_source == "llm" and result.ungrounded == []
-    assert "Records: none" in llm.seen[0][-1].content
-    assert result.answer == "I can only help with molecules, proteins and the literature."
+    assert llm.seen[0][0].content == NO_RECORD_PROMPT
+    assert result.answer == f"I have no records about the capital of France.\n\n{OUT_OF_DOMAIN}"
+
+
+def test_router_mode_off_domain_facts_from_memory_are_flagged():
+    llm = fake_llm([AIMessage(content="The capital of France is Paris.")])
+    result = Assistant(llm=llm).ask("What is the capital of France?")
+    assert result.tool_calls == [] and result.answer_source == "llm"
+    assert result.ungrounded == ["The capital of France is Paris."]  # no record says so: unchecked, not hidden
+    assert result.answer.startswith("**Unchecked:** 1 claim")
+
+
+def test_router_mode_a_model_that_writes_nothing_gives_the_composed_answer_and_says_so():
+    llm = fake_llm([AIMessage(content="  ")])
+    result = Assistant(llm=llm).ask("What is the molecular weight of CCO?")
+    assert result.answer_source == "composed" and "wrote no answer" in result.answer.splitlines()[0]
 
 
 def test_router_mode_follow_up_may_cite_the_records_of_an_earlier_turn(tmp_path, monkeypatch):
