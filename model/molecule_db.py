@@ -34,7 +34,6 @@ import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +41,7 @@ import numpy as np
 from biomedgpt.core.chem import FP_BITS, FP_RADIUS, morgan_generator, try_parse_smiles
 from biomedgpt.core.errors import ConfigError, InputError
 from biomedgpt.core.settings import get_settings
+from biomedgpt.model.featurize import pool_context
 from biomedgpt.model.fpindex import PackedFingerprints, top_k
 
 CACHE_FOLDER = "molecule_db"
@@ -50,8 +50,8 @@ SPEC = f"morgan r={FP_RADIUS} bits={FP_BITS} rdFingerprintGenerator"
 TSV_SUFFIXES = (".tsv", ".tab", ".txt")
 ID_COLUMNS = ("id", "cid")
 #: Lines per worker task when fingerprinting in parallel; files shorter than PARALLEL_MIN_LINES use one process.
-CHUNK_LINES = 20_000
-PARALLEL_MIN_LINES = 50_000
+CHUNK_LINES = 5_000
+PARALLEL_MIN_LINES = 10_000
 SKIPPED_LINES_KEPT = 20
 
 
@@ -247,8 +247,8 @@ class MoleculeDB:
         workers = default_workers() if workers is None else max(1, workers)
         parts: list[tuple[np.ndarray, np.ndarray, list[int]]] = []
         if workers > 1 and stamp[0] > PARALLEL_MIN_LINES * 40:  # ~40 bytes a line: only large files pay a pool
-            # forkserver: a fresh worker, never a fork of a process that may hold torch or tokenizer threads.
-            with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
+            # Workers run RDKit and numpy only; model/featurize.pool_context says why they are forked.
+            with ProcessPoolExecutor(workers, mp_context=pool_context()) as pool:
                 parts = list(pool.map(_fingerprint_chunk, _chunks(path, layout)))
         else:
             parts = [_fingerprint_chunk(task) for task in _chunks(path, layout)]
