@@ -1,10 +1,12 @@
 """Against a real model server: ``biomedgpt serve-llm`` (``transformers serve`` with the embedded SmolLM2-135M).
 
-``BIOMEDGPT_TOOL_CHOICE=router``: the router runs the (local) tools and the served model writes the answer. Checked:
-answers come back from the model (``answer_source: llm``), cited and checked (every sentence the checker passes
-holds only numbers of its cited records; the others are quoted in the opening line); ``max_tokens`` holds by the
-server's own token count; the deadline holds with a 3x margin; a server killed mid-answer gives one clear line.
-No assertion depends on how fast the machine is. Three questions, a small ``max_tokens``.
+``BIOMEDGPT_TOOL_CHOICE=router``: the router runs the (local) tools; the served model writes the opening sentence
+and the composed answer's cited facts follow it verbatim. Checked, for a SMILES property, a literature question, a
+comparison and an off-domain question: the answer comes from the model (``answer_source: llm``), every fact is
+cited and every number checked (no unchecked claim), the off-domain question calls no tool; ``max_tokens`` holds by
+the server's own token count; the deadline holds with a 3x margin (``model`` mode, where the model writes the whole
+answer); a server killed mid-answer gives one clear line. No assertion depends on how fast the machine is. Four
+questions, a small ``max_tokens``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from biomedgpt.agent.answer import cited_labels
 from biomedgpt.agent.assistant import Assistant
 from biomedgpt.agent.backends import BackendError
 from biomedgpt.agent.grounding import check_sentence, evidence_from_state, split_sentences
@@ -30,6 +33,7 @@ pytestmark = pytest.mark.slow
 MAX_TOKENS = 48
 QUESTIONS = [  # (question, the router's tools)
     ("What is the molecular weight of CC(=O)Oc1ccccc1C(=O)O?", ["molecule_properties"]),
+    ("What does the literature say about aspirin and colorectal cancer?", ["literature_search"]),
     ("Which has the higher logP, CCO or CCCCO?", ["molecule_properties", "molecule_properties"]),
     ("What is the capital of France?", []),
 ]
@@ -100,27 +104,29 @@ def _unmarked(sentence: str) -> str:
 
 
 def test_router_answers_come_from_the_served_model_cited_and_checked(served):
-    assistant = Assistant()
+    from biomedgpt.agent.modes import LEAD_MAX_TOKENS
+
+    assistant, composer = Assistant(), Assistant(llm="none")
     for question, tools in QUESTIONS:
         result = assistant.ask(question)
         assert [c["name"] for c in result.tool_calls] == tools, question  # off-domain: no tool
         assert all(c["ok"] for c in result.tool_calls)
         assert result.answer_source == "llm", question
-        assert result.llm["output_tokens"] <= MAX_TOKENS  # the server's own count
-        assert result.truncated == (result.llm["finish_reason"] in ("length", "deadline"))
-        labels = {c["label"] for c in result.citations}
+        assert result.llm["output_tokens"] <= min(MAX_TOKENS, LEAD_MAX_TOKENS)  # the server's own count
+        assert result.truncated == (result.llm["truncated"] is True)
+        assert result.ungrounded == [], (question, result.answer)  # every claim cited and checked
+        assert not result.answer.startswith("**Unchecked:**")
+        # the model wrote the opening; the facts are the composed answer's, verbatim and cited
+        lead, _, facts = result.answer.partition("\n\n")
+        assert lead.strip() and facts == composer.ask(question).answer, question
         sources = evidence_from_state(result.artifacts)
+        labels = {c["label"] for c in result.citations}
         assert labels <= set(sources), (question, labels)  # only records a tool returned are cited
-        ungrounded = [_unmarked(s) for s in result.ungrounded]
-        for sentence in _model_sentences(result.answer):
-            if _unmarked(sentence) in ungrounded:
-                continue
-            assert check_sentence(_unmarked(sentence), sources, NAMES) is None, (question, sentence)
-        if result.ungrounded:
-            first = result.answer.splitlines()[0]
-            assert first.startswith("**Unchecked:**") and str(len(result.ungrounded)) in first
-        else:
-            assert not result.answer.startswith("**Unchecked:**")
+        if tools:
+            assert labels, question
+        for sentence in _model_sentences(result.answer):  # every cited sentence, the model's or the records':
+            if cited_labels(sentence):  # its numbers are values of the records it cites
+                assert check_sentence(_unmarked(sentence), sources, NAMES) is None, (question, sentence)
 
 
 ESSAY = "Write a long essay about the history of France."  # off-domain: no tool, a short prompt; greedy SmolLM2
@@ -128,6 +134,8 @@ ESSAY = "Write a long essay about the history of France."  # off-domain: no tool
 
 
 def test_the_deadline_holds(served, monkeypatch):
+    """``model`` mode: the model writes the whole answer (an off-domain question binds no tool)."""
+    monkeypatch.setenv("BIOMEDGPT_TOOL_CHOICE", "model")
     deadline = 6.0
     monkeypatch.setenv("BIOMEDGPT_LLM_DEADLINE", str(deadline))
     monkeypatch.setenv("BIOMEDGPT_LLM_MAX_TOKENS", "1000")
@@ -152,6 +160,7 @@ def test_a_server_killed_mid_answer_is_one_clear_line(served, monkeypatch):
     from biomedgpt.cli import app
 
     monkeypatch.setenv("BIOMEDGPT_LLM_MAX_TOKENS", "1000")
+    monkeypatch.setenv("BIOMEDGPT_TOOL_CHOICE", "model")  # the model writes the whole (long) answer
     process = served["process"]
     killed_after = None
     with pytest.raises(BackendError) as caught:
