@@ -109,9 +109,9 @@ def make_chat_model(spec: str | None = None, settings: Settings | None = None) -
     except BiomedGPTError as error:
         if isinstance(error, BackendError):
             raise
-        raise BackendError(f"chat back end {spec!r} could not start: {error}") from error
-    except Exception as error:  # noqa: BLE001 - reported with the back end's name
-        raise BackendError(f"chat back end {spec!r} could not start: {type(error).__name__}: {error}") from error
+        raise BackendError(f"chat back end {spec!r} could not start: {' '.join(str(error).split())}") from error
+    except Exception as error:  # noqa: BLE001 - reported with the back end's name, in one line
+        raise BackendError(f"chat back end {spec!r} could not start: {_one_line(error)}") from error
 
 
 def _openai(model: str, settings: Settings) -> BaseChatModel:

@@ -117,7 +117,30 @@ def test_failing_backend_is_named_not_replaced(httpserver: HTTPServer, monkeypat
     out = CliRunner().invoke(app, ["ask", "What is CCO?", "--json"])
     assert out.exit_code == 1
     assert "chat back end 'openai:broken-model' failed" in out.output
+    assert len(out.output.strip().splitlines()) == 1  # which back end and why, in one line
     assert SECRET not in out.output and "Traceback" not in out.output
+
+
+def test_a_back_end_that_cannot_start_says_which_and_why_in_one_line(monkeypatch):
+    import biomedgpt.agent.backends as backends
+
+    def broken(model, settings):
+        raise ValueError("2 validation errors\n  base_url\n    not a URL")
+
+    monkeypatch.setattr(backends, "_openai", broken)
+    with pytest.raises(BackendError) as caught:
+        make_chat_model("openai:m")
+    assert str(caught.value) == ("chat back end 'openai:m' could not start: ValueError: 2 validation errors "
+                                 "base_url not a URL")
+    from biomedgpt.cli import app
+    from biomedgpt.core.settings import reset_settings
+
+    monkeypatch.setenv("BIOMEDGPT_LLM", "hf:/nonexistent/model")
+    reset_settings()
+
+    out = CliRunner().invoke(app, ["ask", "What is CCO?", "--json"])
+    assert out.exit_code == 1 and len(out.output.strip().splitlines()) == 1, out.output
+    assert "chat back end 'hf:/nonexistent/model'" in out.output and "no such model folder" in out.output
 
 
 def test_specs_and_missing_key(monkeypatch):
