@@ -381,20 +381,21 @@ def scratch_home(settings: Settings, folder: str | Path) -> Settings:
     Used by ``eval assistant --fixtures``: look-ups start from an empty cache, while the literature
     store and the weights are still found.
     """
-    from biomedgpt.agent.session import SESSIONS_FILE
-    from biomedgpt.tools.http import CACHE_FILE
-
     real = settings.home
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("chroma", "models"):  # created in the real home, so what is built there is kept
+    # Only what is built once and read the same by every run is shared; caches, sessions and the rate
+    # limiter's state (whose lock file must not be a link) stay in the scratch folder.
+    for name in SHARED_HOME_FOLDERS:  # created in the real home, so what is built there is kept
         (real / name).mkdir(parents=True, exist_ok=True)
-    if real.is_dir():
-        for entry in real.iterdir():
-            if entry.name.startswith((CACHE_FILE, SESSIONS_FILE)) or (folder / entry.name).exists():
-                continue
-            (folder / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+        if not (folder / name).exists():
+            (folder / name).symlink_to(real / name, target_is_directory=True)
     return settings.model_copy(update={"home": folder})
+
+
+#: Folders of ``BIOMEDGPT_HOME`` a scratch home links to: the literature store, converted model weights, the
+#: fingerprint cache of a large molecule reference.
+SHARED_HOME_FOLDERS = ("chroma", "models", "molecule_db")
 
 
 def _default_factory(sessions_dir: Path) -> Callable[[Settings], Any]:

@@ -227,12 +227,14 @@ def test_scratch_home_shares_store_and_weights_but_not_cache_or_sessions(tmp_pat
     real = tmp_path / "real"
     (real / "chroma").mkdir(parents=True)
     (real / "models" / "smollm2").mkdir(parents=True)
-    for name in ("http_cache.sqlite", "http_cache.sqlite-wal", "sessions.sqlite", "notes.txt"):
+    for name in ("http_cache.sqlite", "http_cache.sqlite-wal", "sessions.sqlite", "ratelimit.sqlite",
+                 "ratelimit.sqlite.lock", "notes.txt"):
         (real / name).write_text("x")
     base = get_settings().model_copy(update={"home": real})
     moved = scratch_home(base, tmp_path / "scratch")
     assert moved.home == (tmp_path / "scratch").resolve() and base.home == real
-    assert sorted(p.name for p in moved.home.iterdir()) == ["chroma", "models", "notes.txt"]
+    # the rate limiter's lock file must not be a link (its lock refuses one: ELOOP), and its state is per run
+    assert sorted(p.name for p in moved.home.iterdir()) == ["chroma", "models", "molecule_db"]
     assert (moved.home / "models" / "smollm2").is_dir() and (moved.home / "chroma").resolve() == real / "chroma"
 
 
