@@ -2,7 +2,8 @@
 prints ONE JSON object.
 
 What it measures, in one run, on one core (numpy and RDKit are single-threaded here; BLAS/OpenMP
-pinned to 1 thread before numpy loads):
+pinned to 1 thread before numpy loads). Latencies are this process's CPU time per query (what one
+core spends, unchanged by other work on a shared machine), with the wall-clock median beside them:
 
 - ``packed``: query latency (median and p95 over real ChEBI-20 test-set query molecules) of the
   packed index that ``similar_known`` uses (``model/fpindex``: Tanimoto of every reference + top 10),
@@ -79,18 +80,21 @@ def synthetic_rows(real_rows: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return rows
 
 
-def timings(fn, queries) -> list[float]:
-    out = []
+def timings(fn, queries) -> tuple[list[float], list[float]]:
+    """(CPU seconds, wall seconds) per query: CPU time is what one core spends, whatever else runs."""
+    cpu, wall = [], []
     for q in queries:
-        start = time.perf_counter()
+        start_cpu, start_wall = time.process_time(), time.perf_counter()
         fn(q)
-        out.append(time.perf_counter() - start)
-    return out
+        cpu.append(time.process_time() - start_cpu)
+        wall.append(time.perf_counter() - start_wall)
+    return cpu, wall
 
 
-def summary(seconds: list[float]) -> dict:
-    ms = np.asarray(seconds) * 1e3
-    return {"median_ms": round(float(np.median(ms)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2)}
+def summary(seconds: tuple[list[float], list[float]]) -> dict:
+    cpu, wall = (np.asarray(s) * 1e3 for s in seconds)
+    return {"median_ms": round(float(np.median(cpu)), 2), "p95_ms": round(float(np.percentile(cpu, 95)), 2),
+            "wall_median_ms": round(float(np.median(wall)), 2)}
 
 
 def bench_size(n: int, real_rows: np.ndarray, query_mols: list, baseline: bool) -> dict:
