@@ -311,7 +311,7 @@ class Assistant:
             values = graph.get_state(config).values
             from biomedgpt.agent.answer import citations_for, compose_answer, sources_from_state
 
-            text = compose_answer(question, values, [], limited_after=self.max_steps)
+            text = compose_answer(question, values, [], limited_after=self.max_steps, settings=self.settings)
             result = result_from_state(values, session)
             result.answer = text
             result.citations = citations_for(text, sources_from_state(values))
