@@ -203,6 +203,15 @@ def first_sentences(text: str, count: int = LEAD_SENTENCES) -> tuple[str, bool]:
     return lead, lead != (text or "").strip()
 
 
+def _copies_an_example(lead: str, question: str) -> bool:
+    def norm(text: str) -> str:
+        return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+    examples = {norm(example): norm(asked) for asked, example in LEAD_EXAMPLES + NO_RECORD_EXAMPLES}
+    return any(norm(sentence) in examples and examples[norm(sentence)] != norm(question)
+               for sentence in _SENTENCE_END.split(lead) if sentence.strip())
+
+
 def write_lead(model: Any, question: str, state: Mapping[str, Any], *, backend: str,
                limits: ChatLimits) -> AIMessage:
     """Router mode with a chat model: the model's opening sentence (at most ``LEAD_MAX_TOKENS`` tokens, its first
@@ -212,6 +221,8 @@ def write_lead(model: Any, question: str, state: Mapping[str, Any], *, backend: 
     reply = call_chat_model(model, lead_messages(question, state), backend=backend, limits=limits, max_tokens=cap)
     raw = reply.content if isinstance(reply.content, str) else ""
     lead, _ = first_sentences(raw)
+    if _copies_an_example(lead, question):
+        lead = ""  # a worked example repeated for another question says nothing true: no answer from the model
     info = reply_info(reply)
     complete = bool(lead) and bool(re.search(r"[.!?][\"\u201d)]?$", lead))
     info.update(truncated=bool(info.get("truncated")) and not complete, max_tokens=cap)

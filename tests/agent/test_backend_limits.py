@@ -210,6 +210,10 @@ def test_hf_backend_limits(monkeypatch):
         reply = call_chat_model(chat, ASK, backend="hf:tiny", limits=ChatLimits())
         assert reply_info(reply)["finish_reason"] == "length" and reply_info(reply)["truncated"] is True
         assert reply.usage_metadata["output_tokens"] == 3
+        wide = HFChatModel.from_objects(model.llm, tokenizer, name="hf:tiny", max_new_tokens=500)
+        short = call_chat_model(wide, ASK, backend="hf:tiny", limits=ChatLimits(max_tokens=500), max_tokens=2)
+        assert short.usage_metadata["output_tokens"] == 2 and wide.max_new_tokens == 500  # capped for one reply
+        assert reply_info(short)["finish_reason"] == "length"
         timed = HFChatModel.from_objects(model.llm, tokenizer, name="hf:tiny", max_new_tokens=500, max_time=1e-6)
         assert reply_info(call_chat_model(timed, ASK, backend="hf:tiny", limits=ChatLimits()))["finish_reason"] == \
             "deadline"

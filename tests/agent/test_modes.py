@@ -246,10 +246,14 @@ def test_router_mode_off_domain_facts_from_memory_are_flagged():
     assert result.answer.startswith("**Unchecked:** 1 claim")
 
 
-def test_router_mode_a_model_that_writes_nothing_gives_the_composed_answer_and_says_so():
-    llm = fake_llm([AIMessage(content="  ")])
+@pytest.mark.parametrize("reply", ["  ", "Here is what the records say about the logP of caffeine."])
+def test_router_mode_a_model_that_writes_nothing_gives_the_composed_answer_and_says_so(reply):
+    """Nothing, or a worked example of the prompt repeated for another question (it would name the wrong
+    molecule): the answer is the composed one, said in its first line, not passed off as the model's."""
+    llm = fake_llm([AIMessage(content=reply)])
     result = Assistant(llm=llm).ask("What is the molecular weight of CCO?")
     assert result.answer_source == "composed" and "wrote no answer" in result.answer.splitlines()[0]
+    assert "caffeine" not in result.answer
 
 
 def test_router_mode_follow_up_may_cite_the_records_of_an_earlier_turn(tmp_path, monkeypatch):
