@@ -13,7 +13,8 @@ The file format (UTF-8 text, uncompressed: hits are read back by byte offset):
   ``smiles`` (required), ``id`` or ``cid`` (required), ``name`` and ``description`` (optional); other
   columns are ignored. ChEBI-20's own files (``CID<TAB>SMILES<TAB>description``) qualify as they are.
 - anything else (``.smi``, ``.smiles``, ...): one molecule per line, ``SMILES<whitespace>ID[<whitespace>NAME]``
-  (the rest of the line after the id is the name); without an id the line number is used (``line 12``).
+  (the rest of the line after the id is the name).
+- a row without an id is named by its position among the file's molecules (``row 12``).
 - blank lines and lines starting with ``#`` are skipped; a line whose SMILES RDKit rejects is skipped
   and counted (``MoleculeDB.skipped``, the first few line numbers in ``skipped_lines``).
 - ids made only of digits are taken for PubChem CIDs (linked to PubChem by ``similar_known``).
@@ -65,19 +66,18 @@ class _Layout:
     name: int | None = None
     description: int | None = None
 
-    def fields(self, text: str, line_number: int) -> tuple[str, str, str | None, str]:
-        """(smiles, id, name, description) of one data line."""
+    def fields(self, text: str) -> tuple[str, str, str | None, str]:
+        """(smiles, id or "", name, description) of one data line."""
         if self.kind == "tsv":
             cells = text.split("\t")
 
             def cell(i: int | None) -> str:
                 return cells[i].strip() if i is not None and i < len(cells) else ""
 
-            return cell(self.smiles), cell(self.id) or f"line {line_number}", cell(self.name) or None, \
-                cell(self.description)
+            return cell(self.smiles), cell(self.id), cell(self.name) or None, cell(self.description)
         parts = text.split(None, 2)
         smiles = parts[0] if parts else ""
-        ident = parts[1] if len(parts) > 1 else f"line {line_number}"
+        ident = parts[1] if len(parts) > 1 else ""
         name = parts[2].strip() if len(parts) > 2 else None
         return smiles, ident, name or None, ""
 
@@ -130,7 +130,7 @@ def _fingerprint_chunk(task: tuple[str, list[tuple[int, int, str]], _Layout]) ->
     rejected: list[int] = []
     with rdBase.BlockLogs():
         for offset, number, text in lines:
-            mol = try_parse_smiles(layout.fields(text, number)[0])
+            mol = try_parse_smiles(layout.fields(text)[0])
             if mol is None:
                 rejected.append(number)
                 continue
@@ -194,8 +194,8 @@ class MoleculeDB:
         with self._lock, self.path.open("rb") as handle:
             handle.seek(int(self.offsets[i]))
             text = handle.readline().decode("utf-8")
-        smiles, ident, name, description = self.layout.fields(text, 0)
-        return MoleculeRecord(ident, smiles, description, name)
+        smiles, ident, name, description = self.layout.fields(text)
+        return MoleculeRecord(ident or f"row {i + 1}", smiles, description, name)
 
     # ------------------------------------------------------------------------------ search
     def search(self, smiles: str, k: int = 5, *, exclude_ids: Iterable[str] = (), leave_self_out: bool = True):
@@ -349,7 +349,10 @@ def open_molecule_db(path: str | Path, *, workers: int | None = None) -> Molecul
 
             notice(f"fingerprinting the molecule reference {path} once (cached in {target.parent})")
             db = MoleculeDB.build(path, workers=workers)
-            db.save(target)
+            try:
+                db.save(target)
+            except OSError as error:  # a read-only or full home: still answer, fingerprint again next time
+                notice(f"could not cache the molecule reference in {target} ({error.strerror or error})")
         _OPEN[path] = db
         return db
 

@@ -130,3 +130,18 @@ def test_a_bad_file_is_one_line_naming_it(tmp_path, home, name, content, problem
     message = str(error.value)
     assert problem in message and str(path) in message and "BIOMEDGPT_MOLECULE_DB" in message
     assert "\n" not in message
+
+
+def test_rows_without_an_id_are_named_by_position(tmp_path, home):
+    path = tmp_path / "bare.smi"
+    path.write_text("CCO\nc1ccccc1\n")
+    hits = open_molecule_db(path).search("c1ccccc1", 2, leave_self_out=False)
+    assert [(h.id, h.name) for h in hits] == [("row 2", None), ("row 1", None)]
+
+
+def test_an_unwritable_cache_still_answers(smi, home, monkeypatch):
+    def refuse(self, target):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(MoleculeDB, "save", refuse)
+    assert open_molecule_db(smi).search("CCCCCO", 1)[0].id == "3"
