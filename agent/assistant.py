@@ -15,7 +15,6 @@ context; its tools use those, so two assistants with different settings in one p
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import uuid
@@ -200,15 +199,14 @@ class Assistant:
         return self._store
 
     def graph(self, persistent: bool = True):
-        """The compiled graph; ``persistent`` picks the SQLite checkpointer over an in-memory one."""
-        key = "sqlite" if persistent else "memory"
+        """The compiled graph; ``persistent`` picks the session store's SQLite checkpointer, otherwise none: a
+        question without a session keeps nothing, and its result comes from the streamed state."""
+        key = "sqlite" if persistent else "none"
         with self._lock:
             if key not in self._graphs:
-                from langgraph.checkpoint.memory import InMemorySaver
-
                 from biomedgpt.agent.graph import build_graph
 
-                saver = self.store().saver if persistent else InMemorySaver()
+                saver = self.store().saver if persistent else None
                 self._graphs[key] = build_graph(self.tools(), checkpointer=saver)
             return self._graphs[key]
 
@@ -222,13 +220,8 @@ class Assistant:
 
         return all_tools() + external_tools(self.settings, taken=set(TOOL_NAMES))
 
-    def _prepare(self, question: str, session: str | None):
-        from langchain_core.messages import HumanMessage
-
-        from biomedgpt.agent.context import Context
-        from biomedgpt.agent.graph import recursion_limit
-        from biomedgpt.agent.session import check_session_name
-
+    def _check(self, question: str, session: str | None) -> None:
+        """Refuse an empty or over-long question and a bad session name before anything heavy starts."""
         if not isinstance(question, str) or not question.strip():
             raise InputError(f"question {shorten(question)} is empty; ask something, e.g. 'Describe aspirin'")
         limit = self.settings.max_question_chars
@@ -236,7 +229,18 @@ class Assistant:
             raise InputError(f"the question has {len(question):,} characters, more than the {limit:,} accepted "
                              f"(BIOMEDGPT_MAX_QUESTION_CHARS); ask a shorter one")
         if session is not None:
+            # deferred: the session module loads LangGraph's SQLite saver
+            from biomedgpt.agent.session import check_session_name
+
             check_session_name(session)
+
+    def _prepare(self, question: str, session: str | None):
+        from langchain_core.messages import HumanMessage
+
+        from biomedgpt.agent.context import Context
+        from biomedgpt.agent.graph import recursion_limit
+
+        self._check(question, session)
         graph = self.graph(persistent=session is not None)
         thread = session or f"ask-{uuid.uuid4().hex}"
         config = {"configurable": {"thread_id": thread}, "recursion_limit": recursion_limit(self.max_steps)}
@@ -260,10 +264,22 @@ class Assistant:
 
     async def aask(self, question: str, session: str | None = None) -> AskResult:
         """``ask`` without blocking the event loop (the graph runs in a worker thread)."""
+        # deferred: ~20 ms of imports that only async callers need
+        import asyncio
+
         return await asyncio.to_thread(self.ask, question, session)
 
     def stream(self, question: str, session: str | None = None) -> Iterator[Event]:
         """Answer ``question`` step by step: tool calls, progress messages, tokens, then the result."""
+        from biomedgpt.agent import fast_path
+
+        if fast_path.applies(self, session):
+            # Session-less and planned by the router: the same steps without LangGraph (agent/fast_path.py).
+            self._check(question, session)
+            prepared = fast_path.prepare(self, question.strip())
+            if prepared is not None:
+                yield from prepared.events()
+                return
         from biomedgpt.tools.http import request_scope
 
         # The tools use this assistant's services (handed to them in the graph's context, see _prepare);
@@ -285,10 +301,13 @@ class Assistant:
         from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
         from langgraph.errors import GraphRecursionError
 
+        streamed: dict = {}  # the state after the last step (a graph without a checkpointer has no get_state)
         try:
             for mode, chunk in graph.stream(inputs, run_config, context=context,
-                                            stream_mode=["updates", "messages", "custom"]):
-                if mode == "custom":
+                                            stream_mode=["updates", "messages", "custom", "values"]):
+                if mode == "values":
+                    streamed = chunk
+                elif mode == "custom":
                     message = chunk.get("progress") if isinstance(chunk, dict) else chunk
                     yield Event("progress", str(message))
                 elif mode == "messages":
@@ -308,7 +327,7 @@ class Assistant:
                                                             else str(message.content)})
         except GraphRecursionError:
             # Backstop only: the graph ends itself at max_steps. Answer from what the state holds.
-            values = graph.get_state(config).values
+            values = graph.get_state(config).values if session is not None else streamed
             from biomedgpt.agent.answer import citations_for, compose_answer, sources_from_state
 
             text = compose_answer(question, values, [], limited_after=self.max_steps, settings=self.settings)
@@ -317,9 +336,7 @@ class Assistant:
             result.citations = citations_for(text, sources_from_state(values))
             yield Event("result", result)
             return
-        values = graph.get_state(config).values
-        if session is None:  # an unnamed question leaves nothing behind in the in-memory saver
-            graph.checkpointer.delete_thread(config["configurable"]["thread_id"])
+        values = graph.get_state(config).values if session is not None else streamed
         yield Event("result", result_from_state(values, session))
 
     # ------------------------------------------------------------------ sessions and scripts

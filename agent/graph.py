@@ -30,13 +30,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from biomedgpt.agent.answer import (
-    citations_for,
-    compose_answer,
-    entity_from_artifacts,
-    file_records,
-    sources_from_state,
-)
+from biomedgpt.agent.answer import citations_for, compose_answer, sources_from_state
 from biomedgpt.agent.backends import call_chat_model, reply_info
 from biomedgpt.agent.context import Context
 from biomedgpt.agent.grounding import Evidence, evidence_from_state, evidence_from_text
@@ -51,9 +45,14 @@ from biomedgpt.agent.modes import (
     tools_for_question,
     write_lead,
 )
-from biomedgpt.agent.state import InputState, State, empty_artifacts
-from biomedgpt.core.errors import BiomedGPTError
-from biomedgpt.tools.langchain_tools import record_type_of, records_of
+from biomedgpt.agent.state import InputState, State
+from biomedgpt.agent.steps import (
+    describe_tool_error,
+    file_results,
+    new_question_update,
+    router_plan,
+)
+from biomedgpt.tools.langchain_tools import record_type_of
 from langchain_core.messages import (
     AIMessage,
     AnyMessage,
@@ -69,17 +68,6 @@ from langgraph.runtime import Runtime
 
 #: ``name`` of the AIMessage that holds a final answer (history and results look for it).
 ANSWER_NAME = "biomedgpt-answer"
-
-
-def describe_tool_error(error: Exception) -> str:
-    """The content of the error ``ToolMessage`` for a failed tool: what failed and why, in one line."""
-    from biomedgpt.tools.errors import OfflineMiss
-
-    if isinstance(error, OfflineMiss):
-        return f"Error: needs the network (offline mode): {error}"
-    if isinstance(error, BiomedGPTError):
-        return f"Error: {error}"
-    return f"Error: {type(error).__name__}: {error}"
 
 
 def turn_messages(messages: Sequence[AnyMessage]) -> list[AnyMessage]:
@@ -110,28 +98,10 @@ def _text(message: AnyMessage) -> str:
 
 
 def _offline_plan(question: str, state: State, ctx: Context) -> dict:
-    """Run the router (the planner) and express its plan as an ``AIMessage`` with tool calls.
-
-    The planner sees only the question and the remembered entities (``PlanContext.from_state``),
-    never passages or tool output, so injected text in retrieved data cannot add a tool call.
-    """
-    from biomedgpt.agent.planner import PlanContext, plan
-
-    planned = plan(question, PlanContext.from_state(state, offline=ctx.offline, settings=ctx.settings))
-    update: dict[str, Any] = {
-        "messages": [AIMessage(content="", tool_calls=planned.tool_calls(),
-                               additional_kwargs={"intent": planned.intent, "attributes": planned.attributes})],
-        "intent": planned.intent,
-        "attributes": planned.attributes,
-        "offline": planned.offline,
-        "problem": planned.problem,
-    }
-    subjects = [e.model_dump(exclude={"from_context"}) for e in planned.entities
-                if e.kind in ("molecule", "protein", "cid", "inchikey")]
-    if subjects:
-        update["entity"] = subjects[0]
-        if not planned.follow_up:  # a follow-up refers to remembered entities: their order stays as named
-            update["entities"] = subjects
+    """Run the router (the planner) and express its plan as an ``AIMessage`` with tool calls (agent/steps.py)."""
+    update, planned = router_plan(question, state, settings=ctx.settings, offline=ctx.offline)
+    update["messages"] = [AIMessage(content="", tool_calls=planned.tool_calls(),
+                                    additional_kwargs={"intent": planned.intent, "attributes": planned.attributes})]
     return update
 
 
@@ -189,8 +159,7 @@ def build_graph(tools: Sequence[BaseTool] | None = None, checkpointer: Any = Non
         steps = 1 if new_question else int(state.get("steps") or 0) + 1
         update: dict[str, Any] = {"steps": steps}
         if new_question:
-            update.update(empty_artifacts())
-            update.update({"limited": False, "intent": None, "attributes": None, "searched": None, "problem": None})
+            update.update(new_question_update())
         if steps > ctx.max_steps:
             update["limited"] = True
             return update
@@ -222,29 +191,12 @@ def build_graph(tools: Sequence[BaseTool] | None = None, checkpointer: Any = Non
                                                                  last.model_copy(update={"tool_calls": runnable})]},
                                           config)
             new_messages += result["messages"] if isinstance(result, dict) else result
-        update: dict[str, Any] = {"messages": new_messages}
-        records = []
-        for message in new_messages:
-            if isinstance(message, ToolMessage) and message.status != "error":
-                # filed by the tool that returned them, never by the keys they happen to have
-                records += records_of(message.name or "", message.artifact, record_types.get(message.name or ""))
-                if isinstance(message.artifact, dict) and "searched" in message.artifact:
-                    update["searched"] = int(message.artifact["searched"])
-        found = file_records(records)
-        update.update({kind: records for kind, records in found.items() if records})
-        entity = entity_from_artifacts(found)
-        previous = state.get("entity")
         ctx = runtime.context
-        if entity and ((ctx and ctx.chat_model is not None and ctx.tool_choice == MODEL) or not previous):
-            # A chat model planned this turn: remember what its tools found. (The router already named the
-            # entity when it planned, with or without a chat model.)
-            update["entity"] = entity
-            update["entities"] = [entity]
-        elif entity and previous and previous.get("kind") == entity["kind"] and not previous.get("label") and (
-                str(previous.get("value", "")).lower() in {str(entity.get("value", "")).lower(),
-                                                           str(entity.get("name") or "").lower()}):
-            update["entity"] = {**previous, "name": entity.get("name"), "label": entity.get("label")}
-        return update
+        results = [(message.name or "", message.artifact) for message in new_messages
+                   if isinstance(message, ToolMessage) and message.status != "error"]
+        update = file_results(results, state, record_types,
+                              model_planned=bool(ctx and ctx.chat_model is not None and ctx.tool_choice == MODEL))
+        return {"messages": new_messages, **update}
 
     def answer(state: State, runtime: Runtime[Context]) -> dict:
         ctx = runtime.context or Context()

@@ -7,14 +7,17 @@ LangChain messages) that the strict msgpack serializer accepts.
 
 Artifacts are per turn: the plan node resets them when a new question arrives (an update of
 ``None`` clears a list), while ``entity`` survives across turns.
+
+Why ``State`` and ``InputState`` are built on first access (PEP 562): their ``messages`` field needs LangChain's
+message types and LangGraph's ``add_messages``, ~0.5 s of imports, while the reducers and ``ARTIFACT_KINDS`` are
+needed by code that never runs the graph (the composed answer, the session-less fast path in
+``agent/fast_path.py``, exports). ``REDUCERS`` lists each field's reducer for that path.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from langchain_core.messages import AnyMessage
-from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
 #: How many recent entities the state keeps for "them" / "which of them" follow-ups.
@@ -53,47 +56,84 @@ def replace_value(left: Any, right: Any) -> Any:
     return right
 
 
-class InputState(TypedDict, total=False):
-    """What a caller sends: the new message(s)."""
+def _typed_states() -> tuple[type, type]:
+    """Define ``InputState`` and ``State`` (LangGraph reads their annotations, resolved in this module)."""
+    # deferred: LangChain's messages and LangGraph cost ~0.5 s to import; only the graph needs them
+    from langchain_core.messages import AnyMessage
+    from langgraph.graph.message import add_messages
 
-    messages: Annotated[list[AnyMessage], add_messages]
+    globals().update(AnyMessage=AnyMessage, add_messages=add_messages)
+
+    class InputState(TypedDict, total=False):
+        """What a caller sends: the new message(s)."""
+
+        messages: Annotated[list[AnyMessage], add_messages]
+
+    class State(InputState, total=False):
+        """The full state of one session (thread)."""
+
+        compounds: Annotated[list[dict], merge_records]
+        proteins: Annotated[list[dict], merge_records]
+        passages: Annotated[list[dict], merge_records]
+        model_answers: Annotated[list[dict], merge_records]
+        properties: Annotated[list[dict], merge_records]
+        similar: Annotated[list[dict], merge_records]
+        #: The entity the conversation is about: {"kind": "molecule"|"protein", "value": ..., "label": ...}.
+        entity: Annotated[dict | None, replace_value]
+        #: Recent entities (newest last), for follow-ups about "them".
+        entities: Annotated[list[dict], recent_entities]
+        #: Every source cited so far in the session (label → {label, source, url, title}), so that an
+        #: LLM's answer that cites evidence from an earlier turn is still checked against real records.
+        known_sources: Annotated[dict, merge_sources]
+        #: What the records of the session hold, by citation label ({"numbers": [...], "names": [...]}), so that a
+        #: chat model's answer citing a record of an earlier turn is checked against its values (agent/grounding).
+        known_facts: Annotated[dict, merge_sources]
+        #: In ``model`` mode: the tools offered to the chat model for the current question.
+        offered: Annotated[list[str] | None, replace_value]
+        #: The intent of the current question when the router classified it.
+        intent: Annotated[str | None, replace_value]
+        #: The attributes the current question asks for (``agent/understanding``), e.g. ["molecular_weight"].
+        attributes: Annotated[list[str] | None, replace_value]
+        #: Whether the current question was planned offline (the answer says what needs the network).
+        offline: Annotated[bool, replace_value]
+        #: For a question whose structure could not be read: the one-sentence reason (nothing was looked up).
+        problem: Annotated[str | None, replace_value]
+        #: How many chunks the literature store held when it was searched this turn.
+        searched: Annotated[int | None, replace_value]
+        #: Plan steps taken for the current question (reset on every new question).
+        steps: Annotated[int, replace_value]
+        #: True when the current question ended at the step limit.
+        limited: Annotated[bool, replace_value]
+
+    for cls in (InputState, State):
+        cls.__qualname__ = cls.__name__
+    return InputState, State
 
 
-class State(InputState, total=False):
-    """The full state of one session (thread)."""
+#: Each field's reducer (``None``: the newest value replaces the old), as in ``State``'s annotations.
+REDUCERS: dict[str, Any] = {
+    **{kind: merge_records for kind in ARTIFACT_KINDS},
+    "entity": replace_value, "entities": recent_entities, "known_sources": merge_sources, "known_facts": merge_sources,
+    "offered": replace_value, "intent": replace_value, "attributes": replace_value, "offline": replace_value,
+    "problem": replace_value, "searched": replace_value, "steps": replace_value, "limited": replace_value,
+}
 
-    compounds: Annotated[list[dict], merge_records]
-    proteins: Annotated[list[dict], merge_records]
-    passages: Annotated[list[dict], merge_records]
-    model_answers: Annotated[list[dict], merge_records]
-    properties: Annotated[list[dict], merge_records]
-    similar: Annotated[list[dict], merge_records]
-    #: The entity the conversation is about: {"kind": "molecule"|"protein", "value": ..., "label": ...}.
-    entity: Annotated[dict | None, replace_value]
-    #: Recent entities (newest last), for follow-ups about "them".
-    entities: Annotated[list[dict], recent_entities]
-    #: Every source cited so far in the session (label → {label, source, url, title}), so that an
-    #: LLM's answer that cites evidence from an earlier turn is still checked against real records.
-    known_sources: Annotated[dict, merge_sources]
-    #: What the records of the session hold, by citation label ({"numbers": [...], "names": [...]}), so that a
-    #: chat model's answer citing a record of an earlier turn is checked against its values (agent/grounding).
-    known_facts: Annotated[dict, merge_sources]
-    #: In ``model`` mode: the tools offered to the chat model for the current question.
-    offered: Annotated[list[str] | None, replace_value]
-    #: The intent of the current question when the router classified it.
-    intent: Annotated[str | None, replace_value]
-    #: The attributes the current question asks for (``agent/understanding``), e.g. ["molecular_weight"].
-    attributes: Annotated[list[str] | None, replace_value]
-    #: Whether the current question was planned offline (the answer says what needs the network).
-    offline: Annotated[bool, replace_value]
-    #: For a question whose structure could not be read: the one-sentence reason (nothing was looked up).
-    problem: Annotated[str | None, replace_value]
-    #: How many chunks the literature store held when it was searched this turn.
-    searched: Annotated[int | None, replace_value]
-    #: Plan steps taken for the current question (reset on every new question).
-    steps: Annotated[int, replace_value]
-    #: True when the current question ended at the step limit.
-    limited: Annotated[bool, replace_value]
+
+def apply_update(state: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``state`` after ``update`` through each field's reducer, as LangGraph applies a node's update (without
+    ``messages``, which only the graph keeps)."""
+    for key, value in update.items():
+        reducer = REDUCERS.get(key, replace_value)
+        state[key] = reducer(state.get(key), value)
+    return state
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("InputState", "State"):
+        input_state, state = _typed_states()
+        globals().update(InputState=input_state, State=state)
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def empty_artifacts() -> dict[str, list[dict]]:

@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
-
-from langchain_core.tools import BaseTool, StructuredTool
-from pydantic import BaseModel, Field, model_validator
+from typing import TYPE_CHECKING, Any
 
 from biomedgpt.core.chem import try_parse_smiles
 from biomedgpt.core.errors import InputError
 from biomedgpt.model.conversation import CAPTION_QUESTION as DEFAULT_MOLECULE_QUESTION
-from biomedgpt.tools.biomedgpt_tool import describe_molecule, describe_protein, resolve_molecule, resolve_protein
+from biomedgpt.tools.biomedgpt_tool import (
+    describe_molecule,
+    describe_protein,
+    resolve_molecule,
+    resolve_protein,
+)
 from biomedgpt.tools.errors import NotFound
 from biomedgpt.tools.properties import molecule_properties
 from biomedgpt.tools.records import (
@@ -41,7 +43,10 @@ from biomedgpt.tools.records import (
     SimilarHit,
 )
 from biomedgpt.tools.services import Services, services_in_force
-from biomedgpt.tools.similarity import similar_known
+from pydantic import BaseModel, Field, model_validator
+
+if TYPE_CHECKING:
+    from langchain_core.tools import BaseTool, StructuredTool
 
 #: The tools' default number of results, in one place.
 DEFAULT_K = 5
@@ -219,26 +224,27 @@ def _molecule_properties(smiles: str, *, services: Services | None = None) -> tu
 
 def _similar_known(smiles: str | None = None, sequence: str | None = None, k: int = DEFAULT_K, *,
                    services: Services | None = None) -> tuple[str, list]:
+    # deferred: the similarity module loads PubChem's client and the HTTP layer (requests-cache, ~0.2 s), which an
+    # RDKit-only question never needs
+    from biomedgpt.tools.similarity import similar_known
+
     if (smiles is None) == (sequence is None):
         raise InputError("similar_known needs exactly one of smiles= (a molecule) or sequence= (a protein)")
     services = services or services_in_force()
-    exclude: list[str] = []
+    # A user asks "what is this?": an identical reference entry is the best evidence there is, so the query is
+    # not left out here (training and evaluation leave it out through model/prompts' one exclusion rule).
     if smiles is not None:
         resolved = resolve_molecule(smiles, services)
-        if resolved.compound is not None:
-            exclude.append(str(resolved.compound.cid))
-        hits = similar_known(smiles=resolved.smiles, k=k, exclude_ids=exclude, online=not services.settings.offline)
+        hits = similar_known(smiles=resolved.smiles, k=k, online=not services.settings.offline, leave_self_out=False)
         what = f"molecule {smiles!r}"
     else:
         protein = resolve_protein(sequence, services=services)
-        if protein.entry is not None:
-            exclude.append(protein.entry.accession)
-        hits = similar_known(sequence=protein.sequence, k=k, exclude_ids=exclude)
+        hits = similar_known(sequence=protein.sequence, k=k, leave_self_out=False)
         shown = sequence if len(sequence) <= 30 else sequence[:27] + "..."
         what = f"protein {shown!r}"
     if not hits:
         return f"No similar known entries found for {what}.", []
-    lines = [f"Nearest known entries for {what} (the query itself is left out):"]
+    lines = [f"Nearest known entries for {what} (similarity 1.00 is the query itself):"]
     lines += [f"{n}. {h.chat_text()}" for n, h in enumerate(hits, 1)]
     return "\n".join(lines), [_dump(h) for h in hits]
 
@@ -319,7 +325,16 @@ def records_of(tool_name: str, artifact: Any, record_type: type[BaseModel] | Non
     return [record_type.model_validate(item) for item in items]
 
 
+#: name → (function, argument schema, description): the tools without LangChain (``agent/fast_path.py`` calls the
+#: functions itself after validating the arguments exactly as ``StructuredTool`` does).
+SPECS: dict[str, tuple[Callable[..., Any], type[BaseModel], str]] = {spec[0]: spec[1:] for spec in _SPECS}
+TOOL_NAMES: tuple[str, ...] = tuple(SPECS)
+
+
 def _build(name: str, func: Callable[..., Any], schema: type[BaseModel], description: str) -> StructuredTool:
+    # deferred: LangChain's tools cost ~0.3 s to import; only a graph, the MCP server or a caller needs them
+    from langchain_core.tools import StructuredTool
+
     return StructuredTool.from_function(func=func, name=name, description=description, args_schema=schema,
                                         response_format="content_and_artifact",
                                         metadata={"record": TOOL_RECORDS[name]})
@@ -333,10 +348,21 @@ def make_tool(name: str) -> StructuredTool:
     raise InputError(f"unknown tool {name!r}; known tools: {', '.join(s[0] for s in _SPECS)}")
 
 
-TOOLS_BY_NAME: dict[str, StructuredTool] = {spec[0]: _build(*spec) for spec in _SPECS}
-TOOL_NAMES: tuple[str, ...] = tuple(TOOLS_BY_NAME)
+def _tools_by_name() -> dict[str, StructuredTool]:
+    tools = globals().get("TOOLS_BY_NAME")
+    if tools is None:
+        tools = globals()["TOOLS_BY_NAME"] = {spec[0]: _build(*spec) for spec in _SPECS}
+    return tools
+
+
+def __getattr__(name: str) -> Any:
+    # ``TOOLS_BY_NAME`` (name → StructuredTool) is built on first use: LangChain loads only when a graph, the MCP
+    # server or a caller asks for the LangChain tools.
+    if name == "TOOLS_BY_NAME":
+        return _tools_by_name()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def all_tools() -> list[BaseTool]:
     """Every tool, in a stable order (look-ups first, then local evidence, then the model)."""
-    return list(TOOLS_BY_NAME.values())
+    return list(_tools_by_name().values())

@@ -25,16 +25,35 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import requests
 from biomedgpt.core.settings import Settings, get_settings
-from biomedgpt.tools.eutils import EUtilsClient
-from biomedgpt.tools.literature import LiteratureStore
-from biomedgpt.tools.pubchem import PubChemClient
-from biomedgpt.tools.uniprot import UniProtClient
+
+if TYPE_CHECKING:
+    import requests
+    from biomedgpt.tools.eutils import EUtilsClient
+    from biomedgpt.tools.literature import LiteratureStore
+    from biomedgpt.tools.pubchem import PubChemClient
+    from biomedgpt.tools.uniprot import UniProtClient
 
 SERVICES = ("pubchem", "uniprot", "eutils")
+
+
+def _client_class(service: str) -> type:
+    """The client class of ``service``, imported on first use: the HTTP layer (requests-cache, ~0.2 s) and the
+    store's modules load only when a question needs them, so an RDKit-only ``ask`` never pays for them."""
+    # deferred: the clients import the HTTP layer (requests-cache); an RDKit-only question needs none of them
+    if service == "pubchem":
+        from biomedgpt.tools.pubchem import PubChemClient
+
+        return PubChemClient
+    if service == "uniprot":
+        from biomedgpt.tools.uniprot import UniProtClient
+
+        return UniProtClient
+    from biomedgpt.tools.eutils import EUtilsClient
+
+    return EUtilsClient
 
 
 class Services:
@@ -60,7 +79,7 @@ class Services:
         with self._lock:
             client = self._clients.get(service)
             if client is None:
-                factory = {"pubchem": PubChemClient, "uniprot": UniProtClient, "eutils": EUtilsClient}[service]
+                factory = _client_class(service)
                 client = self._clients[service] = factory(self.settings)
             return client
 
@@ -89,6 +108,9 @@ class Services:
         eutils = self.eutils  # cheap: a client opens its session on its first look-up
         with self._lock:
             if self._literature is None:
+                # deferred: see _client_class
+                from biomedgpt.tools.literature import LiteratureStore
+
                 self._literature = LiteratureStore(self.settings, eutils=eutils)
             return self._literature
 

@@ -7,7 +7,6 @@ few seconds even with no network (each service gets at most 2 s).
 from __future__ import annotations
 
 import json
-from importlib import metadata
 
 import typer
 
@@ -20,6 +19,9 @@ PROBE_TIMEOUT = 2.0
 
 
 def package_versions() -> dict[str, str | None]:
+    # deferred: ~15 ms (email parsing) that every other command would pay
+    from importlib import metadata
+
     versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
@@ -99,7 +101,11 @@ def embedded_lm_report() -> dict:
     """The converted SmolLM2 cache, if any: its template version (2 renders tools)."""
     import json as _json
 
-    from biomedgpt.model.lm import CONVERSION_MARKER, SMOLLM2_TEMPLATE_VERSION, smollm2_cache_dir
+    from biomedgpt.model.lm import (
+        CONVERSION_MARKER,
+        SMOLLM2_TEMPLATE_VERSION,
+        smollm2_cache_dir,
+    )
 
     folder = smollm2_cache_dir()
     marker = folder / CONVERSION_MARKER
