@@ -32,6 +32,7 @@ from biomedgpt.tools.records import (
 
 #: The labels a citation may take (any other bracketed text is left alone).
 from biomedgpt.core.sources import LABEL_PATTERN  # noqa: E402 - defined once, in core/sources.py
+from biomedgpt.core.chem import sequence_mass  # noqa: E402
 _BRACKETS = re.compile(r"\[([^\[\]\n]{1,80})\]")
 
 
@@ -373,6 +374,12 @@ def _ranking(subjects: list[Subject], attribute: str, question: str) -> str | No
     return f"{s.name} has the {direction} {wording} ({fmt(n)}){mixed}; by {wording}: {order} {labels}."
 
 
+#: How a Morgan (radius 2) Tanimoto similarity reads in words: at or above HIGH "closely related", at or above
+#: MODERATE "related" (about where analogues start to share activity), below it "dissimilar".
+SIMILARITY_HIGH = 0.7
+SIMILARITY_MODERATE = 0.4
+
+
 def _similarity_pair(subjects: list[Subject]) -> str | None:
     from biomedgpt.core.chem import tanimoto
 
@@ -381,8 +388,14 @@ def _similarity_pair(subjects: list[Subject]) -> str | None:
         return None
     (name_a, a), (name_b, b) = structures[:2]
     score = tanimoto(a, b)
+    keys = [s.value("inchikey") for s in subjects if s.smiles][:2]
+    same = all(keys) and keys[0].value == keys[1].value
+    reading = ("they are the same molecule (identical InChIKey)" if same else
+               "high: closely related structures" if score >= SIMILARITY_HIGH else
+               "moderate: related structures" if score >= SIMILARITY_MODERATE else
+               "low: structurally dissimilar")
     return (f"The Tanimoto similarity of {name_a} and {name_b} is {score:.2f} (Morgan fingerprints, radius 2, "
-            f"2048 bits) [RDKit].")
+            f"2048 bits) [RDKit]; {reading}.")
 
 
 def _evidence_hits(hits: list[dict], min_molecule: float) -> tuple[list[SimilarHit], int]:
@@ -464,6 +477,19 @@ def _literature_lines(passages: list[dict], min_score: float, searched: int | No
     return lines
 
 
+def _query_sequence(state: Mapping[str, Any]) -> str:
+    """The protein sequence the question gave (the current subject), or ""."""
+    entity = state.get("entity") or {}
+    entity = entity if isinstance(entity, Mapping) else entity.model_dump()
+    if entity.get("kind") == "protein" and entity.get("source") == "sequence":
+        return str(entity.get("value") or "")
+    for raw in state.get("model_answers") or []:
+        seen = ModelAnswer.model_validate(raw).inputs.get("sequence")
+        if seen:
+            return str(seen)
+    return ""
+
+
 def compose_answer(question: str, state: Mapping[str, Any], errors: list[dict] | None = None, *,
                    limited_after: int | None = None, settings: Any = None) -> str:
     """A grounded, extractive answer from the turn's records; every claim ends with its label.
@@ -520,9 +546,11 @@ def compose_answer(question: str, state: Mapping[str, Any], errors: list[dict] |
     if lead:
         parts.append(" ".join(lead))
 
-    residues = [ModelAnswer.model_validate(a).inputs.get("residues") for a in state.get("model_answers") or []]
-    if intent in ("describe", "model", "similar") and not subjects and any(residues):
-        parts.insert(0, f"The query is a protein sequence of {next(r for r in residues if r)} residues.")
+    sequence = _query_sequence(state)
+    if intent in ("describe", "model", "similar", "attribute") and not subjects and sequence:
+        mass = sequence_mass(sequence)
+        weighed = f", average mass {mass:,.0f} Da (computed from the sequence with Biopython)" if mass == mass else ""
+        parts.insert(0, f"The query is a protein sequence of {len(sequence)} residues{weighed}.")
     blocks: list[list[str]] = []
     if intent in ("describe", "similar", "model") or (intent in ("attribute", "compare") and not subjects):
         if intent != "model":
@@ -533,7 +561,9 @@ def compose_answer(question: str, state: Mapping[str, Any], errors: list[dict] |
         hits, dropped = _evidence_hits(state.get("similar") or [], settings.neighbour_min_similarity)
         if hits:
             kind = "proteins" if hits[0].kind == "protein" else "molecules"
-            blocks.append([f"**Nearest known {kind}** (evidence by similarity, not identity)"]
+            blocks.append([f"**Nearest known {kind}** (evidence by similarity, not identity; "
+                           f"an identical entry is the query itself)" if hits[0].identical else
+                           f"**Nearest known {kind}** (evidence by similarity, not identity)"]
                           + [line for hit in hits[:5] for line in hit.markdown()])
         elif dropped:
             kind = "protein" if (state.get("similar") or [{}])[0].get("kind") == "protein" else "molecule"

@@ -348,6 +348,52 @@ def _is_question_word(word: str, vocabulary: frozenset[str]) -> bool:
     return False
 
 
+COMMON_WORDS_FILE = INTENTS_FILE.parent / "common_words.txt.gz"
+
+
+@lru_cache(maxsize=1)
+def common_words() -> frozenset[str]:
+    """English words that name no substance (``scripts/build_common_words.py``, from WordNet)."""
+    import gzip
+
+    return frozenset(gzip.decompress(COMMON_WORDS_FILE.read_bytes()).decode().split())
+
+
+def is_common_word(word: str) -> bool:
+    """True for a plain English word that names no substance ("quote", "calculation", "safe"); never for a
+    word written with capitals inside or digits ("APC", "BRCA1", "pH") or one WordNet files as a substance."""
+    if not re.fullmatch(r"[A-Za-z][a-z]+(?:-[a-z]+)*", word):
+        return False
+    words = common_words()
+    for part in word.lower().split("-"):
+        forms = {part}
+        if part.endswith("s"):
+            forms |= {part[:-1], part[:-2] if part.endswith("es") else part, part[:-3] + "y" if part.endswith("ies")
+                      else part}
+        if part.endswith("ed"):
+            forms |= {part[:-2], part[:-1]}
+        if part.endswith("ing"):
+            forms |= {part[:-3], part[:-3] + "e"}
+        if part.endswith("ly"):
+            forms.add(part[:-2])
+        if not forms & words:
+            return False
+    return True
+
+
+def _name_core(name: str) -> str:
+    """``name`` without plain English words at its end ("creatine safe" -> "creatine"); "" when it is only
+    such words ("own calculation", "one-paragraph", "quote"). Words that continue a name ("receptor", "acid")
+    stay, and so do the words before a name's last substance word ("acetic acid", "myotonic dystrophy CTG")."""
+    words = name.split()
+    keep = lambda w: not is_common_word(w) or w.lower() in _NAME_TAILS | _NAME_HEADS  # noqa: E731
+    while words and not keep(words[-1]):
+        words.pop()
+    if words and not any(keep(w) for w in words):
+        return ""
+    return " ".join(words)
+
+
 def find_names(text: str, vocabulary: frozenset[str]) -> list[tuple[str, int, int]]:
     """Runs of words the example table never uses as question words: the names a question is about."""
     tokens = [t for t in _tokens(text) if "\u2063" not in t.text]
@@ -521,7 +567,9 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
             intent = "describe"
 
     entities: list[Entity] = list(subjects)
-    name_texts = [n for n, _, _ in names]
+    # A run of plain English words only ("own calculation", "quote") is the user's wording, not a name to look
+    # up (it stays masked for the classifiers, which learned names and wording apart).
+    name_texts = [core for core in (_name_core(n) for n, _, _ in names) if core]
     # A question that gives a structure is about it; other words next to it ("zwitterion", "proteomics hit")
     # are not names to look up, unless the question compares several things.
     use_names = not subjects or intent in ("compare", "similarity_pair")
@@ -564,4 +612,5 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
     return Understanding(question=question, intent=intent, attributes=attributes,
                          entities=(entities + pmids)[:MAX_ENTITIES + len(pmids)], follow_up=follow_up, topic=topic,
                          confidence=round(confidence, 4), nearest_example=table.texts[best],
-                         fresh=bool(_FRESH.search(question)) and intent == "literature", names=name_texts)
+                         fresh=bool(_FRESH.search(question)) and intent == "literature",
+                         names=[n for n, _, _ in names] if intent == "literature" else name_texts)

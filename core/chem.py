@@ -190,6 +190,18 @@ def validate_sequence(sequence: object, *, max_residues: int | None = None, on_t
     return residues
 
 
+def sequence_mass(sequence: str) -> float:
+    """Average mass in Da of a protein sequence (Biopython's ProteinAnalysis, average isotopic masses,
+    one water added). Ambiguous letters (B, Z, X, U, O) are not weighed: the result is then ``nan``."""
+    # deferred: Biopython's ProtParam is only needed for sequence questions
+    from Bio.SeqUtils.ProtParam import ProteinAnalysis
+
+    clean = sequence.upper().rstrip("*")
+    if set(clean) - set(STANDARD_AMINO_ACIDS):
+        return float("nan")
+    return float(ProteinAnalysis(clean).molecular_weight())
+
+
 def is_sequence(value: object) -> bool:
     """True when ``validate_sequence`` would accept ``value`` as plain residues (no FASTA, no errors)."""
     if not isinstance(value, str):

@@ -470,10 +470,16 @@ class SimilarHit(BaseModel):
         name = f" {self.name}" if self.name else ""
         return f"[{self.label}]{name} (similarity {self.similarity:.2f}, {self.source}): {short(self.description, 250)}"
 
+    @property
+    def identical(self) -> bool:
+        """The query itself (same structure or sequence), found in the reference."""
+        return self.similarity >= 0.9995
+
     def markdown(self) -> list[str]:
         name = self.name or (f"CID {self.id}" if self.kind == "molecule" and self.id.isdigit() else self.id)
         described = f": {snippet(self.description, 1, 240)}" if self.description else ""
-        return [f"- {name} (similarity {self.similarity:.2f}, {self.source}){described} [{self.label}]."]
+        how = "identical to the query" if self.identical else f"similarity {self.similarity:.2f}"
+        return [f"- {name} ({how}, {self.source}){described} [{self.label}]."]
 
     def html(self) -> str:
         return f"<li>{_e(self.name or self.id)} ({self.similarity:.2f}): {_e(snippet(self.description, 1, 240))} " \

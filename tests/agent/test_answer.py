@@ -165,3 +165,18 @@ def test_what_is_known_about_a_condition_is_a_literature_question():
     assert understand("what is familial adenomatous polyposis").intent == "literature"
     assert understand("describe the APC tumour suppressor").intent == "describe"
     assert understand("tell me about aspirin").intent == "describe"
+
+
+def test_pairwise_similarity_is_read_in_words_and_a_protein_sequence_is_weighed():
+    same = [molecule_properties(x).model_dump() for x in ("CC(=O)Oc1ccccc1C(=O)O", "OC(=O)c1ccccc1OC(C)=O")]
+    text = compose_answer("same thing?", {"properties": same, "intent": "similarity_pair"})
+    assert "is 1.00" in text and "they are the same molecule (identical InChIKey)" in text
+    far = [molecule_properties(x).model_dump() for x in ("CCO", "c1ccc2ccccc2c1")]
+    assert "low: structurally dissimilar" in compose_answer("similar?", {"properties": far, "intent": "similarity_pair"})
+    sequence = "QPRSHVDCPALHGQCQSLPCTYPLVFVGPDPFHCGPYPQFGCCA"
+    text = compose_answer("mass?", {"intent": "describe", "entity": {"kind": "protein", "value": sequence,
+                                                                     "source": "sequence"}})
+    assert text.startswith("The query is a protein sequence of 44 residues, average mass 4,774 Da")
+    hit = {**HIT, "similarity": 1.0, "name": "paracetamol", "id": "1983"}
+    text = compose_answer("nearest?", {"intent": "similar", "similar": [hit]})
+    assert "paracetamol (identical to the query, ChEBI-20 reference)" in text and "[ChEBI-20 CID 1983]" in text

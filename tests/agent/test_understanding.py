@@ -100,3 +100,18 @@ def test_a_fasta_record_ends_where_the_prose_after_it_begins():
         assert match.entity.value == residues + residues[:20]
     spaced = ">sp|X\n   1 mvlspadktn vkaawgkvga hageygaeal\n  31 ermflsfptt ktyfphfdls\nwhat is it"
     assert recognise(spaced)[0].entity.value == "MVLSPADKTNVKAAWGKVGAHAGEYGAEALERMFLSFPTTKTYFPHFDLS"
+
+
+@pytest.mark.parametrize(("question", "entities"), [
+    ("Does PubChem have a text description for caffeine? If so quote it.", ["caffeine"]),
+    ("According to PubChem (not your own calculation), how many H-bond acceptors does aspirin have?", ["aspirin"]),
+    ("Can you pull the PubChem description for aspirin? Just a one-paragraph summary.", ["aspirin"]),
+    ("tell me about acetic acid", ["acetic acid"]),
+    ("what is the insulin receptor", ["insulin receptor"]),
+])
+def test_plain_english_words_are_never_looked_up_as_names(question, entities):
+    from biomedgpt.agent.understanding import is_common_word
+
+    assert [e.value for e in understand(question).entities] == entities
+    assert is_common_word("quote") and is_common_word("calculations") and not is_common_word("aspirin")
+    assert not is_common_word("APC") and not is_common_word("BRCA1") and not is_common_word("huntingtin")
