@@ -67,6 +67,9 @@ _ATTRIBUTE_CLAUSE = re.compile(r"[,;?]|\band\b|\bplus\b|\balso\b|\bas well as\b"
 MASKED_WEIGHT = 0.9
 #: A question without identifiers whose reading as written is at least this sure it is off-domain is declined.
 OUTSIDE_MIN = 0.6
+#: A question that refers to the conversation ("how long is it?") but reads as off-domain is about the subject
+#: when some field is asked at least this surely.
+REFERRING_MIN_ATTRIBUTE = 0.5
 #: Bump when the classifiers change, so cached weights are refitted.
 CLASSIFIER_VERSION = 3
 #: Most entities one question is about (keeps a plan short).
@@ -96,6 +99,8 @@ _SINGULAR_REF = re.compile(r"\b(?:it|its|it's|this|that|the (?:molecule|compound
                            r"enzyme|sequence|receptor|kinase|entry|one))\b", re.I)
 _ORDINAL = re.compile(r"\b(?:the\s+)?(first|second|third|fourth|fifth|last|former|latter|1st|2nd|3rd|4th|5th)"
                       r"(?:\s+(?:one|compound|molecule|drug|protein|entry|structure))?\b", re.I)
+_WHICH_OF = re.compile(r"\bwhich(?:\s+one)?\b.*\b(?:\w+er|more|less|fewer|higher|lower|best|most|least)\b", re.I)
+_OTHER = re.compile(r"\b(?:the\s+other(?:\s+one)?|the\s+rest)\b", re.I)
 _FIRST_N = re.compile(r"\b(?:the\s+)?first\s+(two|three|four|2|3|4)\b", re.I)
 _ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "4th": 3,
              "fifth": 4, "5th": 4, "last": -1, "former": 0, "latter": -1}
@@ -325,6 +330,8 @@ def _tokens(text: str) -> list[_Token]:
         stripped = raw.strip("?!.,;:\"'`“”‘’")
         if stripped.endswith("'s") or stripped.endswith("’s"):
             stripped = stripped[:-2]
+        if re.fullmatch(r"\([^()]+\)", stripped):
+            stripped = stripped[1:-1]  # "(ethanol)"
         if stripped.startswith("(") and stripped.count("(") > stripped.count(")"):
             stripped = stripped[1:]
         if stripped.endswith(")") and stripped.count(")") > stripped.count("("):
@@ -440,6 +447,13 @@ def _resolve_references(question: str, context: UnderstandingContext) -> list[En
             return [recent[index].model_copy(update={"from_context": True})]
     if _PLURAL_REF.search(question) and len(recent) > 1:
         return [e.model_copy(update={"from_context": True}) for e in recent[-MAX_ENTITIES:]]
+    if _WHICH_OF.search(question) and len(recent) > 1:  # "which one is heavier?": the ones named, compared
+        return [e.model_copy(update={"from_context": True}) for e in recent[-MAX_ENTITIES:]]
+    if _OTHER.search(question) and len(recent) > 1:  # "and the other one?": the one named that is not "it"
+        others = [e for e in recent if context.current is None or (e.kind, e.value) != (context.current.kind,
+                                                                                          context.current.value)]
+        if others:
+            return [others[-1].model_copy(update={"from_context": True})]
     if context.current is not None and not re.search(
             r"\b(?:protein|enzyme|sequence|receptor|kinase|molecule|compound|drug|structure|chemical)\b", question, re.I):
         return [context.current.model_copy(update={"from_context": True})]
@@ -490,11 +504,13 @@ _QUOTE_CHARS = "?!,;:.\"'`“”‘’"
 
 def _malformed_structure(question: str, matches: list) -> str:
     """The one-sentence problem of a malformed SMILES or protein sequence in ``question``, or ""."""
-    from biomedgpt.core.chem import parse_smiles, validate_sequence
+    from biomedgpt.core.chem import parse_smiles, try_parse_smiles, validate_sequence
     from biomedgpt.core.errors import InputError as Invalid
 
     for token in re.finditer(r"\S+", question):
         text = token.group().strip(_QUOTE_CHARS)
+        if text.startswith("(") and text.endswith(")") and try_parse_smiles(text[1:-1]) is not None:
+            text = text[1:-1]  # "naproxen (COc1ccc2cc(ccc2c1)[C@H](C)C(=O)O)": a SMILES given in parentheses
         inside = [m for m in matches if m.start < token.end() and token.start() < m.end]
         if inside and not (len(text) >= 20 and all(m.end - m.start < len(text) for m in inside)):
             continue  # a recognised identifier (an accession, a whole sequence, a valid SMILES)
@@ -553,8 +569,16 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
     masked_p, written_p = table.intent_probabilities(vector), table.intent_probabilities(plain)
     probabilities = {k: MASKED_WEIGHT * masked_p[k] + (1 - MASKED_WEIGHT) * written_p[k] for k in masked_p}
     intent = max(probabilities, key=probabilities.get)
+    referring = bool(context.entities) and bool(_SINGULAR_REF.search(question) or _PLURAL_REF.search(question)
+                                                  or _ORDINAL.search(question) or _OTHER.search(question))
     if not matches and written_p["out_of_domain"] >= OUTSIDE_MIN:
         intent = "out_of_domain"  # read as written it is small talk or trivia, whatever the names are
+    if referring and intent in ("out_of_domain", "unclear"):
+        # "how long is it?" after a protein: a question about the conversation's subject, however short; but
+        # "is it raining in Paris?" stays off-domain (no field of a record is asked)
+        asked = table.attribute_probabilities(vector)
+        if max(asked.values()) >= REFERRING_MIN_ATTRIBUTE:
+            intent = "attribute"
 
     structured = [m.entity for m in matches]
     subjects = [e for e in structured if e.kind in ("molecule", "protein", "cid", "inchikey")]
@@ -570,6 +594,13 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
     # A run of plain English words only ("own calculation", "quote") is the user's wording, not a name to look
     # up (it stays masked for the classifiers, which learned names and wording apart).
     name_texts = [core for core in (_name_core(n) for n, _, _ in names) if core]
+    # "naproxen (COc1…)" or "COc1… (naproxen)": the name and the structure beside it are one molecule, and the
+    # structure says exactly which; the name is not looked up as a second one.
+    glued = {n for n, start, end in names
+             if any(re.fullmatch(r"\s*\(\s*", question[end:m.start]) or re.fullmatch(r"\s*\(\s*", question[m.end:start])
+                    for m in matches if m.entity.is_structure)}
+    name_texts = [n for n, (raw, _, _) in zip(name_texts, [x for x in names if _name_core(x[0])], strict=True)
+                  if raw not in glued]
     # A question that gives a structure is about it; other words next to it ("zwitterion", "proteomics hit")
     # are not names to look up, unless the question compares several things.
     use_names = not subjects or intent in ("compare", "similarity_pair")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html as _html
 import re
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -50,10 +51,17 @@ class Fact(NamedTuple):
 
 
 def fmt(value: Any, digits: int = 2) -> str:
-    """A float with at most ``digits`` decimals and no trailing zeros (``-0`` shown as ``0``)."""
+    """A float rounded half-up to ``digits`` decimals, from its shortest decimal form (151.165 -> 151.17, not
+    the binary 151.16499… -> 151.16). Trailing zeros are dropped only when the value has no more decimals than
+    that (PubChem's XLogP3 1.2 stays "1.2"; RDKit's 1.995 reads "2.00", not "2"); ``-0`` reads ``0``."""
     if isinstance(value, float):
-        text = f"{value:.{digits}f}".rstrip("0").rstrip(".")
-        return "0" if text in ("-0", "") else text
+        if value != value or value in (float("inf"), float("-inf")):
+            return str(value)
+        exact = Decimal(repr(value))
+        text = str(exact.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+        if -exact.as_tuple().exponent <= digits:
+            text = text.rstrip("0").rstrip(".") if "." in text else text
+        return text[1:] if text.startswith("-") and not text.strip("-0.") else text
     return str(value)
 
 

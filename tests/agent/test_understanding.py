@@ -115,3 +115,22 @@ def test_plain_english_words_are_never_looked_up_as_names(question, entities):
     assert [e.value for e in understand(question).entities] == entities
     assert is_common_word("quote") and is_common_word("calculations") and not is_common_word("aspirin")
     assert not is_common_word("APC") and not is_common_word("BRCA1") and not is_common_word("huntingtin")
+
+
+def test_conversation_references_compare_the_ones_named_and_short_follow_ups_stay_on_the_subject():
+    two = UnderstandingContext(entities=[Entity(kind="molecule", value="triclosan"),
+                                         Entity(kind="molecule", value="aspirin")],
+                               current=Entity(kind="molecule", value="aspirin"))
+    assert [e.value for e in understand("which one has the higher XLogP?", two).entities] == ["triclosan", "aspirin"]
+    assert [e.value for e in understand("and the other one?", two).entities] == ["triclosan"]
+    protein = UnderstandingContext(entities=[Entity(kind="protein", value="P05067")],
+                                   current=Entity(kind="protein", value="P05067"))
+    assert understand("how long is it", protein).attributes == ["length"]
+    assert understand("is it raining in Paris?", protein).intent == "out_of_domain"
+
+
+def test_a_name_beside_its_smiles_is_one_molecule():
+    got = understand("naproxen (COc1ccc2cc(ccc2c1)[C@H](C)C(=O)O) versus ketoprofen "
+                     "(CC(C(=O)O)c1cccc(c1)C(=O)c1ccccc1): which has the bigger polar surface area?")
+    assert got.intent == "compare" and [e.source for e in got.entities] == ["smiles", "smiles"]
+    assert [e.value for e in understand("compare CCO (ethanol) and aspirin").entities] == ["CCO", "aspirin"]
