@@ -42,6 +42,7 @@ bench: install
 	@if [ -f bench/literature.py ]; then $(BIN)/python bench/literature.py; fi
 	$(BIN)/python bench/featurize.py --shared $(SHARED)
 	$(BIN)/python bench/similarity.py --shared $(SHARED)
+	$(BIN)/python bench/cold_start.py
 
 # The cases too big for `make bench`: similarity over 1,000,000 references (synthetic fingerprints; the RDKit
 # baseline is measured too, ~0.6 GB and ~1 min) and a 100,000-line BIOMEDGPT_MOLECULE_DB file.
