@@ -61,6 +61,9 @@ ATTRIBUTE_C = 16.0
 ATTRIBUTE_MIN_PROBABILITY = 0.2
 #: A clause of a question read alone asks a field when its probability reaches this (higher: a clause is short).
 CLAUSE_MIN_PROBABILITY = 0.5
+#: A question about names only (no structure) whose clause reads this surely as a request for papers ("any
+#: data?", "cite papers pls") is a literature question.
+CLAUSE_LITERATURE_MIN = 0.6
 #: Where a question's clauses part ("logP and TPSA, and is it drug-like?").
 _ATTRIBUTE_CLAUSE = re.compile(r"[,;?]|\band\b|\bplus\b|\balso\b|\bas well as\b", re.I)
 #: Weight of the masked reading against the reading as written in the intent vote (chosen on the dev split).
@@ -585,6 +588,9 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
     pmids = [e for e in structured if e.kind == "pmid"]
 
     attributes: list[str] = []
+    if (intent == "describe" or intent == "compare" and probabilities["compare"] < 0.5) and not subjects and not pmids and any(
+            table.intent_probabilities(v)["literature"] >= CLAUSE_LITERATURE_MIN for v in clause_vectors):
+        intent = "literature"  # "… in myotonic dystrophy? I'd like a few references.": a clause asks for papers
     if intent in ("attribute", "compare", "similar"):
         attributes = _attributes(vector, table, clause_vectors)
         if intent == "attribute" and not attributes:

@@ -357,8 +357,9 @@ class PubChemClient(WrapsServiceClient):
             found = self.properties(cids[:PROPERTY_BATCH_FOR_NAMES])
             exact = [c for c in found if (c.title or "").casefold() == name.strip().casefold()]
             if exact:
-                return self._with_details(exact[0]) if details else exact[0]
-        return self.by_cid(cids[0], details=details)
+                chosen = self._with_details(exact[0]) if details else exact[0]
+                return chosen.model_copy(update={"asked_as": name.strip()})
+        return self.by_cid(cids[0], details=details).model_copy(update={"asked_as": name.strip()})
 
     def by_smiles(self, smiles: str, *, details: bool = True) -> Compound:
         return self.by_cid(self.cids_for_smiles(smiles)[0], details=details)

@@ -126,6 +126,8 @@ class Compound(BaseModel):
     tpsa: float | None = None
     synonyms: list[str] = Field(default_factory=list)
     descriptions: list[Description] = Field(default_factory=list)
+    #: The name the user looked it up by ("triclosan"), when it was found by name.
+    asked_as: str | None = None
 
     @property
     def label(self) -> str:
@@ -137,7 +139,9 @@ class Compound(BaseModel):
 
     @property
     def name(self) -> str:
-        return self.title or self.iupac_name or self.label
+        """PubChem's title, else the name it was asked by, else its IUPAC name: answers name a compound as
+        people do ("triclosan", not "5-chloro-2-(2,4-dichlorophenoxy)phenol")."""
+        return self.title or self.asked_as or self.iupac_name or self.label
 
     def get(self, attribute: str) -> Fact | None:
         label = self.label
