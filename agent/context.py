@@ -38,8 +38,9 @@ class Context:
     chat_model: Any = None
     #: How the back end is named to the user in errors (e.g. ``openai:gpt-4o``).
     backend: str = "none"
-    #: Who picks the tools when a chat model is configured: ``router`` (the model only writes the answer from
-    #: the records) or ``model`` (the model calls tools itself). See ``agent/modes.py``.
+    #: Who picks the tools when a chat model is configured: ``router`` (the model only writes the answer's opening
+    #: sentence; the composed, cited facts follow it) or ``model`` (the model calls tools itself). See
+    #: ``agent/modes.py``.
     tool_choice: str = "router"
     #: The chat model's limits: seconds to the first token, seconds for a whole reply, tokens per reply.
     limits: ChatLimits = field(default_factory=ChatLimits)
