@@ -73,6 +73,75 @@ def _load(path: str, device: str):
 
 def embedding_function(settings: Settings | None = None):
     """The Chroma ``EmbeddingFunction`` for the configured model (loaded once per process for each model and
-    device: like the BioMedGPT model, too large to load per ``Services``)."""
+    device: like the BioMedGPT model, too large to load per ``Services``).
+
+    The shipped model on the CPU (or ``auto``) gets :func:`_quick_function`: the same function to Chroma (name and
+    configuration), whose short inputs (a question) go through the ONNX Runtime copy of the model that question
+    understanding already loaded, so a literature question never imports torch, sentence-transformers or SciPy."""
     settings = settings or get_settings()
-    return _load(str(resolve_model_path(settings)), resolve_device(settings.device))
+    path = str(resolve_model_path(settings))
+    # "auto" is judged without torch (resolve_device imports it): queries run on the CPU either way
+    if str(settings.device).strip() in ("", "auto", "cpu") and path == str(default_model_path()):
+        key = (path, str(settings.home), str(settings.device))
+        if key not in _QUICK:
+            _QUICK[key] = _quick_function(path, settings)
+        return _QUICK[key]
+    return _load(path, resolve_device(settings.device))
+
+
+_QUICK: dict[tuple[str, str], object] = {}
+
+
+def _quick_function(path: str, settings: Settings):
+    """Chroma's ``SentenceTransformerEmbeddingFunction`` of the shipped MiniLM, computed by ONNX Runtime
+    (``tools/minilm_onnx.py``, vectors equal within float error) for texts that fit its 128 tokens, by
+    sentence-transformers (loaded then) for longer ones, which it would cut shorter than the 256 tokens
+    sentence-transformers reads (ingested chunks)."""
+    # deferred: chromadb costs ~0.7 s to import; this runs when the store opens, which imports it anyway
+    from chromadb.api.types import EmbeddingFunction
+    from chromadb.utils.embedding_functions import SentenceTransformerEmbeddingFunction as Reference
+
+    # deferred: minilm_onnx imports this module (default_model_path)
+    from biomedgpt.tools import minilm_onnx
+
+    class QuickMiniLMEmbeddingFunction(EmbeddingFunction):
+        def __init__(self) -> None:
+            self.model_name = path
+            self.device = "cpu"
+            self.normalize_embeddings = True
+            self.kwargs = {"local_files_only": True}
+
+        def __call__(self, input):  # noqa: A002 - Chroma's signature
+            texts = list(input)
+            encoder = minilm_onnx.embedder(settings)  # the encoder of this home (exported there once)
+            if texts and all(len(e.ids) < minilm_onnx.MAX_TOKENS for e in encoder.tokenizer.encode_batch(texts)):
+                return list(encoder(texts))
+            return _load(path, resolve_device(settings.device))(texts)  # "auto": CUDA when there is one
+
+        @staticmethod
+        def name() -> str:
+            return Reference.name()  # the persisted collections name this function: they stay compatible
+
+        def default_space(self):
+            return "cosine"
+
+        def supported_spaces(self):
+            return ["cosine", "l2", "ip"]
+
+        @staticmethod
+        def build_from_config(config):
+            # Chroma calls this to check the function (is_legacy): an instance that loads nothing until it embeds
+            return QuickMiniLMEmbeddingFunction()
+
+        def get_config(self) -> dict:
+            return {"model_name": self.model_name, "device": self.device,
+                    "normalize_embeddings": self.normalize_embeddings, "kwargs": self.kwargs}
+
+        def validate_config_update(self, old_config, new_config) -> None:
+            return None
+
+        @staticmethod
+        def validate_config(config) -> None:
+            Reference.validate_config(config)
+
+    return QuickMiniLMEmbeddingFunction()

@@ -69,12 +69,16 @@ def test_the_json_output_of_a_smiles_question_imports_nothing_heavy(tmp_path, wa
     assert not [name for name in modules if name.split(".")[0] in HEAVY]
 
 
-def test_a_literature_question_never_splits_sentences_again(tmp_path, warm_home):
-    """After the first search of a home, the bundled corpus is checked by its remembered chunk ids: no NLTK."""
+def test_a_literature_question_loads_only_the_encoder_and_the_store(tmp_path, warm_home):
+    """The query is embedded by the ONNX copy of MiniLM (no torch, sentence-transformers or SciPy), and after the
+    first search of a home the bundled corpus is checked by its remembered chunk ids (no NLTK)."""
     from biomedgpt.tools.literature import LiteratureStore
 
     LiteratureStore().ensure_bundled()  # the first check of this home (chunks the corpus once)
     modules, out = _modules_after(tmp_path, "ask", "What does the literature say about BRCA1 and breast cancer?",
                                   BIOMEDGPT_OFFLINE="1")
     assert "[PMID" in out
-    assert not [name for name in modules if name.split(".")[0] in ("nltk", "langgraph", "langsmith")]
+    loaded = [name for name in modules if name.split(".")[0] in HEAVY and name.split(".")[0] not in
+              ("chromadb", "requests_cache")]
+    assert not loaded, f"a literature ask imported {sorted(loaded)[:12]}"
+    assert "chromadb" in modules and "onnxruntime" in modules
