@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 from biomedgpt.core.chem import AMINO_ACIDS, MIN_DISTINCT_RESIDUES, MIN_SEQUENCE_LENGTH, try_parse_smiles
+from biomedgpt.core.sources import UNIPROT_ACCESSION
 
 EntityKind = Literal["molecule", "protein", "pmid", "cid", "inchikey", "text"]
 EntitySource = Literal["smiles", "name", "accession", "sequence", "pmid", "cid", "inchikey", "text"]
@@ -60,10 +61,7 @@ class Entity(BaseModel):
 
 #: UniProt's official accession pattern (https://www.uniprot.org/help/accession_numbers); an isoform
 #: suffix ("P05067-2") is left outside the match, so the canonical entry is looked up.
-ACCESSION_RE = re.compile(
-    r"(?<![A-Za-z0-9])((?:[OPQ][0-9][A-Z0-9]{3}[0-9]|[A-NR-Z][0-9](?:[A-Z][A-Z0-9]{2}[0-9]){1,2}))"
-    r"(?![A-Za-z0-9])"
-)
+ACCESSION_RE = re.compile(rf"(?<![A-Za-z0-9])({UNIPROT_ACCESSION})(?![A-Za-z0-9])")
 PMID_RE = re.compile(r"\b(?:PMID|PubMed(?:\s+ID)?)\s*[:#]?\s*(\d{1,9})\b", re.IGNORECASE)
 CID_RE = re.compile(r"\b(?:PubChem\s+)?CID\s*[:#]?\s*(\d{1,10})\b", re.IGNORECASE)
 INCHIKEY_RE = re.compile(r"(?<![A-Z0-9-])([A-Z]{14}-[A-Z]{10}-[A-Z])(?![A-Z0-9-])")

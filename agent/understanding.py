@@ -503,6 +503,10 @@ def _mask(text: str, spans: list[tuple[int, int]]) -> str:
 
 
 _QUOTE_CHARS = "?!,;:.\"'`“”‘’"
+#: An identifier the question names as such ("accession 12345XYZ", "this sequence: MKT123@@"): when the
+#: recognisers found none there, what was written is reported as unreadable rather than looked up as a name.
+_LABELLED_ID = re.compile(r"\b(?P<what>accession(?:\s+(?:number|no\.?|id))?|sequence)\s*(?:is|=|:)?\s*"
+                          r"(?P<value>(?=\S*[0-9@#$%^&*!<>=|])[^\s]{6,})", re.I)
 
 
 def _malformed_structure(question: str, matches: list) -> str:
@@ -524,6 +528,17 @@ def _malformed_structure(question: str, matches: list) -> str:
                 validate_sequence(text)  # a pasted sequence with letters no protein has
         except Invalid as error:
             return f"I can't read that structure: {error}."
+    labelled = _LABELLED_ID.search(question)
+    if labelled and not any(m.start <= labelled.start("value") < m.end for m in matches):
+        value = labelled.group("value").strip(_QUOTE_CHARS)
+        if labelled.group("what").lower().startswith("accession"):
+            return (f"I can't read that accession: {value!r} is not a UniProt accession (they look like P05067 or "
+                    f"A0A023GPI8).")
+        if len(value) >= 6 and re.search(r"[^A-Za-z*\s]", value):
+            try:
+                validate_sequence(value)
+            except Invalid as error:
+                return f"I can't read that sequence: {error}."
     return ""
 
 

@@ -13,6 +13,10 @@ from __future__ import annotations
 import re
 
 #: Locally computed descriptors (never looked up).
+#: UniProt's accession pattern (https://www.uniprot.org/help/accession_numbers), unanchored: the one
+#: definition the recogniser (agent/entities) and the client (tools/uniprot) build their regexes from.
+UNIPROT_ACCESSION = r"(?:[OPQ][0-9][A-Z0-9]{3}[0-9]|[A-NR-Z][0-9](?:[A-Z][A-Z0-9]{2}[0-9]){1,2})"
+
 RDKIT_LABEL = "RDKit"
 RDKIT_URL = "https://www.rdkit.org"
 #: Text written by the BioMedGPT model (labelled as model output, never as a database fact).

@@ -19,13 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from biomedgpt.core.errors import InputError, shorten
 from biomedgpt.core.settings import Settings
+from biomedgpt.core.sources import UNIPROT_ACCESSION
 from biomedgpt.tools.errors import InactiveEntry, NotFound, ServiceError
 from biomedgpt.tools.http import ServiceClient, WrapsServiceClient, body_summary, expect_json
 from biomedgpt.tools.progress import report
 from biomedgpt.tools.records import ProteinEntry
 
 # UniProt's official accession pattern (https://www.uniprot.org/help/accession_numbers).
-ACCESSION_RE = re.compile(r"^(?:[OPQ][0-9][A-Z0-9]{3}[0-9]|[A-NR-Z][0-9](?:[A-Z][A-Z0-9]{2}[0-9]){1,2})$")
+ACCESSION_RE = re.compile(rf"^{UNIPROT_ACCESSION}$")
 MAX_PAGE_SIZE = 500  # UniProt's limit for one search page
 
 # Common names people type after a protein name ("APP human") → NCBI taxonomy ids.

@@ -134,3 +134,11 @@ def test_a_name_beside_its_smiles_is_one_molecule():
                      "(CC(C(=O)O)c1cccc(c1)C(=O)c1ccccc1): which has the bigger polar surface area?")
     assert got.intent == "compare" and [e.source for e in got.entities] == ["smiles", "smiles"]
     assert [e.value for e in understand("compare CCO (ethanol) and aspirin").entities] == ["CCO", "aspirin"]
+
+
+def test_an_identifier_named_as_such_but_unreadable_is_refused_with_the_reason():
+    got = understand("what protein is this sequence: MKT123@@!!QQ##")
+    assert got.intent == "invalid" and "not an amino-acid letter" in got.problem and not got.entities
+    got = understand("look up uniprot accession 12345XYZ!!")
+    assert got.intent == "invalid" and "'12345XYZ' is not a UniProt accession" in got.problem
+    assert understand("accession number for insulin receptor").intent != "invalid"
