@@ -6,7 +6,8 @@ tool_calls: [{name, args, ok, error}], artifacts}``. ``answer_source`` is ``llm`
 answer (its claims checked by ``agent/grounding``; ``ungrounded`` lists those no record backs) and ``composed``
 when the router composed it from the records; ``truncated`` says a chat model's reply was cut at
 ``BIOMEDGPT_LLM_MAX_TOKENS`` or ``BIOMEDGPT_LLM_DEADLINE``. A named session is stored in ``BIOMEDGPT_HOME/sessions.sqlite`` and resumes from the
-CLI, Python and Jupyter alike; without a name the conversation lives only in memory.
+CLI, Python and Jupyter alike; a question without a session keeps nothing (no checkpoint), and when the router
+plans it without a chat model it is answered without LangGraph, with the same result (``agent/fast_path.py``).
 
 Each assistant has its own ``Services`` (``tools/services.py``: HTTP sessions, clients, the literature store),
 built from its ``settings`` or handed in (``Assistant(services=...)``), and passes it to the graph in the run-time

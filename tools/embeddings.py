@@ -7,6 +7,9 @@ sentence-transformers model folder named by ``BIOMEDGPT_EMBEDDING_MODEL``. It is
 ``SentenceTransformerEmbeddingFunction`` (so a collection records which model made its vectors),
 loaded with ``local_files_only=True`` and returning unit-length vectors (cosine space), on the device of
 ``BIOMEDGPT_DEVICE`` (``core.settings.resolve_device``: ``auto`` is CUDA when available, as for every model).
+For the shipped model on the CPU (or ``auto``) the function Chroma gets has that name and configuration but
+embeds texts under 128 tokens (questions) with the ONNX Runtime copy of the model (``tools/minilm_onnx.py``,
+equal within float error), so a literature question loads neither torch nor sentence-transformers.
 """
 
 from __future__ import annotations
