@@ -235,7 +235,8 @@ def _similar_known(smiles: str | None = None, sequence: str | None = None, k: in
     # not left out here (training and evaluation leave it out through model/prompts' one exclusion rule).
     if smiles is not None:
         resolved = resolve_molecule(smiles, services)
-        hits = similar_known(smiles=resolved.smiles, k=k, online=not services.settings.offline, leave_self_out=False)
+        hits = similar_known(smiles=resolved.smiles, k=k, online=not services.settings.offline, leave_self_out=False,
+                             pubchem=services.pubchem)
         what = f"molecule {smiles!r}"
     else:
         protein = resolve_protein(sequence, services=services)

@@ -23,6 +23,7 @@ from biomedgpt.tools.errors import NotFound
 from biomedgpt.tools.progress import report
 from biomedgpt.tools.pubchem import PubChemClient
 from biomedgpt.tools.records import Compound, SimilarHit
+from biomedgpt.tools.services import default_services
 
 MOLECULE_SOURCE = "ChEBI-20 reference"
 PROTEIN_SOURCE = "Swiss-Prot reference"
@@ -54,11 +55,13 @@ def molecule_reference():
     return default_molecule_index(), MOLECULE_SOURCE
 
 
-def _pubchem_hits(smiles: str, k: int, exclude: set[str], leave_self_out: bool) -> list[SimilarHit]:
-    """PubChem neighbours, scored with the same Morgan/Tanimoto measure as the local reference."""
+def _pubchem_hits(pubchem: PubChemClient, smiles: str, k: int, exclude: set[str],
+                  leave_self_out: bool) -> list[SimilarHit]:
+    """PubChem neighbours (asked through ``pubchem``), scored with the same Morgan/Tanimoto measure as the local
+    reference."""
     from rdkit import DataStructs  # deferred: RDKit costs ~0.2 s to import
 
-    compounds: list[Compound] = PubChemClient().similar(smiles, threshold=PUBCHEM_THRESHOLD, max_records=k + 1)
+    compounds: list[Compound] = pubchem.similar(smiles, threshold=PUBCHEM_THRESHOLD, max_records=k + 1)
     query = parse_smiles(smiles)
     query_key = molecule_key(query)
     generator = morgan_generator()
@@ -90,14 +93,16 @@ def _pubchem_hits(smiles: str, k: int, exclude: set[str], leave_self_out: bool) 
 
 def similar_known(smiles: str | None = None, sequence: str | None = None, k: int = 5, *,
                   online: bool | None = None, exclude_ids: Iterable[str] = (),
-                  leave_self_out: bool = True) -> list[SimilarHit]:
+                  leave_self_out: bool = True, pubchem: PubChemClient | None = None) -> list[SimilarHit]:
     """The ``k`` nearest known molecules (give ``smiles``) or proteins (give ``sequence``), best first.
 
     Molecules: ChEBI-20 reference hits (Morgan Tanimoto; the ``BIOMEDGPT_MOLECULE_DB`` file's instead when
-    that is set), then, when ``online`` (default: not
-    ``BIOMEDGPT_OFFLINE``), up to ``k`` PubChem ``fastsimilarity_2d`` hits scored the same way.
+    that is set), then, when ``online`` (default: not ``offline`` in the settings of ``pubchem``, else of the
+    process), up to ``k`` PubChem ``fastsimilarity_2d`` hits scored the same way.
     Proteins: Swiss-Prot reference hits (3-mer cosine). ``leave_self_out`` drops the query itself
-    (same InChIKey / identical sequence); ``exclude_ids`` drops given CIDs or accessions.
+    (same InChIKey / identical sequence); ``exclude_ids`` drops given CIDs or accessions. ``pubchem`` is the
+    client the PubChem search goes through (an ``Assistant``'s ``services.pubchem``, so its settings' server and
+    session are used); without one, that of the process-wide ``Services`` (``default_services()``).
     """
     if (smiles is None) == (sequence is None):
         raise InputError("similar_known needs exactly one of smiles= or sequence=")
@@ -112,11 +117,13 @@ def similar_known(smiles: str | None = None, sequence: str | None = None, k: int
     local = [_from_hit(h, source) for h in index.search(smiles, k, exclude_ids=exclude,
                                                         leave_self_out=leave_self_out)]
     if online is None:
-        online = not get_settings().offline
+        online = not (pubchem.http.settings if pubchem is not None else get_settings()).offline
     if not online:
         return local
+    if pubchem is None:
+        pubchem = default_services().pubchem
     try:
-        remote = _pubchem_hits(smiles, k, exclude, leave_self_out)
+        remote = _pubchem_hits(pubchem, smiles, k, exclude, leave_self_out)
     except NotFound:  # PubChem has no compound above the threshold: nothing to add
         return local
     except (BiomedGPTError, OSError) as error:  # ServiceError, OfflineMiss, Throttled, connection failures
