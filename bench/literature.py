@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     import torch
 
-    from biomedgpt.core.settings import Settings
-    from biomedgpt.tools.embeddings import resolve_device, resolve_model_path
+    from biomedgpt.core.settings import Settings, resolve_device
+    from biomedgpt.tools.embeddings import resolve_model_path
 
     sizes = [2_000, 10_000] if args.quick else [10_000, 100_000]
     n_queries = args.queries or (20 if args.quick else 50)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from biomedgpt.core.errors import ConfigError
+from biomedgpt.core.settings import resolve_device
 
 _LAZY = {
     "featurize_smiles": ("biomedgpt.model.molecule", "featurize_smiles"),
@@ -50,8 +51,9 @@ def load_model(name_or_path: str = "mini", *, device: str = "cpu", dtype: Any = 
     """A ready ``BioMedGPT`` in eval mode: "mini", "tiny", or a folder saved by ``save_pretrained``.
 
     "mini" uses the shipped trained encoders when the package has them; otherwise they are freshly
-    initialised with a fixed seed and ``model.config.trained`` is False. ``dtype`` None means float32
-    on CPU and bfloat16 on CUDA. The released 10B model loads with ``load_official`` instead.
+    initialised with a fixed seed and ``model.config.trained`` is False. ``device="auto"`` is CUDA when torch
+    sees a GPU, else CPU (``core.settings.resolve_device``, the one meaning of "auto"). ``dtype`` None means
+    float32 on CPU and bfloat16 on CUDA. The released 10B model loads with ``load_official`` instead.
     """
     # deferred: the package stays import-free (torch, transformers load with the first model)
     from biomedgpt.model.checkpoint import load_pretrained
@@ -59,6 +61,7 @@ def load_model(name_or_path: str = "mini", *, device: str = "cpu", dtype: Any = 
     from biomedgpt.model.lm import load_lm, resolve_dtype
     from biomedgpt.model.weights import mini_weights_dir, shipped_mini_available
 
+    device = resolve_device(device)
     if name_or_path == "biomedgpt-10b":
         raise ConfigError("the biomedgpt-10b preset loads from the released files: use "
                           "load_official(checkpoint, lm_dir, esm_dir)")

@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from biomedgpt.core.errors import ConfigError
+from biomedgpt.core.settings import resolve_device
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,9 @@ class DistEnv:
 
 
 def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto`` → this process's CUDA device when there is one, else CPU."""
-    if requested == "auto":
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(requested)
+    """``auto`` → CUDA when torch sees a GPU, else CPU (``core.settings.resolve_device``, the one meaning of
+    "auto"); a CUDA device without an index is this process's GPU (``cuda:<local_rank>``)."""
+    device = torch.device(resolve_device(requested))
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
     return device
