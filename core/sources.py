@@ -2,10 +2,10 @@
 
 Why one module: an answer cites each fact by a bracketed label (``[PubChem CID 2244]``,
 ``[UniProt P05067]``, ``[PMID 12345678]``, ``[ChEBI-20 CID 2244]``, ``[RDKit]``, ``[BioMedGPT]``,
-``[Doc notes.md]``), the records build those labels and their links, and the answer checks keep only
-citations that look like one (``LABEL_PATTERN``). When the records, the similarity tool, the PubChem
-client and the answer check spell them from one place, a label the records write is always one the
-check accepts.
+``[Doc notes.md]``, ``[molecule reference refs.smi 42]``), the records build those labels and their links,
+and the answer checks keep only citations that look like one (``LABEL_PATTERN``). When the records, the
+similarity tool, the PubChem client and the answer check spell them from one place, a label the records
+write is always one the check accepts.
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ BIOMEDGPT_LABEL = "BioMedGPT"
 
 #: The labels a citation may take (any other bracketed text is not a citation).
 LABEL_PATTERN = re.compile(r"^(PubChem CID \d+|ChEBI-20 CID \d+|UniProt [A-Z0-9]{6,10}(?:-\d+)?|PMID \d+|RDKit|"
-                           r"BioMedGPT|Doc [^\[\];]{1,60})$")
+                           r"BioMedGPT|Doc [^\[\];]{1,60}|molecule reference [^\[\];,]{1,120})$")
+
+#: The ``source`` of a hit from a ``BIOMEDGPT_MOLECULE_DB`` file starts so (``molecule reference <file name>``).
+MOLECULE_DB_SOURCE_PREFIX = "molecule reference "
 
 
 def pubchem_label(cid: int | str) -> str:
@@ -56,6 +59,12 @@ def pmid_label(pmid: int | str) -> str:
 def pubmed_url(pmid: int | str | None) -> str:
     """The abstract's PubMed page; ``""`` without a PMID."""
     return f"https://pubmed.ncbi.nlm.nih.gov/{pmid}/" if pmid else ""
+
+
+def molecule_db_label(source: str, ident: str) -> str:
+    """A molecule of a ``BIOMEDGPT_MOLECULE_DB`` file, cited by its source (``molecule reference <file name>``)
+    and its id there: the file's ids are its own, not PubChem CIDs, even when they are all digits."""
+    return f"{source} {ident}"
 
 
 def doc_label(name: str) -> str:

@@ -22,10 +22,12 @@ from pydantic import BaseModel, Field
 
 from biomedgpt.core.sources import (
     BIOMEDGPT_LABEL,
+    MOLECULE_DB_SOURCE_PREFIX,
     RDKIT_LABEL,
     RDKIT_URL,
     chebi20_label,
     doc_label,
+    molecule_db_label,
     pmid_label,
     pubchem_label,
     pubchem_url,
@@ -465,6 +467,8 @@ class SimilarHit(BaseModel):
             return uniprot_label(self.id)
         if "chebi" in self.source.lower() and self.id.isdigit():
             return chebi20_label(self.id)  # its text comes from ChEBI-20, not from PubChem
+        if self.source.startswith(MOLECULE_DB_SOURCE_PREFIX):  # a BIOMEDGPT_MOLECULE_DB file's own ids, digits or not
+            return molecule_db_label(self.source, self.id)
         return pubchem_label(self.id) if self.id.isdigit() else f"{self.source} {self.id}"
 
     @property
