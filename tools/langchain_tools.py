@@ -289,9 +289,10 @@ _SPECS: tuple[tuple[str, Callable[..., Any], type[BaseModel], str], ...] = (
      "Crippen logP, TPSA, H-bond donors/acceptors, rotatable bonds, rings, Lipinski's rule of five. "
      "Works offline, also for structures PubChem has never seen. Cite as [RDKit]."),
     ("similar_known", _similar_known, SimilarKnownInput,
-     "Find the nearest known molecules (give smiles; Morgan-fingerprint Tanimoto over ChEBI-20 references, "
-     "plus PubChem when online) or proteins (give sequence; Swiss-Prot references), each with its "
-     "description. Evidence for what an unknown structure may be or do."),
+     "Find the nearest known molecules (give smiles; Morgan-fingerprint Tanimoto over ChEBI-20 references, or "
+     "over the user's BIOMEDGPT_MOLECULE_DB file when that is set, plus PubChem when online) or proteins (give "
+     "sequence; Swiss-Prot references), each with its description. Evidence for what an unknown structure may "
+     "be or do. Cite each hit by the label it comes with."),
     ("describe_molecule", _describe_molecule, DescribeMoleculeInput,
      "Ask the BioMedGPT multimodal model a question about a molecule (SMILES, CID or name); the structure "
      "is encoded by its graph encoder. The answer is model output, not a database fact: cite as [BioMedGPT]."),
