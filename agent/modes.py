@@ -28,7 +28,13 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 
 from biomedgpt.agent.answer import check_citations
 from biomedgpt.agent.backends import REPLY_KEY, ChatLimits, call_chat_model, reply_info
-from biomedgpt.agent.grounding import Evidence, ungrounded_sentences, unchecked_note
+from biomedgpt.agent.grounding import (
+    Evidence,
+    evidence_from_state,
+    split_sentences,
+    unchecked_note,
+    ungrounded_sentences,
+)
 from biomedgpt.agent.state import ARTIFACT_KINDS
 from biomedgpt.tools.langchain_tools import TOOL_NAMES
 
@@ -184,6 +190,17 @@ def lead_messages(question: str, state: Mapping[str, Any], system: str | None = 
 writer_messages = lead_messages
 
 
+def _unlooped(text: str) -> str:
+    """``text`` up to where it starts repeating itself ("… known as the protein that is known as the protein …"
+    → "… known as the protein …"): a cut, looping lead shown once."""
+    words = text.split()
+    for start in range(len(words)):
+        for size in range(2, 9):
+            if start + 2 * size <= len(words) and words[start:start + size] == words[start + size:start + 2 * size]:
+                return " ".join(words[:start + size]) + " …"
+    return text
+
+
 def first_sentences(text: str, count: int = LEAD_SENTENCES) -> tuple[str, bool]:
     """(the first ``count`` complete sentences of the first paragraph of ``text``, each once; whether text was
     left out). With no complete sentence the paragraph is returned as it is."""
@@ -192,7 +209,8 @@ def first_sentences(text: str, count: int = LEAD_SENTENCES) -> tuple[str, bool]:
     pieces = [p.strip() for p in _SENTENCE_END.split(paragraph) if p.strip()]
     complete = [p for p in pieces if re.search(r"[.!?][\"\u201d)]?$", p)]
     if not complete or pieces[0] not in complete:
-        return paragraph, paragraph != (text or "").strip()
+        looped = _unlooped(paragraph)
+        return looped, looped != (text or "").strip()
     kept: list[str] = []
     for piece in pieces:
         if piece not in complete or len(kept) == count:
@@ -201,6 +219,51 @@ def first_sentences(text: str, count: int = LEAD_SENTENCES) -> tuple[str, bool]:
             kept.append(piece)
     lead = " ".join(kept)
     return lead, lead != (text or "").strip()
+
+
+#: Words a lead may use that the question need not: the worked examples' and the prompts' own, and the generic
+#: nouns of the answers (their plural and inflected forms are read through :func:`_lemmas`).
+_LEAD_VOCABULARY = frozenset("""here what the records record say says said about of and or the given molecule molecules
+protein proteins sequence sequences compound compounds structure structures paper papers literature study studies
+logp tpsa weight weights mass formula donor donors acceptor acceptors bond bonds ring rings amino acid acids residue
+residues property properties similar similarity hello help have has no any
+that this these those which who whom whose what where when why how is are was were be been being am do does did
+for with from into onto upon by on in at to as of up out off over under than then so such not nor but and or if
+it its they them their there we our you your he she his her him my me an a can could may might will would shall
+should must all each some one both either neither other another more most less least very also only just""".split())
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-'][A-Za-z0-9]+)*")
+
+
+def _lemmas(word: str) -> list[str]:
+    out = [word]
+    for suffix, replacement in (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""),
+                                ("ing", "e"), ("est", ""), ("er", ""), ("'s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            out.append(word[: -len(suffix)] + replacement)
+    return out
+
+
+def unasked_names(lead: str, question: str, known: Sequence[str] = ()) -> list[str]:
+    """The sentences of a router-mode lead that name something neither the question nor the records name: a
+    word that is not plain English (``agent/understanding.common_words``: WordNet words that name no substance),
+    not the lead's own vocabulary, and not in the question or a record's names ("… about the protein AMPK" for
+    a bare sequence). The model writes the lead from the question alone, so such a name is its own claim."""
+    from biomedgpt.agent.understanding import common_words
+
+    english = common_words()
+    allowed = {w.lower() for text in (question, *known) for w in _WORD.findall(text or "")}
+    out = []
+    for sentence in _SENTENCE_END.split(lead):
+        for word in _WORD.findall(re.sub(r"\[[^\[\]\n]*\]", " ", sentence)):  # citations are checked apart
+            lowered = word.lower()
+            if len(lowered) < 3 and not any(c.isdigit() for c in lowered):
+                continue
+            forms = _lemmas(lowered)
+            if any(f in allowed or f in _LEAD_VOCABULARY or f in english for f in forms):
+                continue
+            out.append(sentence.strip())
+            break
+    return out
 
 
 def _copies_an_example(lead: str, question: str) -> bool:
@@ -224,6 +287,8 @@ def write_lead(model: Any, question: str, state: Mapping[str, Any], *, backend: 
     if _copies_an_example(lead, question):
         lead = ""  # a worked example repeated for another question says nothing true: no answer from the model
     info = reply_info(reply)
+    known = question_names(state) + [n for found in evidence_from_state(state).values() for n in found.names]
+    info["unasked"] = unasked_names(lead, question, known)
     complete = bool(lead) and bool(re.search(r"[.!?][\"\u201d)]?$", lead))
     info.update(truncated=bool(info.get("truncated")) and not complete, max_tokens=cap)
     metadata = {**reply.response_metadata, REPLY_KEY: info}
@@ -276,6 +341,9 @@ def finish_answer(text: str, *, sources: Mapping[str, dict], earlier: Mapping[st
     for label in list(sources) + list(earlier):
         known.setdefault(label, Evidence())
     ungrounded = ungrounded_sentences(text, known, names)
+    if draft is not None:  # router mode: a lead naming what neither the question nor the records name
+        flagged = set(ungrounded) | set(info.get("unasked") or [])
+        ungrounded = [s for s in split_sentences(text) if s in flagged]
     parts = [unchecked_note(ungrounded)] if ungrounded else []
     if draft is not None:
         parts.append(check_citations(text, {}, (), earlier={**earlier, **sources}))  # marks labels, adds nothing

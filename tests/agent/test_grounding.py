@@ -89,3 +89,10 @@ def test_evidence_comes_from_the_typed_records_and_from_a_composed_text():
     derived = evidence_from_text("The Tanimoto similarity of a and b is 0.31 (Morgan, radius 2) [RDKit].")
     assert {"0.31", "2"} <= derived["RDKit"].numbers
     assert Evidence.from_dict(found["UniProt P05067"].to_dict()) == found["UniProt P05067"]
+
+
+def test_a_lead_that_points_at_the_records_states_no_fact_unless_it_holds_a_number():
+    assert not states_fact("Here is what the records say about the logP of caffeine.")
+    assert not states_fact("Here's what the literature says about aspirin and colorectal cancer.")
+    assert states_fact("Here is what the records say: the logP of caffeine is -0.07.")
+

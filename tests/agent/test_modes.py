@@ -18,7 +18,7 @@ from langchain_core.tools import tool
 from biomedgpt.agent.assistant import Assistant
 from biomedgpt.agent.answer import OUT_OF_DOMAIN
 from biomedgpt.agent.backends import BackendError
-from biomedgpt.agent.modes import LEAD_EXAMPLES, NO_RECORD_PROMPT
+from biomedgpt.agent.modes import LEAD_EXAMPLES, NO_RECORD_PROMPT, first_sentences, unasked_names
 from biomedgpt.tools.records import MoleculeProperties
 from tests.agent.helpers import call, fake_llm
 
@@ -228,6 +228,24 @@ def test_router_mode_a_lead_cut_mid_sentence_is_reported():
     assert result.truncated is True and result.answer_source == "llm"
     assert result.answer.startswith("Here is what the records say about the\n\n")
     assert result.answer.rstrip().endswith("cut at its 48-token limit in router mode.)_")
+
+
+def test_router_mode_a_lead_naming_what_nobody_asked_is_flagged():
+    """The model writes the lead from the question alone: a name neither the question nor a record gives is its
+    own claim (here: that CCO is aspirin), quoted in the opening line, even in a sentence about the records."""
+    lead = "Here is what the records say about the molecular weight of aspirin."
+    result = Assistant(llm=fake_llm([AIMessage(content=lead)])).ask("What is the molecular weight of CCO?")
+    assert result.answer_source == "llm" and result.ungrounded == [lead]
+    assert result.answer.startswith("**Unchecked:** 1 claim") and "aspirin" in result.answer.splitlines()[0]
+    assert unasked_names("Here is what the records say about the protein AMPK.", "What does MKTAYIAKQRQ do?") != []
+    assert unasked_names("I have no records about the capital of France.", "What is the capital of France?") == []
+
+
+def test_a_cut_lead_that_loops_is_shown_once():
+    looping = "Here is what the records say about the protein that is known as the protein that is known as the"
+    assert first_sentences(looping) == ("Here is what the records say about the protein that is known as …", True)
+    assert first_sentences("Here is what the records say about the") == ("Here is what the records say about the",
+                                                                          False)
 
 
 def test_router_mode_off_domain_calls_no_tool_and_the_model_writes_the_lead():
