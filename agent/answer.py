@@ -187,7 +187,7 @@ ATTRIBUTE_NAMES = {
     "subcellular_location": "subcellular location", "family": "family", "diseases": "associated diseases",
     "go_terms": "GO terms", "pdb_structures": "PDB structures", "keywords": "UniProt keywords",
     "sequence": "sequence", "reviewed": "review status", "accession": "UniProt accession",
-    "ec_number": "EC number", "unlisted": "requested field",
+    "ec_number": "EC number", "complexity": "complexity", "unlisted": "requested field",
 }
 #: Attributes a table of several molecules shows when none was asked.
 DEFAULT_MOLECULE_COLUMNS = ("molecular_weight", "formula", "logp", "tpsa", "hbond_donors", "hbond_acceptors")
@@ -263,7 +263,15 @@ def subjects_from_state(state: Mapping[str, Any]) -> list[Subject]:
 
         return Chem.MolToSmiles(mol)
 
+    # A structure the question named ("naproxen (COc1…)") is called by that name
+    named = {}
+    for raw in state.get("entities") or []:
+        entity = raw if isinstance(raw, Mapping) else getattr(raw, "model_dump", dict)()
+        if entity.get("name") and entity.get("source") == "smiles":
+            named[canonical(entity.get("value"))] = entity["name"]
     computed = [MoleculeProperties.model_validate(r) for r in state.get("properties") or []]
+    computed = [p.model_copy(update={"title": named[canonical(p.smiles)]})
+                if not p.title and canonical(p.smiles) in named else p for p in computed]
     by_smiles = {canonical(p.smiles): p for p in computed}
     used: set[int] = set()
     subjects: list[Subject] = []
@@ -367,10 +375,12 @@ def _ranking(subjects: list[Subject], attribute: str, question: str) -> str | No
         first, second = (bottom, top) if direction == "lowest" else (top, bottom)
         if fmt(high) == fmt(low):
             return f"{top.name} and {bottom.name} have the same {wording} ({fmt(high)}){mixed} {labels}."
+        gap = f", a difference of {fmt(round(high - low, 4))}" if isinstance(high, float) else \
+            f", a difference of {high - low}"
         verdict = ""
         if _YES_NO_THAN.search(question):  # "is X heavier than Y?": answer yes or no about X
             verdict = "Yes: " if first is asked_first else "No: "
-        return (f"{verdict}{first.name} has the {comparative} {wording}{mixed}: {order} {labels}.")
+        return (f"{verdict}{first.name} has the {comparative} {wording}{mixed}: {order}{gap} {labels}.")
     return f"{s.name} has the {direction} {wording} ({fmt(n)}){mixed}; by {wording}: {order} {labels}."
 
 

@@ -42,6 +42,8 @@ class Entity(BaseModel):
     source: EntitySource = "name"
     from_context: bool = False
     organism: str | None = None
+    #: The name written beside a structure ("naproxen (COc1…)"): answers call the structure by it.
+    name: str | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -43,12 +43,13 @@ DEFAULT_MOLECULE_QUESTION = CAPTION_QUESTION  # the question the mini model was 
 DEFAULT_PROTEIN_QUESTION = "What is the function of this protein?"
 
 #: Molecule attributes that only PubChem's record holds (RDKit cannot compute them).
-PUBCHEM_ONLY = frozenset({"cid", "iupac_name", "synonyms", "description"})
+PUBCHEM_ONLY = frozenset({"cid", "iupac_name", "synonyms", "description", "complexity"})
 #: Molecule attributes RDKit computes from a structure (PubChem holds some of them too).
 RDKIT_ATTRIBUTES = frozenset({"molecular_weight", "exact_mass", "formula", "smiles", "inchikey", "inchi", "logp",
                               "tpsa", "hbond_donors", "hbond_acceptors", "rotatable_bonds", "rings", "aromatic_rings",
                               "heavy_atoms", "rule_of_five", "charge"})
-#: Of those, the ones PubChem's property table has no value for: RDKit computes them for named compounds too.
+#: Of those, the ones PubChem's property table may lack (older records): RDKit computes them for named compounds
+#: too, and the answer prefers PubChem's value where the record has one.
 RDKIT_ONLY = RDKIT_ATTRIBUTES - {"molecular_weight", "formula", "smiles", "inchikey", "inchi", "logp", "tpsa"}
 
 

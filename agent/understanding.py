@@ -35,7 +35,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from biomedgpt.agent.entities import Entity, classify_name, malformed_smiles, recognise
+from biomedgpt.agent.entities import Entity, Match, classify_name, malformed_smiles, recognise
 from biomedgpt.core.errors import InputError
 from biomedgpt.core.settings import Settings, get_settings
 
@@ -598,7 +598,15 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
         if max(asked.values()) >= REFERRING_MIN_ATTRIBUTE:
             intent = "attribute"
 
-    structured = [m.entity for m in matches]
+    glued: dict[str, Match] = {}
+    for n, start, end in names:
+        for m in matches:
+            if m.entity.is_structure and (re.fullmatch(r"\s*\(\s*", question[end:m.start])
+                                          or re.fullmatch(r"\s*\(\s*", question[m.end:start])):
+                glued[n] = m
+    named_structures = {id(m): _name_core(n) for n, m in glued.items()}
+    structured = [m.entity.model_copy(update={"name": named_structures[id(m)]}) if id(m) in named_structures
+                  else m.entity for m in matches]
     subjects = [e for e in structured if e.kind in ("molecule", "protein", "cid", "inchikey")]
     pmids = [e for e in structured if e.kind == "pmid"]
 
@@ -617,11 +625,15 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
     name_texts = [core for core in (_name_core(n) for n, _, _ in names) if core]
     # "naproxen (COc1…)" or "COc1… (naproxen)": the name and the structure beside it are one molecule, and the
     # structure says exactly which; the name is not looked up as a second one.
-    glued = {n for n, start, end in names
-             if any(re.fullmatch(r"\s*\(\s*", question[end:m.start]) or re.fullmatch(r"\s*\(\s*", question[m.end:start])
-                    for m in matches if m.entity.is_structure)}
     name_texts = [n for n, (raw, _, _) in zip(name_texts, [x for x in names if _name_core(x[0])], strict=True)
                   if raw not in glued]
+    # "morphine vs codeine? <SMILES> and <SMILES>": as many names as structures, compared: the names, in order,
+    # are what the structures are called, not more molecules to look up.
+    unnamed = [i for i, e in enumerate(entities) if e.source == "smiles" and not e.name]
+    if intent in ("compare", "similarity_pair") and len(unnamed) >= 2 and len(name_texts) == len(unnamed):
+        for i, name in zip(unnamed, name_texts, strict=True):
+            entities[i] = entities[i].model_copy(update={"name": name})
+        name_texts = []
     # A question that gives a structure is about it; other words next to it ("zwitterion", "proteomics hit")
     # are not names to look up, unless the question compares several things.
     use_names = not subjects or intent in ("compare", "similarity_pair")

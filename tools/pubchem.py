@@ -31,7 +31,8 @@ from biomedgpt.tools.records import Compound, Description
 
 # The properties fetched for every Compound; PubChem's current names (old SMILES names still parse).
 PROPERTIES = ("Title", "IUPACName", "MolecularFormula", "MolecularWeight", "SMILES", "ConnectivitySMILES",
-              "InChI", "InChIKey", "XLogP", "TPSA")
+              "InChI", "InChIKey", "XLogP", "TPSA", "MonoisotopicMass", "HBondDonorCount", "HBondAcceptorCount",
+              "RotatableBondCount", "HeavyAtomCount", "Complexity", "Charge")
 #: How many of a name's CIDs are checked for an exact title match (one POST).
 PROPERTY_BATCH_FOR_NAMES = 5
 PROPERTY_BATCH = 500  # CIDs per POST; PubChem accepts long lists in a POST body, this keeps each call quick
@@ -87,6 +88,13 @@ class PropertyRow(_Envelope):
     InChIKey: Text = None
     XLogP: Number = None
     TPSA: Number = None
+    MonoisotopicMass: Number = None
+    HBondDonorCount: Number = None
+    HBondAcceptorCount: Number = None
+    RotatableBondCount: Number = None
+    HeavyAtomCount: Number = None
+    Complexity: Number = None
+    Charge: Number = None
 
 
 class _Properties(_Envelope):
@@ -218,7 +226,19 @@ def compound_from_row(row: dict) -> Compound:
         inchikey=row.get("InChIKey"),
         xlogp=_float(row.get("XLogP")),
         tpsa=_float(row.get("TPSA")),
+        exact_mass=_float(row.get("MonoisotopicMass")),
+        hbond_donors=_int(row.get("HBondDonorCount")),
+        hbond_acceptors=_int(row.get("HBondAcceptorCount")),
+        rotatable_bonds=_int(row.get("RotatableBondCount")),
+        heavy_atoms=_int(row.get("HeavyAtomCount")),
+        complexity=_float(row.get("Complexity")),
+        charge=_int(row.get("Charge")),
     )
+
+
+def _int(value: object) -> int | None:
+    number = _float(value)
+    return None if number is None else int(number)
 
 
 def descriptions_from_pug_view(record: dict, cid: int) -> list[Description]:

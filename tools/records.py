@@ -126,6 +126,14 @@ class Compound(BaseModel):
     inchikey: str | None = None
     xlogp: float | None = None
     tpsa: float | None = None
+    #: PubChem's computed monoisotopic mass, counts, complexity and formal charge (absent in older records).
+    exact_mass: float | None = None
+    hbond_donors: int | None = None
+    hbond_acceptors: int | None = None
+    rotatable_bonds: int | None = None
+    heavy_atoms: int | None = None
+    complexity: float | None = None
+    charge: int | None = None
     synonyms: list[str] = Field(default_factory=list)
     descriptions: list[Description] = Field(default_factory=list)
     #: The name the user looked it up by ("triclosan"), when it was found by name.
@@ -158,6 +166,13 @@ class Compound(BaseModel):
             "synonyms": lambda: _fact("; ".join(self.synonyms[:10]), label, "synonyms"),
             "logp": lambda: _fact(self.xlogp, label, "XLogP3"),
             "tpsa": lambda: _fact(self.tpsa, label, "TPSA", " Å²"),
+            "exact_mass": lambda: _fact(self.exact_mass, label, "monoisotopic mass", " Da", 4),
+            "hbond_donors": lambda: _fact(self.hbond_donors, label, "H-bond donors"),
+            "hbond_acceptors": lambda: _fact(self.hbond_acceptors, label, "H-bond acceptors"),
+            "rotatable_bonds": lambda: _fact(self.rotatable_bonds, label, "rotatable bonds"),
+            "heavy_atoms": lambda: _fact(self.heavy_atoms, label, "heavy atoms"),
+            "complexity": lambda: _fact(self.complexity, label, "complexity"),
+            "charge": lambda: _fact(self.charge, label, "formal charge"),
             "description": lambda: _fact(snippet(self.descriptions[0].text, 3, 600) if self.descriptions else None,
                                          label, "description"),
         }.get(attribute)
@@ -396,7 +411,9 @@ class MoleculeProperties(BaseModel):
     @property
     def rule_of_five(self) -> str:
         violations = f"{self.lipinski_violations} violation{'' if self.lipinski_violations == 1 else 's'}"
-        return f"{'passes' if self.lipinski_pass else 'fails'} Lipinski's rule of five ({violations})"
+        values = (f"MW {fmt(self.average_mass)}, logP {fmt(self.logp)}, {self.h_bond_donors} H-bond donors, "
+                  f"{self.h_bond_acceptors} acceptors")
+        return f"{'passes' if self.lipinski_pass else 'fails'} Lipinski's rule of five ({violations}: {values})"
 
     def get(self, attribute: str) -> Fact | None:
         found = {

@@ -118,7 +118,8 @@ def test_comparisons_keep_every_entity_rank_in_words_and_show_a_table():
     assert [s.name for s in subjects] == ["Aspirin", "Ibuprofen", "`Cn1cnc2c1c(=O)n(C)c(=O)n2C`"]
     both = {"compounds": [ASPIRIN, ibuprofen], "properties": props[:2], "intent": "compare", "attributes": ["logp"]}
     assert compose_answer("Which has the lower logP?", both).startswith(
-        "Aspirin has the lower logP: Ibuprofen (3.5) > Aspirin (1.2) [PubChem CID 3672] [PubChem CID 2244].")
+        "Aspirin has the lower logP: Ibuprofen (3.5) > Aspirin (1.2), a difference of 2.3 [PubChem CID 3672] "
+        "[PubChem CID 2244].")
     assert compose_answer("Is aspirin more lipophilic than ibuprofen?", both).startswith("No: Ibuprofen has the higher")
     # caffeine has no PubChem record here: every molecule is ranked by RDKit's Crippen logP instead
     mixed = compose_answer("Which has the lowest logP?", {**both, "properties": props})
@@ -180,3 +181,25 @@ def test_pairwise_similarity_is_read_in_words_and_a_protein_sequence_is_weighed(
     hit = {**HIT, "similarity": 1.0, "name": "paracetamol", "id": "1983"}
     text = compose_answer("nearest?", {"intent": "similar", "similar": [hit]})
     assert "paracetamol (identical to the query, ChEBI-20 reference)" in text and "[ChEBI-20 CID 1983]" in text
+
+
+def test_named_structures_are_called_by_their_names_and_two_way_rankings_give_the_difference():
+    from biomedgpt.agent.understanding import understand
+
+    question = ("MW difference morphine vs codeine? CN1CC[C@]23c4c5ccc(O)c4O[C@H]2[C@@H](O)C=C[C@H]3[C@H]1C5 and "
+                "COc1ccc2C[C@H]3N(C)CC[C@@]45[C@@H](Oc1c24)[C@@H](O)C=C[C@@H]35")
+    got = understand(question)
+    assert [e.name for e in got.entities] == ["morphine", "codeine"]
+    props = [molecule_properties(e.value).model_dump() for e in got.entities]
+    state = {"properties": props, "intent": "compare", "attributes": ["molecular_weight"],
+             "entities": [e.model_dump() for e in got.entities]}
+    assert compose_answer(question, state).startswith(
+        "codeine has the higher molecular weight: codeine (299.37) > morphine (285.34), a difference of 14.03 [RDKit].")
+
+
+def test_pubchem_counts_are_cited_from_pubchem_when_its_record_has_them():
+    aspirin = {**ASPIRIN, "hbond_acceptors": 4, "complexity": 212.0}
+    text = compose_answer("According to PubChem, how many H-bond acceptors does aspirin have?",
+                          {"compounds": [aspirin], "intent": "attribute", "attributes": ["hbond_acceptors", "complexity"]})
+    assert text.startswith("Aspirin has 4 H-bond acceptors [PubChem CID 2244]. The complexity of Aspirin is 212 "
+                           "[PubChem CID 2244].")

@@ -105,7 +105,7 @@ def test_run_exports_have_a_step_column(tmp_path):
     assert out.exit_code == 0, out.output
     rows = _rows(out.stdout)
     assert [(r["step"], r["entity"], r["molecular weight (g/mol)"]) for r in rows] == [
-        ("1.1", "CCO", "46.07"), ("1.2", "CCCO", "60.1")]
+        ("1.1", "CCO", "46.07"), ("1.2", "CCCO", "60.10")]
     assert "2 steps, 0 failed" in out.stderr and "wrote 2 molecule(s)" in out.stderr
     as_json = json.loads(CliRunner().invoke(app, ["run", str(script), "--format", "json"]).stdout)
     assert as_json["total"] == 2 and as_json["interrupted"] is False
