@@ -27,6 +27,7 @@ from biomedgpt.tools.records import (
     Passage,
     ProteinEntry,
     SimilarHit,
+    evalue_text,
     fmt,
 )
 
@@ -408,15 +409,29 @@ def _similarity_pair(subjects: list[Subject]) -> str | None:
             f"2048 bits) [RDKit]; {reading}.")
 
 
-def _evidence_hits(hits: list[dict], min_molecule: float) -> tuple[list[SimilarHit], int]:
-    """Neighbours close enough to be evidence, and how many were dropped as too distant."""
+def _evidence_hits(hits: list[dict], min_molecule: float, max_evalue: float = 1e-5) -> tuple[list[SimilarHit], int]:
+    """Neighbours close enough to be evidence, and how many were dropped as too distant. An alignment hit (one
+    with an E-value: proteins, model/alignment.py) is judged by its E-value, never by a similarity floor."""
     kept = []
     for raw in hits:
         hit = SimilarHit.model_validate(raw)
+        if hit.evalue is not None:
+            if hit.evalue <= max_evalue:
+                kept.append(hit)
+            continue
         floor = min_molecule if hit.kind == "molecule" else PROTEIN_NEIGHBOUR_FLOOR
         if hit.similarity >= floor:
             kept.append(hit)
     return kept, len(hits) - len(kept)
+
+
+def _no_homologue(hits: list[dict], max_evalue: float) -> str:
+    """'No close homologue' said plainly, with the best alignment there was (if phmmer reported any)."""
+    best = min((SimilarHit.model_validate(raw) for raw in hits), key=lambda h: h.evalue or 0.0, default=None)
+    found = (f" (best E-value {evalue_text(best.evalue)}, {best.name or best.id} [{best.label}])"
+             if best is not None and best.evalue is not None else "")
+    return (f"No close homologue in the reference{found}: no alignment reaches the E-value cutoff "
+            f"{evalue_text(max_evalue)}, so no protein is shown as evidence.")
 
 
 #: 3-mer cosine below which a protein neighbour is no evidence (random pairs score 0.05–0.15).
@@ -568,13 +583,18 @@ def compose_answer(question: str, state: Mapping[str, Any], errors: list[dict] |
                 for record in (subject.compound, subject.properties, subject.protein):
                     if record is not None:
                         blocks.append(record.markdown())
-        hits, dropped = _evidence_hits(state.get("similar") or [], settings.neighbour_min_similarity)
+        max_evalue = getattr(settings, "protein_max_evalue", 1e-5)
+        hits, dropped = _evidence_hits(state.get("similar") or [], settings.neighbour_min_similarity, max_evalue)
         if hits:
             kind = "proteins" if hits[0].kind == "protein" else "molecules"
             blocks.append([f"**Nearest known {kind}** (evidence by similarity, not identity; "
                            f"an identical entry is the query itself)" if hits[0].identical else
                            f"**Nearest known {kind}** (evidence by similarity, not identity)"]
                           + [line for hit in hits[:5] for line in hit.markdown()])
+        elif any(h.get("evalue") is not None for h in state.get("similar") or []) or (
+                not state.get("similar") and (sequence or intent == "similar" and state.get("proteins"))
+                and intent != "model" and not any(e.get("name") == "similar_known" for e in errors or [])):
+            blocks.append([_no_homologue(state.get("similar") or [], max_evalue)])  # the alignment found nothing close
         elif dropped:
             kind = "protein" if (state.get("similar") or [{}])[0].get("kind") == "protein" else "molecule"
             blocks.append([f"No close known {kind}: the nearest of {dropped} reference structures are below the "

@@ -120,9 +120,12 @@ class Settings(BaseSettings):
     mcp_servers: str | None = Field(None, description="JSON file of external MCP servers in Claude Desktop's "
                                                       "mcpServers format; their tools join the assistant's "
                                                       "(agent/mcp_client.py)")
-    # Reserved for the open issues (named here so the names do not drift):
-    protein_db: str | None = Field(None, description="FASTA searched for protein homologues (reserved, #15)")
-    protein_max_evalue: float = Field(1e-5, description="E-value above which a homologue is not evidence (reserved, #15)")
+    # Large references: protein homology search (model/alignment.py) and molecule similarity (model/molecule_db.py)
+    protein_db: str | None = Field(None, description="a protein FASTA (e.g. the full uniprot_sprot.fasta) searched "
+                                                     "with phmmer besides the shipped Swiss-Prot reference; read "
+                                                     "once per process (model/alignment.py)")
+    protein_max_evalue: float = Field(1e-5, gt=0, description="phmmer E-value above which a protein alignment hit "
+                                                               "is not a homologue and not shown as evidence")
     molecule_db: str | None = Field(None, description="a large molecule reference for similar_known: a .smi "
                                                       "(SMILES ID [NAME]) or a .tsv with smiles and id columns, "
                                                       "fingerprinted once and cached under home (model/molecule_db.py)")

@@ -291,7 +291,8 @@ _SPECS: tuple[tuple[str, Callable[..., Any], type[BaseModel], str], ...] = (
     ("similar_known", _similar_known, SimilarKnownInput,
      "Find the nearest known molecules (give smiles; Morgan-fingerprint Tanimoto over ChEBI-20 references, or "
      "over the user's BIOMEDGPT_MOLECULE_DB file when that is set, plus PubChem when online) or proteins (give "
-     "sequence; Swiss-Prot references), each with its description. Evidence for what an unknown structure may "
+     "sequence; phmmer alignment to Swiss-Prot references and the BIOMEDGPT_PROTEIN_DB file, with E-value, identity "
+     "and coverage; a hit marked 'not a close homologue' is no evidence), each with its description. Evidence for what an unknown structure may "
      "be or do. Cite each hit by the label it comes with."),
     ("describe_molecule", _describe_molecule, DescribeMoleculeInput,
      "Ask the BioMedGPT multimodal model a question about a molecule (SMILES, CID or name); the structure "

@@ -463,6 +463,15 @@ class MoleculeProperties(BaseModel):
         return _table(f"Computed with RDKit: <code>{_e(self.smiles)}</code> [RDKit]", rows)
 
 
+def evalue_text(value: float | None) -> str:
+    """An E-value as people write it: '3e-45', '0.0021', '0.31' ('< 1e-300' when it underflowed to 0)."""
+    if value is None:
+        return "n/a"
+    if value == 0:
+        return "< 1e-300"
+    return f"{value:.2g}" if value >= 1e-3 else f"{value:.0e}"
+
+
 class SimilarHit(BaseModel):
     """A nearest known molecule or protein, with its description and similarity in [0, 1]."""
 
@@ -474,9 +483,31 @@ class SimilarHit(BaseModel):
     smiles: str | None = None
     sequence: str | None = None
     description: str = ""
-    similarity: float
+    similarity: float  # an alignment hit's is its identity
     source: str  # e.g. "ChEBI-20 reference", "PubChem fastsimilarity_2d", "Swiss-Prot reference"
     url: str = ""
+    # Protein hits found by alignment (model/alignment.py, phmmer): the E-value is what makes a homologue
+    evalue: float | None = None
+    identity: float | None = None  # identical residues / aligned columns
+    coverage: float | None = None  # the aligned fraction of the query
+    evalue_cutoff: float | None = None  # protein_max_evalue in force when searched; above it: no evidence
+
+    @property
+    def significant(self) -> bool:
+        """False only for an alignment hit above the E-value cutoff it was searched with: shown as the best
+        there was, never as a homologue."""
+        return self.evalue is None or self.evalue_cutoff is None or self.evalue <= self.evalue_cutoff
+
+    def alignment_text(self) -> str:
+        """'E-value 3e-45, 98 % identity over 100 % of the query' ('' for a hit not found by alignment)."""
+        if self.evalue is None:
+            return ""
+        text = f"E-value {evalue_text(self.evalue)}"
+        if self.identity is not None and self.coverage is not None:
+            text += f", {self.identity * 100:.0f} % identity over {self.coverage * 100:.0f} % of the query"
+        if not self.significant:
+            text = f"not a close homologue: {text}, above the cutoff {evalue_text(self.evalue_cutoff)}"
+        return text
 
     @property
     def label(self) -> str:
@@ -501,21 +532,26 @@ class SimilarHit(BaseModel):
 
     def chat_text(self) -> str:
         name = f" {self.name}" if self.name else ""
-        return f"[{self.label}]{name} (similarity {self.similarity:.2f}, {self.source}): {short(self.description, 250)}"
+        how = self.alignment_text() or f"similarity {self.similarity:.2f}"
+        return f"[{self.label}]{name} ({how}, {self.source}): {short(self.description, 250)}"
 
     @property
     def identical(self) -> bool:
-        """The query itself (same structure or sequence), found in the reference."""
-        return self.similarity >= 0.9995
+        """The query itself (same structure or sequence), found in the reference; an alignment hit must also
+        cover the whole query."""
+        return self.similarity >= 0.9995 and (self.coverage is None or self.coverage >= 0.9995)
 
     def markdown(self) -> list[str]:
         name = self.name or (f"CID {self.id}" if self.kind == "molecule" and self.id.isdigit() else self.id)
         described = f": {snippet(self.description, 1, 240)}" if self.description else ""
-        how = "identical to the query" if self.identical else f"similarity {self.similarity:.2f}"
+        how = self.alignment_text() or f"similarity {self.similarity:.2f}"
+        if self.identical:
+            how = "identical to the query" + (f", E-value {evalue_text(self.evalue)}" if self.evalue is not None else "")
         return [f"- {name} ({how}, {self.source}){described} [{self.label}]."]
 
     def html(self) -> str:
-        return f"<li>{_e(self.name or self.id)} ({self.similarity:.2f}): {_e(snippet(self.description, 1, 240))} " \
+        how = self.alignment_text() or f"{self.similarity:.2f}"
+        return f"<li>{_e(self.name or self.id)} ({_e(how)}): {_e(snippet(self.description, 1, 240))} " \
                f"[{_e(self.label)}]</li>"
 
 

@@ -2,7 +2,9 @@
 
 Why: a structure explained next to its nearest known neighbours (and what they are known to do) is
 evidence for an answer, and beats guessing. Local hits come from the shipped references in
-``biomedgpt.model.retrieval`` (ChEBI-20 validation; Swiss-Prot train split) and always work offline;
+``biomedgpt.model.retrieval`` (ChEBI-20 validation) and always work offline; proteins are aligned with phmmer
+(``biomedgpt.model.alignment``) to the shipped Swiss-Prot train split and the ``BIOMEDGPT_PROTEIN_DB`` FASTA, and
+a hit above ``BIOMEDGPT_PROTEIN_MAX_EVALUE`` is never evidence;
 ``BIOMEDGPT_MOLECULE_DB`` replaces the molecule reference with a large file of one's own
 (``model/molecule_db``: fingerprinted once, cached, searched as packed bits; 1M molecules in ~266 MB);
 when online, PubChem's ``fastsimilarity_2d`` search adds neighbours from all of PubChem. A PubChem
@@ -17,8 +19,9 @@ from biomedgpt.core.chem import morgan_generator, parse_smiles
 from biomedgpt.core.errors import BiomedGPTError, InputError
 from biomedgpt.core.settings import get_settings
 from biomedgpt.core.sources import pubchem_url, uniprot_url
+from biomedgpt.model.alignment import AlignmentHit, search_homologues
 from biomedgpt.model.molecule_db import configured_molecule_db
-from biomedgpt.model.retrieval import Hit, default_molecule_index, default_protein_index, molecule_key
+from biomedgpt.model.retrieval import Hit, default_molecule_index, molecule_key
 from biomedgpt.tools.errors import NotFound
 from biomedgpt.tools.progress import report
 from biomedgpt.tools.pubchem import PubChemClient
@@ -43,6 +46,26 @@ def _from_hit(hit: Hit, source: str = MOLECULE_SOURCE) -> SimilarHit:
                           url=uniprot_url(hit.id))
     return SimilarHit(kind="molecule", id=hit.id, name=hit.name, smiles=hit.smiles, description=hit.description,
                       similarity=hit.similarity, source=source, url=pubchem_url(hit.id))
+
+
+def _from_alignment(hit: AlignmentHit, cutoff: float) -> SimilarHit:
+    return SimilarHit(kind="protein", id=hit.id, name=hit.name, sequence=hit.sequence, description=hit.description,
+                      similarity=hit.identity, source=hit.source, url=uniprot_url(hit.id), evalue=hit.evalue,
+                      identity=hit.identity, coverage=hit.coverage, evalue_cutoff=cutoff)
+
+
+def protein_homologues(sequence: str, k: int = 5, *, exclude_ids: Iterable[str] = (), leave_self_out: bool = True,
+                       settings=None) -> list[SimilarHit]:
+    """Up to ``k`` homologues of ``sequence`` by phmmer alignment (``model/alignment``) over the shipped Swiss-Prot
+    reference and the ``protein_db`` FASTA, lowest E-value first. Only hits with E-value <= ``protein_max_evalue``
+    are evidence; when none is, the best hit alignment found (if any) is returned alone, marked not significant
+    (``SimilarHit.significant``), so an answer can say how far the nearest protein is ("no close homologue,
+    best E-value 0.3") without showing it as a homologue."""
+    settings = settings or get_settings()
+    cutoff = settings.protein_max_evalue
+    hits = search_homologues(sequence, k, exclude_ids=exclude_ids, leave_self_out=leave_self_out, settings=settings)
+    passing = [h for h in hits if h.evalue <= cutoff]
+    return [_from_alignment(h, cutoff) for h in (passing or hits[:1])]
 
 
 def molecule_reference():
@@ -99,7 +122,9 @@ def similar_known(smiles: str | None = None, sequence: str | None = None, k: int
     Molecules: ChEBI-20 reference hits (Morgan Tanimoto; the ``BIOMEDGPT_MOLECULE_DB`` file's instead when
     that is set), then, when ``online`` (default: not ``offline`` in the settings of ``pubchem``, else of the
     process), up to ``k`` PubChem ``fastsimilarity_2d`` hits scored the same way.
-    Proteins: Swiss-Prot reference hits (3-mer cosine). ``leave_self_out`` drops the query itself
+    Proteins: homologues by phmmer alignment over the Swiss-Prot reference and the ``BIOMEDGPT_PROTEIN_DB`` FASTA
+    (``protein_homologues``: E-value, identity, coverage; only E-value <= ``protein_max_evalue`` is evidence, else
+    the best alignment alone, marked not significant). ``leave_self_out`` drops the query itself
     (same InChIKey / identical sequence); ``exclude_ids`` drops given CIDs or accessions. ``pubchem`` is the
     client the PubChem search goes through (an ``Assistant``'s ``services.pubchem``, so its settings' server and
     session are used); without one, that of the process-wide ``Services`` (``default_services()``).
@@ -110,8 +135,7 @@ def similar_known(smiles: str | None = None, sequence: str | None = None, k: int
         raise InputError(f"k must be an integer between 1 and 100, got {k!r}")
     exclude = {str(i) for i in exclude_ids}
     if sequence is not None:
-        hits = default_protein_index().search(sequence, k, exclude_ids=exclude, leave_self_out=leave_self_out)
-        return [_from_hit(h) for h in hits]
+        return protein_homologues(sequence, k, exclude_ids=exclude, leave_self_out=leave_self_out)
 
     index, source = molecule_reference()
     local = [_from_hit(h, source) for h in index.search(smiles, k, exclude_ids=exclude,

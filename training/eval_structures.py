@@ -5,7 +5,11 @@
   (Morgan/Tanimoto over the shipped ChEBI-20 *validation* set, leave-self-out) — the baseline any
   model must beat; ``on`` puts the retrieval context block in the prompt; ``off`` does not; the default
   is how the model was trained (``model.config.retrieval.enabled``, off when absent);
-* protein QA (UniProtQA, either layout): the same, plus exact match overall and per question type.
+* protein QA (UniProtQA, either layout): the same, plus exact match overall and per question type, and
+  ``--retrieval alignment``: *alignment transfer*, the baseline of issue 15 — each question is answered with
+  the answer the best phmmer homologue (E-value <= ``protein_max_evalue``) in the shipped Swiss-Prot
+  reference gives to the same question in the training rows, or with the training rows' most frequent
+  answer to it when no homologue passes (``AlignmentTransfer``).
 
 Every prompt is ``model/prompts.structure_prompt``'s (the one alignment training fits), predictions go
 to a MolT5-format TSV that resumes (``training/eval_common.PredictionFile``), and scoring follows the
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,8 @@ from biomedgpt.training.metrics import (
 log = logging.getLogger(__name__)
 
 RETRIEVAL_MODES = ("on", "off", "only")
+#: protein QA also has the alignment-transfer baseline (no model)
+PROTEIN_RETRIEVAL_MODES = RETRIEVAL_MODES + ("alignment",)
 PROTEIN_SPLITS = ("all", "train", "test")
 CAPTION_HEADER = ("SMILES", "ground truth", "output")
 PROTEIN_HEADER = ("accession", "question_type", "question", "ground truth", "output")
@@ -186,35 +193,106 @@ def eval_protein_qa(model: Any, data_path: str | Path, limit: int | None = None,
     question, ground truth, output``), resume, and score with ``protein_qa_metrics``.
 
     ``--retrieval only`` answers with the description of the nearest reference protein (3-mer cosine
-    over the shipped Swiss-Prot train split, leave-self-out, the query's accession excluded).
+    over the shipped Swiss-Prot train split, leave-self-out, the query's accession excluded);
+    ``--retrieval alignment`` with alignment transfer (``AlignmentTransfer``; no model).
     ``split`` 'test' / 'train' keeps one side of the 80/20 accession split (seed 0) that the shipped
     protein index was built from; 'test' is the honest choice for the Swiss-Prot PAIR file.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-    model = resolve_model(model)
-    mode = _check_retrieval(retrieval, model)
+    if retrieval is not None and retrieval not in PROTEIN_RETRIEVAL_MODES:
+        raise ConfigError(f"--retrieval {retrieval!r} is not one of {', '.join(PROTEIN_RETRIEVAL_MODES)}")
+    if retrieval == "alignment":
+        mode = retrieval  # a baseline: no model is loaded
+    else:
+        model = resolve_model(model)
+        mode = _check_retrieval(retrieval, model)
     tokenizer = scoring_tokenizer(vocab, protocol)
     if split not in PROTEIN_SPLITS:
         raise ConfigError(f"--split {split!r} is not one of {', '.join(PROTEIN_SPLITS)}")
     stats = ReadStats()
     records: list[ProteinQA] = list(read_uniprotqa(data_path, sequences=sequences, stats=stats))
+    train, test = split_by_key(records, "accession", test_fraction=0.2, seed=0)
     if split != "all":
-        train, test = split_by_key(records, "accession", test_fraction=0.2, seed=0)
         records = test if split == "test" else train
     records = list(take(records, limit))
     table = PredictionFile(out_path(out, "protein-qa-"), PROTEIN_HEADER, ("accession", "question", "ground truth"))
     keys = [(cell(r.accession), cell(r.question), cell(r.answer)) for r in records]
-    index = default_index("protein") if mode in ("on", "only") else None
+    if mode == "alignment":
+        transfer = AlignmentTransfer(train)
+        predict = transfer.predict_batch
+    else:
+        index = default_index("protein") if mode in ("on", "only") else None
+        predict = lambda batch: _protein_batch(model, batch, mode, index)  # noqa: E731
     rows, generated = predict_resumable(table, records, keys, batch_size=batch_size, desc="protein QA",
-                                        progress=progress, predict=lambda batch: _protein_batch(model, batch, mode, index),
+                                        progress=progress, predict=predict,
                                         row=lambda r, o: (r.accession, r.question_type, r.question, r.answer, o))
     result = protein_qa_metrics([r[3] for r in rows], [r[4] for r in rows], [r[1] for r in rows],
                                 tokenizer=tokenizer, vocab=vocab, protocol=protocol)
     result.update({"out": str(table.path), "retrieval": mode, "generated": generated, "skipped_rows": stats.skipped})
+    if mode == "alignment":  # how many answers came from a homologue (this run's new rows only)
+        result.update({"max_evalue": transfer.max_evalue, "transferred": transfer.transferred,
+                       "most_frequent_fallback": transfer.fallback})
     return result
 
 
 def _protein_batch(model: Any, batch: list[ProteinQA], mode: str, index) -> list[str]:
     return _structure_batch(model, "protein", [r.sequence for r in batch], [r.accession for r in batch],
                             [r.question for r in batch], mode, index, MAX_NEW_TOKENS["protein"])
+
+
+class AlignmentTransfer:
+    """The alignment-transfer baseline for protein QA (issue 15): answer a question about a protein with the
+    answer its best homologue gives to the same question.
+
+    Why: annotation transfer from a significant homologue is what biologists do first, so it is the bar a
+    protein-text model has to clear; the 3-mer ``--retrieval only`` baseline copies a neighbour's whole
+    description even when the neighbour is unrelated. Homologues are phmmer hits (``model/alignment``) in
+    the shipped Swiss-Prot reference (the 80 % train split) with E-value <= ``max_evalue`` (default: the
+    ``protein_max_evalue`` setting); answers come from ``train`` (the training rows of the same data, so the
+    test split never answers itself); the query's own accession and identical sequences are left out. A
+    question no homologue answers gets the most frequent training answer to that question.
+    """
+
+    def __init__(self, train: list[ProteinQA], *, max_evalue: float | None = None, k: int = 10) -> None:
+        from biomedgpt.core.settings import get_settings
+        from biomedgpt.model.alignment import shipped_database
+
+        self.max_evalue = get_settings().protein_max_evalue if max_evalue is None else max_evalue
+        self.k = k
+        self.database = shipped_database()
+        self.answers: dict[str, dict[str, str]] = {}
+        counts: dict[str, Counter] = {}
+        for row in train:
+            self.answers.setdefault(row.accession, {}).setdefault(row.question, row.answer)
+            counts.setdefault(row.question, Counter())[row.answer] += 1
+        self.most_frequent = {question: counter.most_common(1)[0][0] for question, counter in counts.items()}
+        self._hits: dict[tuple[str, str], list] = {}
+        self.transferred = self.fallback = 0
+
+    def homologues(self, accession: str, sequence: str) -> list:
+        """The passing phmmer hits for one protein, best first (cached: a protein has several questions)."""
+        from biomedgpt.model.alignment import search_homologues
+
+        key = (accession, sequence)
+        if key not in self._hits:
+            try:
+                hits = search_homologues(sequence, self.k, databases=[self.database], exclude_ids=[accession],
+                                         leave_self_out=True)
+            except InputError as error:
+                log.warning("alignment skipped for %s: %s", accession, error)
+                hits = []
+            self._hits[key] = [h for h in hits if h.evalue <= self.max_evalue]
+        return self._hits[key]
+
+    def predict(self, row: ProteinQA) -> str:
+        for hit in self.homologues(row.accession, row.sequence):
+            answer = self.answers.get(hit.id, {}).get(row.question)
+            if answer:
+                self.transferred += 1
+                return answer
+        self.fallback += 1
+        return self.most_frequent.get(row.question, "")
+
+    def predict_batch(self, batch: list[ProteinQA]) -> list[str]:
+        return [self.predict(row) for row in batch]

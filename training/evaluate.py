@@ -20,8 +20,8 @@ from biomedgpt.training.eval_mcqa import (  # noqa: F401 - re-exported
     MCQA_CANDIDATES, MCQA_METHODS, causal_lm_of, eval_mcqa, mcqa_candidates, mcqa_prompt, predict_mcqa,
 )
 from biomedgpt.training.eval_structures import (  # noqa: F401 - re-exported
-    CAPTION_HEADER, PROTEIN_HEADER, PROTEIN_SPLITS, RETRIEVAL_MODES, default_retrieval, eval_captioning,
-    eval_protein_qa, score_predictions, scoring_tokenizer,
+    CAPTION_HEADER, PROTEIN_HEADER, PROTEIN_RETRIEVAL_MODES, PROTEIN_SPLITS, RETRIEVAL_MODES, AlignmentTransfer,
+    default_retrieval, eval_captioning, eval_protein_qa, score_predictions, scoring_tokenizer,
 )
 from biomedgpt.training.metrics import (  # noqa: F401 - re-exported
     BERT_BASE_UNCASED_SIZE, PROTOCOLS, SCIBERT_SIZE, SCIBERT_VOCAB, TEXT_KEYS, caption_metrics, choose_by_loglik,

@@ -101,7 +101,8 @@ def protein_qa(
     split: str = typer.Option("all", "--split", help="all, or test/train: one side of the 80/20 accession split "
                               "(seed 0) the shipped protein index uses; test is the honest choice for Swiss-Prot PAIR."),
     limit: int = typer.Option(None, "--limit", min=1, help="Only the first N question/answer pairs."),
-    retrieval: str = typer.Option(None, "--retrieval", help=_RETRIEVAL_HELP),
+    retrieval: str = typer.Option(None, "--retrieval", help=_RETRIEVAL_HELP + " alignment: alignment transfer, "
+                                  "the best phmmer homologue's answer to the same question (no model needed)."),
     out: Path = typer.Option(None, "--out", help="Append predictions here (resumes; a temporary file when absent)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Generation batch size."),
     vocab: Path = typer.Option(None, "--vocab", help=_VOCAB_HELP),

@@ -187,9 +187,15 @@ def test_similar_known_tool_offline_molecule_and_protein(monkeypatch):
     assert all(hit["kind"] == "molecule" and 0 <= hit["similarity"] <= 1 for hit in message.artifact)
     assert message.artifact == sorted(message.artifact, key=lambda h: -h["similarity"])
     assert "1. [" in message.content
+    # proteins are aligned (phmmer): hemoglobin alpha has no homologue among the shipped 900 Swiss-Prot proteins
     message = _call("similar_known", sequence=HBA, k=2)
+    assert all(hit["evalue"] > 1e-5 for hit in message.artifact) and len(message.artifact) <= 1
+    from biomedgpt.model.alignment import shipped_database
+
+    kunitz = shipped_database().sequence(shipped_database().ids.index("C0HM46"))  # a paralogue ships too
+    message = _call("similar_known", sequence=kunitz, k=2)
     assert [hit["kind"] for hit in message.artifact] == ["protein", "protein"]
-    assert "UniProt" in message.content
+    assert "UniProt" in message.content and "E-value" in message.content
 
 
 def test_molecule_properties_tool_resolves_a_name_through_pubchem(services):
