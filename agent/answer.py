@@ -32,7 +32,7 @@ from biomedgpt.tools.records import (
 )
 
 #: The labels a citation may take (any other bracketed text is left alone).
-from biomedgpt.core.sources import LABEL_PATTERN  # noqa: E402 - defined once, in core/sources.py
+from biomedgpt.core.sources import BIOPYTHON_LABEL, BIOPYTHON_URL, LABEL_PATTERN  # noqa: E402 - defined once
 from biomedgpt.core.chem import sequence_mass  # noqa: E402
 _BRACKETS = re.compile(r"\[([^\[\]\n]{1,80})\]")
 
@@ -103,6 +103,8 @@ def sources_from_state(state: Mapping[str, Any]) -> dict[str, dict]:
     if state.get("properties"):
         add(MoleculeProperties.label, "RDKit", MoleculeProperties.url,
             "descriptors computed locally with RDKit (not looked up)")
+    if _query_sequence(state):
+        add(BIOPYTHON_LABEL, "Biopython", BIOPYTHON_URL, "length and mass computed locally from the sequence given")
     answers = state.get("model_answers") or []
     if answers:
         trained = all(a.get("trained", True) for a in answers)
@@ -574,8 +576,8 @@ def compose_answer(question: str, state: Mapping[str, Any], errors: list[dict] |
     sequence = _query_sequence(state)
     if intent in ("describe", "model", "similar", "attribute") and not subjects and sequence:
         mass = sequence_mass(sequence)
-        weighed = f", average mass {mass:,.0f} Da (computed from the sequence with Biopython)" if mass == mass else ""
-        parts.insert(0, f"The query is a protein sequence of {len(sequence)} residues{weighed}.")
+        weighed = f", average mass {mass:,.0f} Da" if mass == mass else ""
+        parts.insert(0, f"The query is a protein sequence of {len(sequence)} residues{weighed} [{BIOPYTHON_LABEL}].")
     blocks: list[list[str]] = []
     if intent in ("describe", "similar", "model") or (intent in ("attribute", "compare") and not subjects):
         if intent != "model":

@@ -178,11 +178,12 @@ def _molecule_calls(entity: Entity, intent: str, attributes: set[str], offline: 
 def _protein_calls(entity: Entity, intent: str, offline: bool) -> list[dict[str, Any]]:
     value = entity.value
     if entity.source == "sequence":
-        if intent == "model":
-            return [_call("describe_protein", query=value, question=DEFAULT_PROTEIN_QUESTION)]
-        # The protein side of the model is weak (its encoder saw 80 mixed steps; see model/cards/mini.md): its
-        # text is shown only when the question asks the model. The reference search is the evidence.
-        return [_call("similar_known", sequence=value, k=DEFAULT_K)]
+        if intent == "similar":
+            return [_call("similar_known", sequence=value, k=DEFAULT_K)]
+        # The reference search is the evidence; the model's text (weak for proteins: see model/cards/mini.md) is
+        # shown after it, labelled, for a sequence no record describes.
+        return [_call("describe_protein", query=value, question=DEFAULT_PROTEIN_QUESTION),
+                _call("similar_known", sequence=value, k=DEFAULT_K)]
     lookup = _call("uniprot_lookup", query=value, organism=entity.organism)
     if intent == "model":
         return [_call("describe_protein", query=value, question=DEFAULT_PROTEIN_QUESTION)]

@@ -70,11 +70,15 @@ _ATTRIBUTE_CLAUSE = re.compile(r"[,;?]|\band\b|\bplus\b|\balso\b|\bas well as\b"
 MASKED_WEIGHT = 0.9
 #: A question without identifiers whose reading as written is at least this sure it is off-domain is declined.
 OUTSIDE_MIN = 0.6
+#: A question that names a substance is declined as off-domain only when its masked reading is this sure too.
+SUBSTANCE_OUTSIDE_MIN = 0.3
+#: A question read as "describe" asks for a field instead when the field is this sure.
+SURE_ATTRIBUTE = 0.85
 #: A question that refers to the conversation ("how long is it?") but reads as off-domain is about the subject
 #: when some field is asked at least this surely.
 REFERRING_MIN_ATTRIBUTE = 0.5
 #: Bump when the classifiers change, so cached weights are refitted.
-CLASSIFIER_VERSION = 3
+CLASSIFIER_VERSION = 4
 #: Most entities one question is about (keeps a plan short).
 MAX_ENTITIES = 5
 
@@ -87,6 +91,7 @@ this that these those it its it's they them their there here me my mine i you yo
 any some all each both either neither more most less least than then also too very just only about into over
 under between among per vs versus via not no yes if so but than give show tell list find get let know need want
 like one ones two three first second third last other another same such higher lower heavier lighter larger
+go goes going went gone
 smaller bigger greater highest lowest heaviest lightest largest smallest biggest greatest fewer fewest better best
 worse worst refs ref lit pubs info value values number numbers count point data details 3d fetch retrieve search download query lookup look pull compute calculate""".split())
 #: Words that continue a name ("acetic acid", "insulin receptor", "vitamin c").
@@ -205,7 +210,9 @@ def _mask_placeholders(text: str) -> str:
 #: (so "caffeine synonyms" is not mistaken for small talk). Kept apart from the names the tests and the
 #: evaluation sets use.
 _FILLERS = {
-    "mol": ["metoprolol", "warfarin", "dopamine", "cholesterol", "quercetin", "lidocaine", "serotonin", "citric acid"],
+    # everyday chemicals that are also in food and drink, so "what is caffeine?" reads as a molecule question
+    "mol": ["metoprolol", "warfarin", "dopamine", "cholesterol", "quercetin", "lidocaine", "serotonin", "citric acid",
+            "caffeine", "ethanol", "glucose", "capsaicin", "sucrose", "menthol", "theobromine"],
     "smiles": ["CCN", "OCC(O)CO", "CC(C)O", "c1ccncc1"],
     "protein": ["lysozyme", "myoglobin", "CFTR", "KRAS", "alpha-synuclein", "catalase", "BRAF", "collagen alpha-1"],
     "acc": ["P68871", "P01308", "Q9Y6K9"],
@@ -589,8 +596,14 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
     intent = max(probabilities, key=probabilities.get)
     referring = bool(context.entities) and bool(_SINGULAR_REF.search(question) or _PLURAL_REF.search(question)
                                                   or _ORDINAL.search(question) or _OTHER.search(question))
-    if not matches and written_p["out_of_domain"] >= OUTSIDE_MIN:
-        intent = "out_of_domain"  # read as written it is small talk or trivia, whatever the names are
+    # Read as written it is small talk or trivia, whatever the names are ("who won the world cup"); but a
+    # question about a substance ("what is nicotine?") is not declined because the substance is also in a
+    # cigarette or a drink: then the reading with names masked must lean off-domain too.
+    substance_named = any(_name_core(n) and not all(is_common_word(w) for w in _name_core(n).split())
+                          for n, _, _ in names)
+    if not matches and written_p["out_of_domain"] >= OUTSIDE_MIN and (
+            not substance_named or masked_p["out_of_domain"] >= SUBSTANCE_OUTSIDE_MIN):
+        intent = "out_of_domain"
     if referring and intent in ("out_of_domain", "unclear"):
         # "how long is it?" after a protein: a question about the conversation's subject, however short; but
         # "is it raining in Paris?" stays off-domain (no field of a record is asked)
@@ -614,6 +627,8 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
     if (intent == "describe" or intent == "compare" and probabilities["compare"] < 0.5) and not subjects and not pmids and any(
             table.intent_probabilities(v)["literature"] >= CLAUSE_LITERATURE_MIN for v in clause_vectors):
         intent = "literature"  # "… in myotonic dystrophy? I'd like a few references.": a clause asks for papers
+    if intent == "describe" and max(table.attribute_probabilities(vector).values()) >= SURE_ATTRIBUTE:
+        intent = "attribute"  # "List some synonyms for aspirin (trade names / other names)": a field, surely
     if intent in ("attribute", "compare", "similar"):
         attributes = _attributes(vector, table, clause_vectors)
         if intent == "attribute" and not attributes:

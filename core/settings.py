@@ -111,7 +111,8 @@ class Settings(BaseSettings):
                                                                  "below which the assistant asks instead of guessing")
     tool_choice: Literal["router", "model"] = Field(
         "router", description="who picks the tools: router (the question-understanding layer; a chat model only "
-                              "writes the answer from the records) | model (the chat model calls tools itself)")
+                              "writes the opening sentence, the composed answer's cited facts follow it) | model "
+                              "(the chat model calls tools itself and writes the answer)")
     llm_max_tokens: int = Field(512, ge=1, description="most tokens a chat model may write per reply (every back end)")
     llm_timeout: float = Field(120.0, gt=0, description="seconds to a chat model's first token (not the HTTP "
                                                         "clients' read timeout)")

@@ -19,11 +19,14 @@ UNIPROT_ACCESSION = r"(?:[OPQ][0-9][A-Z0-9]{3}[0-9]|[A-NR-Z][0-9](?:[A-Z][A-Z0-9
 
 RDKIT_LABEL = "RDKit"
 RDKIT_URL = "https://www.rdkit.org"
+#: Values computed locally from a protein sequence the user gave (Biopython's ProtParam).
+BIOPYTHON_LABEL = "Biopython"
+BIOPYTHON_URL = "https://biopython.org/docs/latest/api/Bio.SeqUtils.ProtParam.html"
 #: Text written by the BioMedGPT model (labelled as model output, never as a database fact).
 BIOMEDGPT_LABEL = "BioMedGPT"
 
 #: The labels a citation may take (any other bracketed text is not a citation).
-LABEL_PATTERN = re.compile(r"^(PubChem CID \d+|ChEBI-20 CID \d+|UniProt [A-Z0-9]{6,10}(?:-\d+)?|PMID \d+|RDKit|"
+LABEL_PATTERN = re.compile(r"^(PubChem CID \d+|ChEBI-20 CID \d+|UniProt [A-Z0-9]{6,10}(?:-\d+)?|PMID \d+|RDKit|Biopython|"
                            r"BioMedGPT|Doc [^\[\];]{1,60}|molecule reference [^\[\];,]{1,120})$")
 
 #: The ``source`` of a hit from a ``BIOMEDGPT_MOLECULE_DB`` file starts so (``molecule reference <file name>``).

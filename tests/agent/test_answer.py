@@ -177,7 +177,7 @@ def test_pairwise_similarity_is_read_in_words_and_a_protein_sequence_is_weighed(
     sequence = "QPRSHVDCPALHGQCQSLPCTYPLVFVGPDPFHCGPYPQFGCCA"
     text = compose_answer("mass?", {"intent": "describe", "entity": {"kind": "protein", "value": sequence,
                                                                      "source": "sequence"}})
-    assert text.startswith("The query is a protein sequence of 44 residues, average mass 4,774 Da")
+    assert text.startswith("The query is a protein sequence of 44 residues, average mass 4,774 Da [Biopython].")
     hit = {**HIT, "similarity": 1.0, "name": "paracetamol", "id": "1983"}
     text = compose_answer("nearest?", {"intent": "similar", "similar": [hit]})
     assert "paracetamol (identical to the query, ChEBI-20 reference)" in text and "[ChEBI-20 CID 1983]" in text

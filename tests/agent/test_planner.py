@@ -71,7 +71,7 @@ ROUTES = [
      [C("molecule_properties", smiles="CCO"), C("molecule_properties", smiles="CCCO")]),
     ("tell me about the second one", TWO, False, "describe", [], [C("pubchem_lookup", query="ibuprofen")]),
     ("Describe " + HBA, [], True, "describe", [],
-     [C("similar_known", sequence=HBA, k=5)]),
+     [C("describe_protein", query=HBA), C("similar_known", sequence=HBA, k=5)]),
     ("Does imatinib pass Lipinski's rule of five?", [], False, "attribute", ["rule_of_five"],
      [C("pubchem_lookup", query="imatinib"), C("molecule_properties", smiles="imatinib")]),
     ("What organism is P0DTR4 from?", [], False, "attribute", ["organism"], [C("uniprot_lookup", query="P0DTR4")]),
