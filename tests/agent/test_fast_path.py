@@ -33,6 +33,8 @@ QUESTIONS = [
     "What is P05067?",                                                        # UniProt over HTTP
     "What does the literature say about BRCA1 and breast cancer?",            # the local literature store
     "Fetch PubMed abstracts about CRISPR screens",                             # E-utilities, then the store
+    "Which known molecules are similar to CC(=O)Oc1ccccc1C(=O)O?",           # the ChEBI-20 index + PubChem
+    "Describe CCO",                                                           # the BioMedGPT model (tiny here)
 ]
 
 
@@ -72,9 +74,9 @@ def test_the_fast_path_answers_exactly_as_the_graph(fake_services, monkeypatch):
         assert graph_events == fast_events, question
         kinds.update(call["name"] + (":ok" if call["ok"] else ":failed") for call in fast.tool_calls)
     assert taken == [True] * len(QUESTIONS)  # the graph pass never reached prepare(); the fast pass always did
-    # the set is varied: RDKit, PubChem, UniProt, the store and E-utilities ran, and a look-up failed
+    # the set is varied: RDKit, PubChem, UniProt, the store, E-utilities, the index and the model ran; one failed
     assert {"molecule_properties:ok", "pubchem_lookup:ok", "uniprot_lookup:ok", "literature_search:ok",
-            "pubmed_fetch:ok"} <= kinds and any(kind.endswith(":failed") for kind in kinds), kinds
+            "pubmed_fetch:ok", "similar_known:ok", "describe_molecule:ok"} <= kinds and any(kind.endswith(":failed") for kind in kinds), kinds
 
 
 def test_offline_failures_are_worded_as_the_graph_words_them(fake_services, monkeypatch):
