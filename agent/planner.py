@@ -43,6 +43,8 @@ DEFAULT_MOLECULE_QUESTION = CAPTION_QUESTION  # the question the mini model was 
 DEFAULT_PROTEIN_QUESTION = "What is the function of this protein?"
 
 #: Molecule attributes that only PubChem's record holds (RDKit cannot compute them).
+#: Entries shown for "search UniProt for X".
+UNIPROT_SEARCH_SIZE = 5
 PUBCHEM_ONLY = frozenset({"cid", "iupac_name", "synonyms", "description", "complexity"})
 #: Molecule attributes RDKit computes from a structure (PubChem holds some of them too).
 RDKIT_ATTRIBUTES = frozenset({"molecular_weight", "exact_mass", "formula", "smiles", "inchikey", "inchi", "logp",
@@ -207,6 +209,8 @@ def calls_for(understood: Understanding, offline: bool) -> list[dict[str, Any]]:
         return []
     attributes = set(understood.attributes)
     calls: list[dict[str, Any]] = []
+    if understood.search:  # "search UniProt for X": its own ranking of entries
+        return [_call("uniprot_search", query=understood.search, size=UNIPROT_SEARCH_SIZE)]
     pmids = [e for e in understood.entities if e.kind == "pmid"]
     if intent == "literature" or (not understood.subjects and not pmids):
         topic = understood.topic or understood.question

@@ -120,6 +120,8 @@ _COMPARE_WITH_CONTEXT = re.compile(r"\b(?:it|its|them|they|this|that|these|those
 _FRESH = re.compile(r"\b(?:latest|recent|newest|new papers|fetch|from pubmed|on pubmed|search pubmed)\b", re.I)
 _DATABASE_PROTEIN = re.compile(r"\b(?:uniprot|swiss-?prot|trembl)\b", re.I)
 _DATABASE_MOLECULE = re.compile(r"\bpubchem\b", re.I)
+_UNIPROT_SEARCH = re.compile(r"\b(?:search|query|browse|scan)\s+(?:in\s+|on\s+|through\s+)?(?:the\s+)?"
+                             r"(?:uniprot|swiss-?prot|trembl)\b|\buniprot(?:kb)?\s+search\b", re.I)
 #: Words that make a name a condition or a process, not a compound or a protein ("myotonic dystrophy CTG
 #: repeats", "Huntington disease"): "what is known about" such a name is a literature question.
 _TOPIC_NAME = re.compile(r"\b(?:\w+(?:itis|oma|omas|pathy|pathies|emia|aemia|plasia|trophy|trophies)|diseases?|"
@@ -152,6 +154,8 @@ class Understanding(BaseModel):
     fresh: bool = False
     #: Names found in the question (before they were resolved to entities).
     names: list[str] = Field(default_factory=list)
+    #: For "search UniProt for X": the query for UniProt's own search (the router then calls uniprot_search).
+    search: str = ""
     #: For ``intent == "invalid"``: what is wrong with the structure given, in one sentence.
     problem: str = ""
 
@@ -687,9 +691,15 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
         if intent not in ("out_of_domain", "help"):
             intent = "unclear"
             entities = []
+    search = ""
+    if _UNIPROT_SEARCH.search(question) and intent not in ("literature", "out_of_domain", "help") and not subjects:
+        found = [n for n in name_texts if not _DATABASE_PROTEIN.fullmatch(n)]
+        search = " ".join(found).strip()
+        if search:  # "search uniprot for glucose: top hits?": UniProt's ranking, not one entry by name
+            intent, entities = "describe", []
     topic = question if intent == "literature" else ""
     return Understanding(question=question, intent=intent, attributes=attributes,
                          entities=(entities + pmids)[:MAX_ENTITIES + len(pmids)], follow_up=follow_up, topic=topic,
                          confidence=round(confidence, 4), nearest_example=table.texts[best],
-                         fresh=bool(_FRESH.search(question)) and intent == "literature",
+                         fresh=bool(_FRESH.search(question)) and intent == "literature", search=search,
                          names=[n for n, _, _ in names] if intent == "literature" else name_texts)

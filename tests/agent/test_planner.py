@@ -233,3 +233,9 @@ def test_offline_flag_defaults_to_settings(monkeypatch):
     monkeypatch.setenv("BIOMEDGPT_OFFLINE", "0")
     reset_settings()
     assert "pubchem_lookup" in plan("Describe CC(=O)Oc1ccccc1C(=O)O").tool_names
+
+
+def test_search_uniprot_for_a_term_uses_uniprots_own_ranking():
+    got = plan("search uniprot for glucose — what are the top hits?")
+    assert [(c["name"], c["args"]) for c in got.calls] == [C("uniprot_search", query="glucose", size=5)]
+    assert plan("what is P05067").tool_names == ["uniprot_lookup"]
