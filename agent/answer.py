@@ -201,6 +201,9 @@ _LOWER = re.compile(r"\b(?:lowest|smallest|least|fewest|lightest|minimum|min|low
                     re.I)
 
 
+#: Attributes with their own comparative words (more, fewer): (higher, lower).
+_COMPARATIVES = {"length": ("longer", "shorter"), "molecular_weight": ("heavier", "lighter"),
+                 "mass": ("heavier", "lighter"), "exact_mass": ("heavier", "lighter")}
 #: A yes/no comparison ("is X heavier than Y?", "does X have more donors than Y?").
 _YES_NO_THAN = re.compile(r"^\s*(?:is|are|does|do|has|have|was)\b.*\bthan\b", re.I | re.S)
 #: Attributes that are counts ("has 3 heavy atoms").
@@ -383,6 +386,10 @@ def _ranking(subjects: list[Subject], attribute: str, question: str) -> str | No
         verdict = ""
         if _YES_NO_THAN.search(question):  # "is X heavier than Y?": answer yes or no about X
             verdict = "Yes: " if first is asked_first else "No: "
+        if attribute in _COMPARATIVES:  # "is longer than", "is heavier than": how people say it
+            word = _COMPARATIVES[attribute][direction == "lowest"]
+            other = bottom if first is top else top
+            return f"{verdict}{first.name} is {word} than {other.name}{mixed}: {wording} {order}{gap} {labels}."
         return (f"{verdict}{first.name} has the {comparative} {wording}{mixed}: {order}{gap} {labels}.")
     return f"{s.name} has the {direction} {wording} ({fmt(n)}){mixed}; by {wording}: {order} {labels}."
 

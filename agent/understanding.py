@@ -240,7 +240,8 @@ def _fill_placeholders(text: str, seed: int) -> str:
 
 def load_rows(path: Path = INTENTS_FILE) -> list[dict]:
     """The example rows of the table (``split: dev`` rows included; callers choose)."""
-    data = yaml.safe_load(path.read_text())
+    # libyaml's loader when present: the pure-Python one takes 0.2 s of every cold start for the same data
+    data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - safe
     return list(data["examples"])
 
 
@@ -582,7 +583,10 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
         blanked = blanked[:match.start] + "\u2063" * (match.end - match.start) + blanked[match.end:]
     names = find_names(blanked, table.vocabulary)
     id_spans = [(m.start, m.end) for m in matches]
-    name_spans = [(s, e) for _, s, e in names]
+    # Runs of plain English words only ("the gym", "own calculation") are wording, not names: left unmasked, so
+    # the classifiers read "which protein bar tastes best after the gym" as it is. Short runs ("tau") stay masked:
+    # a three-letter word is as often a gene or protein as a word.
+    name_spans = [(s, e) for n, s, e in names if _name_core(n) or len(n) <= 3]
 
     masked = _mask(question, id_spans + name_spans)
     with_names = _mask(question, id_spans)
@@ -601,10 +605,11 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
     referring = bool(context.entities) and bool(_SINGULAR_REF.search(question) or _PLURAL_REF.search(question)
                                                   or _ORDINAL.search(question) or _OTHER.search(question))
     # Read as written it is small talk or trivia, whatever the names are ("who won the world cup"); but a
-    # question about a substance ("what is nicotine?") is not declined because the substance is also in a
-    # cigarette or a drink: then the reading with names masked must lean off-domain too.
-    substance_named = any(_name_core(n) and not all(is_common_word(w) for w in _name_core(n).split())
-                          for n, _, _ in names)
+    # question about substances only ("what is nicotine?": every name a word that names a substance) is not
+    # declined because the substance is also in a cigarette or a drink: then the reading with names masked must
+    # lean off-domain too.
+    substance_named = bool(names) and all(
+        all(re.fullmatch(r"[A-Za-z][a-z]{2,}", w) and not is_common_word(w) for w in n.split()) for n, _, _ in names)
     if not matches and written_p["out_of_domain"] >= OUTSIDE_MIN and (
             not substance_named or masked_p["out_of_domain"] >= SUBSTANCE_OUTSIDE_MIN):
         intent = "out_of_domain"

@@ -194,7 +194,8 @@ def test_named_structures_are_called_by_their_names_and_two_way_rankings_give_th
     state = {"properties": props, "intent": "compare", "attributes": ["molecular_weight"],
              "entities": [e.model_dump() for e in got.entities]}
     assert compose_answer(question, state).startswith(
-        "codeine has the higher molecular weight: codeine (299.37) > morphine (285.34), a difference of 14.03 [RDKit].")
+        "codeine is heavier than morphine: molecular weight codeine (299.37) > morphine (285.34), a difference of "
+        "14.03 [RDKit].")
 
 
 def test_pubchem_counts_are_cited_from_pubchem_when_its_record_has_them():
