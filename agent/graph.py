@@ -19,8 +19,9 @@ Why each node (who picks the tools is ``Context.tool_choice``, agent/modes.py):
   react to it, the answer reports it), answers malformed calls with an error instead of running them, files
   the records from each tool's artifact into the typed state, remembers the entity for follow-ups, and
   forwards the tools' progress messages (``tools.progress.report``) to LangGraph's ``custom`` stream.
-- ``answer`` writes the cited answer: composed from the records without a chat model; written by the chat
-  model from the records in ``router`` mode, its last reply in ``model`` mode, either way checked
+- ``answer`` writes the cited answer: composed from the records without a chat model; in ``router`` mode the
+  chat model writes only its opening sentence and the composed facts follow verbatim; its last reply in ``model``
+  mode; either way checked
   (agent/grounding.py). At the step limit it ends gracefully with what was found.
 """
 
