@@ -20,21 +20,29 @@ from typing import Any
 from biomedgpt.core.errors import CheckpointError
 
 
-def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+@contextlib.contextmanager
+def atomic_open(path: str | Path) -> Iterator[Any]:
+    """A binary handle on a temporary file in ``path``'s folder; on a clean exit it is fsynced and renamed over
+    ``path``, on an error it is removed (``path`` keeps its old content). For writers that stream (``np.savez``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; shipped and cached files are meant to be readable
         with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    with atomic_open(path) as handle:
+        handle.write(payload)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

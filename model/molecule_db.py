@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -41,6 +40,7 @@ import numpy as np
 
 from biomedgpt.core.chem import FP_BITS, FP_RADIUS, morgan_generator, try_parse_smiles
 from biomedgpt.core.errors import ConfigError, InputError
+from biomedgpt.core.files import atomic_open
 from biomedgpt.core.settings import get_settings
 from biomedgpt.model.featurize import pool_context
 from biomedgpt.model.fpindex import PackedFingerprints, top_k
@@ -268,19 +268,9 @@ class MoleculeDB:
         meta = {"version": CACHE_VERSION, "spec": SPEC, "source": str(self.path), "size": self.stamp[0],
                 "mtime_ns": self.stamp[1], "layout": self.layout.__dict__, "skipped": self.skipped,
                 "skipped_lines": self.skipped_lines}
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            os.chmod(tmp, 0o644)
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
-                         words=self.fingerprints.words, counts=self.fingerprints.counts, offsets=self.offsets)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_open(target) as handle:
+            np.savez(handle, meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
+                     words=self.fingerprints.words, counts=self.fingerprints.counts, offsets=self.offsets)
         return target
 
     @classmethod
