@@ -190,7 +190,7 @@ ATTRIBUTE_NAMES = {
     "subcellular_location": "subcellular location", "family": "family", "diseases": "associated diseases",
     "go_terms": "GO terms", "pdb_structures": "PDB structures", "keywords": "UniProt keywords",
     "sequence": "sequence", "reviewed": "review status", "accession": "UniProt accession",
-    "ec_number": "EC number", "complexity": "complexity", "unlisted": "requested field",
+    "ec_number": "EC number", "complexity": "complexity", "cas_number": "CAS registry number", "unlisted": "requested field",
 }
 #: Attributes a table of several molecules shows when none was asked.
 DEFAULT_MOLECULE_COLUMNS = ("molecular_weight", "formula", "logp", "tpsa", "hbond_donors", "hbond_acceptors")

@@ -68,6 +68,8 @@ PMID_RE = re.compile(r"\b(?:PMID|PubMed(?:\s+ID)?)\s*[:#]?\s*(\d{1,9})\b", re.IG
 CID_RE = re.compile(r"\b(?:PubChem\s+)?CID\s*[:#]?\s*(\d{1,10})\b", re.IGNORECASE)
 INCHIKEY_RE = re.compile(r"(?<![A-Z0-9-])([A-Z]{14}-[A-Z]{10}-[A-Z])(?![A-Z0-9-])")
 
+#: A run of residue letters this long is a sequence however few distinct letters it has (a GS linker).
+LOW_COMPLEXITY_LENGTH = 30
 _SEQ_RUN_RE = re.compile(r"(?<![A-Za-z])([ACDEFGHIKLMNPQRSTVWYXBZUO]{%d,})(?![A-Za-z])" % MIN_SEQUENCE_LENGTH)
 # Sequences printed in blocks of ten ("MVLSPADKTN VKAAWGKVGA ...") or wrapped over lines.
 _SEQ_BLOCKS_RE = re.compile(r"(?<![A-Za-z])((?:[ACDEFGHIKLMNPQRSTVWYXBZUO]{8,}[ \t]*\r?\n?[ \t]*){2,})")
@@ -244,7 +246,8 @@ def _sequence_matches(text: str) -> list[Match]:
             if any(a < end and start < b for a, b in taken):
                 continue
             residues = re.sub(r"\s+", "", m.group(1))
-            if len(residues) < MIN_SEQUENCE_LENGTH or len(set(residues)) < MIN_DISTINCT_RESIDUES:
+            low_complexity = len(residues) >= LOW_COMPLEXITY_LENGTH  # "GSGSGS…": a linker is still a sequence
+            if len(residues) < MIN_SEQUENCE_LENGTH or len(set(residues)) < MIN_DISTINCT_RESIDUES and not low_complexity:
                 continue
             taken.append((start, end))
             found.append(Match(entity=Entity(kind="protein", value=residues, source="sequence"), start=start, end=end))

@@ -45,7 +45,7 @@ DEFAULT_PROTEIN_QUESTION = "What is the function of this protein?"
 #: Molecule attributes that only PubChem's record holds (RDKit cannot compute them).
 #: Entries shown for "search UniProt for X".
 UNIPROT_SEARCH_SIZE = 5
-PUBCHEM_ONLY = frozenset({"cid", "iupac_name", "synonyms", "description", "complexity"})
+PUBCHEM_ONLY = frozenset({"cid", "iupac_name", "synonyms", "description", "complexity", "cas_number"})
 #: Molecule attributes RDKit computes from a structure (PubChem holds some of them too).
 RDKIT_ATTRIBUTES = frozenset({"molecular_weight", "exact_mass", "formula", "smiles", "inchikey", "inchi", "logp",
                               "tpsa", "hbond_donors", "hbond_acceptors", "rotatable_bonds", "rings", "aromatic_rings",

@@ -127,7 +127,8 @@ _UNIPROT_SEARCH = re.compile(r"\b(?:search|query|browse|scan)\s+(?:in\s+|on\s+|t
 _TOPIC_NAME = re.compile(r"\b(?:\w+(?:itis|oma|omas|pathy|pathies|emia|aemia|plasia|trophy|trophies)|diseases?|"
                          r"syndromes?|disorders?|cancers?|tumou?rs?|deficienc(?:y|ies)|mutations?|repeats?|"
                          r"sclerosis|ataxia|infections?|dementia|palsy|fibrosis|polyposis|"
-                         r"hereditary|familial|congenital)\b", re.I)
+                         r"hereditary|familial|congenital|autism|autistic|diabetes|obesity|asthma|epilepsy|"
+                         r"schizophrenia|alzheimer'?s?|parkinson'?s?|huntington'?s?|leukodystrophy)\b", re.I)
 #: ... unless the name says it is a molecule ("APC tumour suppressor", "BRCA1 protein").
 _MOLECULAR_NAME = re.compile(r"\b(?:suppressors?|proteins?|receptors?|kinases?|enzymes?|factors?|genes?|"
                              r"channels?|antibod(?:y|ies)|drugs?|inhibitors?|compounds?)\b", re.I)
@@ -623,8 +624,8 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
     glued: dict[str, Match] = {}
     for n, start, end in names:
         for m in matches:
-            if m.entity.is_structure and (re.fullmatch(r"\s*\(\s*", question[end:m.start])
-                                          or re.fullmatch(r"\s*\(\s*", question[m.end:start])):
+            if m.entity.is_structure and (end <= m.start and re.fullmatch(r"\s*[(:=]?\s*", question[end:m.start])
+                                          or m.end <= start and re.fullmatch(r"\s*\(\s*", question[m.end:start])):
                 glued[n] = m
     named_structures = {id(m): _name_core(n) for n, m in glued.items()}
     structured = [m.entity.model_copy(update={"name": named_structures[id(m)]}) if id(m) in named_structures
@@ -687,11 +688,18 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
         elif entities:
             intent = "attribute" if attributes else "describe"
 
-    if (intent == "describe" and not subjects and not follow_up and names
-            and all(_TOPIC_NAME.search(n) and not _MOLECULAR_NAME.search(n) for n in name_texts)):
-        intent, entities = "literature", []  # "what is known about myotonic dystrophy?": a topic, not a record
+    # names that say they are molecules ("the APC tumour suppressor") are not conditions
+    molecular_spans = [(a, b) for n, a, b in names if _MOLECULAR_NAME.search(n)]
+    if (intent in ("describe", "compare") and not attributes and not subjects and not follow_up
+            and (_TOPIC_NAME.search(_mask(question, id_spans + molecular_spans)) or name_texts and all(
+                _TOPIC_NAME.search(n) and not _MOLECULAR_NAME.search(n) for n in name_texts))):
+        # "what is known about CTG repeats in myotonic dystrophy?", "role of VHL in renal cell carcinoma": a
+        # question that names a condition and asks no field is about the literature, not one record
+        intent, entities = "literature", []
     if intent in ("out_of_domain", "help") and subjects:
         intent = "describe"  # a question that holds a structure is about it, whatever else it says
+    if intent == "similarity_pair" and len(entities) == 1 and entities[0].source == "smiles" and not follow_up:
+        intent = "similar"  # "atenolol <SMILES>: nearest neighbour + tanimoto": one structure, its neighbours
     if confidence < settings.understanding_min_confidence and not subjects and not pmids and not follow_up:
         if intent not in ("out_of_domain", "help"):
             intent = "unclear"

@@ -102,6 +102,10 @@ def _fact(value: Any, label: str, field: str, unit: str = "", digits: int = 2) -
     return Fact(f"{fmt(value, digits)}{unit}", label, field)
 
 
+#: A CAS registry number as PubChem lists it among a compound's synonyms ("50-78-2").
+CAS_NUMBER = re.compile(r"\d{2,7}-\d{2}-\d")
+
+
 class Description(BaseModel):
     """One textual description of a compound, with where it came from."""
 
@@ -163,6 +167,8 @@ class Compound(BaseModel):
             "inchi": lambda: _fact(self.inchi, label, "InChI"),
             "iupac_name": lambda: _fact(self.iupac_name, label, "IUPAC name"),
             "cid": lambda: _fact(self.cid, label, "CID"),
+            "cas_number": lambda: _fact(next((x for x in self.synonyms if CAS_NUMBER.fullmatch(x)), None), label,
+                                        "CAS registry number"),
             "synonyms": lambda: _fact("; ".join(self.synonyms[:10]), label, "synonyms"),
             "logp": lambda: _fact(self.xlogp, label, "XLogP3"),
             "tpsa": lambda: _fact(self.tpsa, label, "TPSA", " Å²"),

@@ -204,3 +204,9 @@ def test_pubchem_counts_are_cited_from_pubchem_when_its_record_has_them():
                           {"compounds": [aspirin], "intent": "attribute", "attributes": ["hbond_acceptors", "complexity"]})
     assert text.startswith("Aspirin has 4 H-bond acceptors [PubChem CID 2244]. The complexity of Aspirin is 212 "
                            "[PubChem CID 2244].")
+
+
+def test_a_cas_number_is_read_from_pubchems_synonyms():
+    aspirin = {**ASPIRIN, "synonyms": ["aspirin", "ACETYLSALICYLIC ACID", "50-78-2", "2-Acetoxybenzoic acid"]}
+    text = compose_answer("CAS of aspirin?", {"compounds": [aspirin], "intent": "attribute", "attributes": ["cas_number"]})
+    assert text == "The CAS registry number of Aspirin is 50-78-2 [PubChem CID 2244]."

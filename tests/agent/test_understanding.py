@@ -142,3 +142,14 @@ def test_an_identifier_named_as_such_but_unreadable_is_refused_with_the_reason()
     got = understand("look up uniprot accession 12345XYZ!!")
     assert got.intent == "invalid" and "'12345XYZ' is not a UniProt accession" in got.problem
     assert understand("accession number for insulin receptor").intent != "invalid"
+
+
+def test_conditions_linkers_and_a_name_written_before_its_smiles():
+    assert understand("role of the VHL tumour suppressor in renal cell carcinoma").intent == "literature"
+    assert understand("molecular basis of Duarte variant galactosemia").intent == "literature"
+    assert understand("describe the APC tumour suppressor").intent == "describe"
+    got = understand("what natural protein does GSGSGSGSGSGSGSGSGSGSGSGSGSGSGSGSGSGS resemble?")
+    assert [e.source for e in got.entities] == ["sequence"]
+    got = understand("atenolol CC(C)NCC(O)COc1ccc(CC(N)=O)cc1 nearest neighbour in the reference set + tanimoto")
+    assert got.intent == "similar" and [e.name for e in got.entities] == ["atenolol"]
+    assert understand("aspirin CAS number? (from pubchem synonyms)").attributes[0] == "cas_number"
