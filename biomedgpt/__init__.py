@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from biomedgpt.core.lazy import lazy_attributes
+
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -23,15 +25,7 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        module_name, attribute = _LAZY[name]
-        value = getattr(importlib.import_module(module_name), attribute)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'biomedgpt' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def load_ipython_extension(ipython: Any) -> None:

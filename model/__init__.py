@@ -13,11 +13,11 @@ transformers or RDKit until used. This package imports nothing from tools/, trai
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 from biomedgpt.core.errors import ConfigError
+from biomedgpt.core.lazy import lazy_attributes
 from biomedgpt.core.settings import resolve_device
 
 _LAZY = {
@@ -38,13 +38,7 @@ _LAZY = {
 __all__ = ["load_model", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module_name, attribute = _LAZY[name]
-        value = getattr(importlib.import_module(module_name), attribute)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'biomedgpt.model' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def load_model(name_or_path: str = "mini", *, device: str = "cpu", dtype: Any = None) -> Any:
