@@ -344,6 +344,11 @@ def _table(subjects: list[Subject], attributes: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _shown(subject: Subject) -> str:
+    """A subject as a ranking names it: a protein with its accession too ("… deacetylase (P0DTR4)")."""
+    return f"{subject.name} ({subject.protein.accession})" if subject.protein else subject.name
+
+
 def _ranking(subjects: list[Subject], attribute: str, question: str) -> str | None:
     """Rank by one attribute, with values of one method only (PubChem's XLogP3 and RDKit's Crippen logP
     are not comparable): PubChem's values when every subject has one, else RDKit's, else a mixed ranking
@@ -368,19 +373,19 @@ def _ranking(subjects: list[Subject], attribute: str, question: str) -> str | No
     wording = ATTRIBUTE_NAMES.get(attribute, attribute)
     labels = " ".join(dict.fromkeys(f"[{v.value(attribute).label}]" for _, v, _ in ranked))
     if len({fmt(n) for n, _, _ in ranked}) == 1:
-        names = ", ".join(s.name for _, _, s in ranked[:-1]) + f" and {ranked[-1][2].name}"
+        names = ", ".join(_shown(s) for _, _, s in ranked[:-1]) + f" and {_shown(ranked[-1][2])}"
         return f"{names} have the same {wording} ({fmt(ranked[0][0])}){mixed} {labels}."
     asked_first = ranked[0][2]  # the subject named first, before sorting
     ranked.sort(key=lambda item: item[0], reverse=True)
     labels = " ".join(dict.fromkeys(f"[{v.value(attribute).label}]" for _, v, _ in ranked))
-    order = " > ".join(f"{s.name} ({fmt(n)})" for n, _, s in ranked)
+    order = " > ".join(f"{_shown(s)} ({fmt(n)})" for n, _, s in ranked)
     n, _, s = ranked[-1] if direction == "lowest" else ranked[0]
     if len(ranked) == 2:
         (high, _, top), (low, _, bottom) = ranked
         comparative = "lower" if direction == "lowest" else "higher"
         first, second = (bottom, top) if direction == "lowest" else (top, bottom)
         if fmt(high) == fmt(low):
-            return f"{top.name} and {bottom.name} have the same {wording} ({fmt(high)}){mixed} {labels}."
+            return f"{_shown(top)} and {_shown(bottom)} have the same {wording} ({fmt(high)}){mixed} {labels}."
         gap = f", a difference of {fmt(round(high - low, 4))}" if isinstance(high, float) else \
             f", a difference of {high - low}"
         verdict = ""
@@ -389,9 +394,9 @@ def _ranking(subjects: list[Subject], attribute: str, question: str) -> str | No
         if attribute in _COMPARATIVES:  # "is longer than", "is heavier than": how people say it
             word = _COMPARATIVES[attribute][direction == "lowest"]
             other = bottom if first is top else top
-            return f"{verdict}{first.name} is {word} than {other.name}{mixed}: {wording} {order}{gap} {labels}."
-        return (f"{verdict}{first.name} has the {comparative} {wording}{mixed}: {order}{gap} {labels}.")
-    return f"{s.name} has the {direction} {wording} ({fmt(n)}){mixed}; by {wording}: {order} {labels}."
+            return f"{verdict}{_shown(first)} is {word} than {_shown(other)}{mixed}: {wording} {order}{gap} {labels}."
+        return (f"{verdict}{_shown(first)} has the {comparative} {wording}{mixed}: {order}{gap} {labels}.")
+    return f"{_shown(s)} has the {direction} {wording} ({fmt(n)}){mixed}; by {wording}: {order} {labels}."
 
 
 #: How a Morgan (radius 2) Tanimoto similarity reads in words: at or above HIGH "closely related", at or above

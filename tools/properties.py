@@ -45,9 +45,10 @@ def molecule_properties(smiles: str) -> MoleculeProperties:
         smiles=canonical,
         given_smiles=smiles.strip() if smiles.strip() != canonical else None,
         formula=rdMolDescriptors.CalcMolFormula(mol),
-        average_mass=round(average_mass, 3),
-        exact_mass=round(Descriptors.ExactMolWt(mol), 4),
-        logp=round(logp, 3),
+        # kept to two more decimals than answers show, so rounding for display is not done twice (1.3747 -> 1.37)
+        average_mass=round(average_mass, 4),
+        exact_mass=round(Descriptors.ExactMolWt(mol), 6),
+        logp=round(logp, 4),
         tpsa=round(rdMolDescriptors.CalcTPSA(mol), 2),
         h_bond_donors=int(donors),
         h_bond_acceptors=int(acceptors),
