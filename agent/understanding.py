@@ -70,6 +70,9 @@ _ATTRIBUTE_CLAUSE = re.compile(r"[,;?]|\band\b|\bplus\b|\balso\b|\bas well as\b"
 MASKED_WEIGHT = 0.9
 #: A question without identifiers whose reading as written is at least this sure it is off-domain is declined.
 OUTSIDE_MIN = 0.6
+#: ... nor one whose masked reading asks for papers this surely ("find papers comparing robotic versus
+#: laparoscopic cholecystectomy"): the store may hold none, and the answer says so.
+PAPERS_MIN = 0.5
 #: A question that names a substance is declined as off-domain only when its masked reading is this sure too.
 SUBSTANCE_OUTSIDE_MIN = 0.3
 #: A question read as "describe" asks for a field instead when the field is this sure.
@@ -584,10 +587,7 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
         blanked = blanked[:match.start] + "\u2063" * (match.end - match.start) + blanked[match.end:]
     names = find_names(blanked, table.vocabulary)
     id_spans = [(m.start, m.end) for m in matches]
-    # Runs of plain English words only ("the gym", "own calculation") are wording, not names: left unmasked, so
-    # the classifiers read "which protein bar tastes best after the gym" as it is. Short runs ("tau") stay masked:
-    # a three-letter word is as often a gene or protein as a word.
-    name_spans = [(s, e) for n, s, e in names if _name_core(n) or len(n) <= 3]
+    name_spans = [(s, e) for _, s, e in names]
 
     masked = _mask(question, id_spans + name_spans)
     with_names = _mask(question, id_spans)
@@ -611,7 +611,7 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
     # lean off-domain too.
     substance_named = bool(names) and all(
         all(re.fullmatch(r"[A-Za-z][a-z]{2,}", w) and not is_common_word(w) for w in n.split()) for n, _, _ in names)
-    if not matches and written_p["out_of_domain"] >= OUTSIDE_MIN and (
+    if not matches and written_p["out_of_domain"] >= OUTSIDE_MIN and masked_p["literature"] < PAPERS_MIN and (
             not substance_named or masked_p["out_of_domain"] >= SUBSTANCE_OUTSIDE_MIN):
         intent = "out_of_domain"
     if referring and intent in ("out_of_domain", "unclear"):
