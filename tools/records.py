@@ -417,8 +417,9 @@ class MoleculeProperties(BaseModel):
     @property
     def rule_of_five(self) -> str:
         violations = f"{self.lipinski_violations} violation{'' if self.lipinski_violations == 1 else 's'}"
-        values = (f"MW {fmt(self.average_mass)}, logP {fmt(self.logp)}, {self.h_bond_donors} H-bond donors, "
-                  f"{self.h_bond_acceptors} acceptors")
+        donors = f"{self.h_bond_donors} H-bond donor{'' if self.h_bond_donors == 1 else 's'}"
+        acceptors = f"{self.h_bond_acceptors} acceptor{'' if self.h_bond_acceptors == 1 else 's'}"
+        values = f"MW {fmt(self.average_mass)}, logP {fmt(self.logp)}, {donors}, {acceptors}"
         return f"{'passes' if self.lipinski_pass else 'fails'} Lipinski's rule of five ({violations}: {values})"
 
     def get(self, attribute: str) -> Fact | None:
