@@ -180,8 +180,8 @@ def classify_name(name: str, hint: Literal["molecule", "protein"] | None = None)
         return "protein"
     if any(len(w) > 5 and w.endswith("ase") and w not in _NOT_ENZYMES for w in lowered):
         return "protein"
-    if any(w in MOLECULE_WORDS for w in lowered):
-        return "molecule"
+    if any(w in MOLECULE_WORDS for w in lowered) or hint == "molecule":
+        return "molecule"  # a molecule word, or a molecule field asked ("logP of XYZ123"): not a gene symbol
     if len(words) <= 2:
         for word in words:
             if word.upper() in SMALL_MOLECULE_ABBREVIATIONS:

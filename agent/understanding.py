@@ -521,7 +521,8 @@ def _mask(text: str, spans: list[tuple[int, int]]) -> str:
 _QUOTE_CHARS = "?!,;:.\"'`“”‘’"
 #: An identifier the question names as such ("accession 12345XYZ", "this sequence: MKT123@@"): when the
 #: recognisers found none there, what was written is reported as unreadable rather than looked up as a name.
-_LABELLED_ID = re.compile(r"\b(?P<what>accession(?:\s+(?:number|no\.?|id))?|sequence)\s*(?:is|=|:)?\s*"
+_LABELLED_ID = re.compile(r"\b(?P<what>accession(?:\s+(?:number|no\.?|id))?|uniprot(?:kb)?(?:\s+(?:entry|id))?|sequence)"
+                          r"\s*(?:is|=|:)?\s*"
                           r"(?P<value>(?=\S*[0-9@#$%^&*!<>=|])[^\s]{6,})", re.I)
 
 
@@ -547,7 +548,7 @@ def _malformed_structure(question: str, matches: list) -> str:
     labelled = _LABELLED_ID.search(question)
     if labelled and not any(m.start <= labelled.start("value") < m.end for m in matches):
         value = labelled.group("value").strip(_QUOTE_CHARS)
-        if labelled.group("what").lower().startswith("accession"):
+        if labelled.group("what").lower().startswith(("accession", "uniprot")):
             return (f"I can't read that accession: {value!r} is not a UniProt accession (they look like P05067 or "
                     f"A0A023GPI8).")
         if len(value) >= 6 and re.search(r"[^A-Za-z*\s]", value):
@@ -666,8 +667,8 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
         hint = None
         if _DATABASE_PROTEIN.search(question) or any(a in PROTEIN_ATTRIBUTES - {"unlisted"} for a in attributes):
             hint = "protein"
-        elif _DATABASE_MOLECULE.search(question):
-            hint = "molecule"
+        elif _DATABASE_MOLECULE.search(question) or any(a not in PROTEIN_ATTRIBUTES for a in attributes):
+            hint = "molecule"  # "what's the logP of XYZ123": a molecule field, so a molecule name
         for name in name_texts:
             clean = re.sub(r"^(?:the|a|an)\s+", "", name, flags=re.I).strip()
             words = clean.lower().split()

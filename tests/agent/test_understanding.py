@@ -153,3 +153,12 @@ def test_conditions_linkers_and_a_name_written_before_its_smiles():
     got = understand("atenolol CC(C)NCC(O)COc1ccc(CC(N)=O)cc1 nearest neighbour in the reference set + tanimoto")
     assert got.intent == "similar" and [e.name for e in got.entities] == ["atenolol"]
     assert understand("aspirin CAS number? (from pubchem synonyms)").attributes[0] == "cas_number"
+
+
+def test_a_molecule_field_makes_a_gene_shaped_name_a_molecule_and_uniprot_ids_are_checked():
+    got = understand("what's the logP of XYZ123")
+    assert [(e.value, e.kind) for e in got.entities] == [("XYZ123", "molecule")]
+    assert [e.kind for e in understand("what is the gene of TP53").entities] == ["protein"]
+    got = understand("describe UniProt P99999999")
+    assert got.intent == "invalid" and "'P99999999' is not a UniProt accession" in got.problem
+    assert understand("describe UniProt P05067").intent == "describe"
