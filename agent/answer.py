@@ -190,7 +190,8 @@ ATTRIBUTE_NAMES = {
     "subcellular_location": "subcellular location", "family": "family", "diseases": "associated diseases",
     "go_terms": "GO terms", "pdb_structures": "PDB structures", "keywords": "UniProt keywords",
     "sequence": "sequence", "reviewed": "review status", "accession": "UniProt accession",
-    "ec_number": "EC number", "complexity": "complexity", "cas_number": "CAS registry number", "unlisted": "requested field",
+    "ec_number": "EC number", "complexity": "complexity", "cas_number": "CAS registry number", "stereocenters": "number of stereocentres",
+    "fraction_csp3": "fraction of sp3 carbons", "unlisted": "requested field",
 }
 #: Attributes a table of several molecules shows when none was asked.
 DEFAULT_MOLECULE_COLUMNS = ("molecular_weight", "formula", "logp", "tpsa", "hbond_donors", "hbond_acceptors")
@@ -207,7 +208,8 @@ _COMPARATIVES = {"length": ("longer", "shorter"), "molecular_weight": ("heavier"
 #: A yes/no comparison ("is X heavier than Y?", "does X have more donors than Y?").
 _YES_NO_THAN = re.compile(r"^\s*(?:is|are|does|do|has|have|was)\b.*\bthan\b", re.I | re.S)
 #: Attributes that are counts ("has 3 heavy atoms").
-_COUNTS = frozenset({"hbond_donors", "hbond_acceptors", "rotatable_bonds", "rings", "aromatic_rings", "heavy_atoms"})
+_COUNTS = frozenset({"hbond_donors", "hbond_acceptors", "rotatable_bonds", "rings", "aromatic_rings", "heavy_atoms",
+                     "stereocenters"})
 
 
 class Subject:
@@ -342,6 +344,24 @@ def _table(subjects: list[Subject], attributes: list[str]) -> str:
                 labels.append(found.label)
         lines.append(f"| {subject.name} | " + " | ".join(cells) + " | " + " ".join(f"[{x}]" for x in labels) + " |")
     return "\n".join(lines)
+
+
+#: "how many nitrogen atoms": the element a count of atoms asks for (answered from the record's formula).
+_ELEMENTS = {"hydrogen": "H", "carbon": "C", "nitrogen": "N", "oxygen": "O", "fluorine": "F", "phosphorus": "P",
+             "sulfur": "S", "sulphur": "S", "chlorine": "Cl", "bromine": "Br", "iodine": "I", "boron": "B",
+             "silicon": "Si", "selenium": "Se", "sodium": "Na", "potassium": "K"}
+_ELEMENT_ASKED = re.compile(r"\b(" + "|".join(_ELEMENTS) + r")(?:s|\s+atoms?)?\b", re.I)
+
+
+def _element_sentence(subject: Subject, element: str) -> str:
+    """How many atoms of one element, counted in the record's molecular formula (cited as the formula is)."""
+    found = subject.value("formula")
+    if found is None:
+        return _attribute_sentence(subject, "formula", False)
+    symbol = _ELEMENTS[element.lower()]
+    count = sum(int(n or 1) for sym, n in re.findall(r"([A-Z][a-z]?)(\d*)", found.value) if sym == symbol)
+    noun = f"{element.lower()} atom" + ("" if count == 1 else "s")
+    return f"{subject.name} has {count} {noun} (formula {found.value}) [{found.label}]."
 
 
 def _shown(subject: Subject) -> str:
@@ -575,7 +595,9 @@ def compose_answer(question: str, state: Mapping[str, Any], errors: list[dict] |
         lead = []
     elif intent in ("attribute", "compare") and attributes:
         for subject in subjects or []:
-            lead += [_attribute_sentence(subject, a, offline) for a in attributes]
+            element = _ELEMENT_ASKED.search(question)
+            lead += [_element_sentence(subject, element.group(1)) if a in ("heavy_atoms", "unlisted") and element
+                     else _attribute_sentence(subject, a, offline) for a in attributes]
         if len(subjects) > 1 and (_HIGHER.search(question) or _LOWER.search(question)):
             lead = [r for r in (_ranking(subjects, a, question) for a in attributes) if r] + lead
         if len(subjects) > 1 and len(attributes) > 0:

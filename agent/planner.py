@@ -49,7 +49,7 @@ PUBCHEM_ONLY = frozenset({"cid", "iupac_name", "synonyms", "description", "compl
 #: Molecule attributes RDKit computes from a structure (PubChem holds some of them too).
 RDKIT_ATTRIBUTES = frozenset({"molecular_weight", "exact_mass", "formula", "smiles", "inchikey", "inchi", "logp",
                               "tpsa", "hbond_donors", "hbond_acceptors", "rotatable_bonds", "rings", "aromatic_rings",
-                              "heavy_atoms", "rule_of_five", "charge"})
+                              "heavy_atoms", "rule_of_five", "charge", "stereocenters", "fraction_csp3"})
 #: Of those, the ones PubChem's property table may lack (older records): RDKit computes them for named compounds
 #: too, and the answer prefers PubChem's value where the record has one.
 RDKIT_ONLY = RDKIT_ATTRIBUTES - {"molecular_weight", "formula", "smiles", "inchikey", "inchi", "logp", "tpsa"}
@@ -143,7 +143,8 @@ def _molecule_calls(entity: Entity, intent: str, attributes: set[str], offline: 
     if entity.source == "smiles":
         local = _call("molecule_properties", smiles=value)
         if intent == "attribute":
-            calls = [local] if attributes & RDKIT_ATTRIBUTES or not attributes else []
+            # an unlisted field still gets RDKit's record: the answer says what it holds and what it does not
+            calls = [local] if attributes & RDKIT_ATTRIBUTES or not attributes or "unlisted" in attributes else []
             if attributes & PUBCHEM_ONLY and not offline:
                 calls.append(lookup)
             if attributes & PUBCHEM_ONLY and offline:

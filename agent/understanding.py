@@ -75,6 +75,8 @@ OUTSIDE_MIN = 0.6
 PAPERS_MIN = 0.5
 #: A question that names a substance is declined as off-domain only when its masked reading is this sure too.
 SUBSTANCE_OUTSIDE_MIN = 0.3
+#: A question naming a condition is about the literature unless it asks a field at least this surely.
+TOPIC_FIELD_SURE = 0.6
 #: A question read as "describe" asks for a field instead when the field is this sure.
 SURE_ATTRIBUTE = 0.85
 #: A question that refers to the conversation ("how long is it?") but reads as off-domain is about the subject
@@ -691,12 +693,14 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
 
     # names that say they are molecules ("the APC tumour suppressor") are not conditions
     molecular_spans = [(a, b) for n, a, b in names if _MOLECULAR_NAME.search(n)]
-    if (intent in ("describe", "compare") and not attributes and not subjects and not follow_up
+    field_sure = max(table.attribute_probabilities(vector).values()) >= TOPIC_FIELD_SURE
+    if ((intent in ("describe", "compare") and not attributes or intent == "attribute" and not field_sure)
+            and not subjects and not follow_up
             and (_TOPIC_NAME.search(_mask(question, id_spans + molecular_spans)) or name_texts and all(
                 _TOPIC_NAME.search(n) and not _MOLECULAR_NAME.search(n) for n in name_texts))):
         # "what is known about CTG repeats in myotonic dystrophy?", "role of VHL in renal cell carcinoma": a
         # question that names a condition and asks no field is about the literature, not one record
-        intent, entities = "literature", []
+        intent, entities, attributes = "literature", [], []
     if intent in ("out_of_domain", "help") and subjects:
         intent = "describe"  # a question that holds a structure is about it, whatever else it says
     if intent == "similarity_pair" and len(entities) == 1 and entities[0].source == "smiles" and not follow_up:

@@ -61,4 +61,6 @@ def molecule_properties(smiles: str) -> MoleculeProperties:
         inchikey=inchikey or None,
         inchi=inchi or None,
         formal_charge=int(Chem.GetFormalCharge(mol)),
+        stereocenters=len(Chem.FindMolChiralCenters(mol, includeUnassigned=True, useLegacyImplementation=False)),
+        fraction_csp3=round(rdMolDescriptors.CalcFractionCSP3(mol), 4),
     )

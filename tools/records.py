@@ -406,6 +406,9 @@ class MoleculeProperties(BaseModel):
     formal_charge: int | None = None
     #: The name the structure was asked by, when it was resolved from one ("aspirin"); None for a SMILES.
     title: str | None = None
+    #: Tetrahedral stereocentres, assigned or not (RDKit's FindMolChiralCenters), and the fraction of sp3 carbons.
+    stereocenters: int | None = None
+    fraction_csp3: float | None = None
     #: The SMILES as it was written, when RDKit's canonical form differs (answers name a structure as asked).
     given_smiles: str | None = None
     source: str = "computed locally with RDKit"
@@ -434,6 +437,8 @@ class MoleculeProperties(BaseModel):
             "aromatic_rings": (self.aromatic_rings, "aromatic rings", "", 2),
             "heavy_atoms": (self.heavy_atoms, "heavy atoms", "", 2), "charge": (self.formal_charge, "formal charge", "", 2),
             "rule_of_five": (self.rule_of_five, "rule of five", "", 2),
+            "stereocenters": (self.stereocenters, "stereocentres", "", 2),
+            "fraction_csp3": (self.fraction_csp3, "fraction of sp3 carbons (Fsp3)", "", 2),
         }.get(attribute)
         return _fact(found[0], self.label, found[1], found[2], found[3]) if found else None
 

@@ -210,3 +210,13 @@ def test_a_cas_number_is_read_from_pubchems_synonyms():
     aspirin = {**ASPIRIN, "synonyms": ["aspirin", "ACETYLSALICYLIC ACID", "50-78-2", "2-Acetoxybenzoic acid"]}
     text = compose_answer("CAS of aspirin?", {"compounds": [aspirin], "intent": "attribute", "attributes": ["cas_number"]})
     assert text == "The CAS registry number of Aspirin is 50-78-2 [PubChem CID 2244]."
+
+
+def test_a_count_of_one_element_is_read_from_the_formula_and_stereocentres_are_counted():
+    props = [molecule_properties("Cn1cnc2c1c(=O)n(C)c(=O)n2C").model_dump()]
+    text = compose_answer("count the nitrogen atoms in it", {"properties": props, "intent": "attribute",
+                                                             "attributes": ["heavy_atoms"]})
+    assert text == "`Cn1cnc2c1c(=O)n(C)c(=O)n2C` has 4 nitrogen atoms (formula C8H10N4O2) [RDKit]."
+    alanine = [molecule_properties("C[C@H](N)C(=O)O").model_dump()]
+    assert compose_answer("stereocentres?", {"properties": alanine, "intent": "attribute",
+                                              "attributes": ["stereocenters"]}) == "`C[C@H](N)C(=O)O` has 1 stereocentre [RDKit]."
