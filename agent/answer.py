@@ -277,10 +277,14 @@ def subjects_from_state(state: Mapping[str, Any]) -> list[Subject]:
         entity = raw if isinstance(raw, Mapping) else getattr(raw, "model_dump", dict)()
         if entity.get("name") and entity.get("source") == "smiles":
             named[canonical(entity.get("value"))] = entity["name"]
-    computed = [MoleculeProperties.model_validate(r) for r in state.get("properties") or []]
-    computed = [p.model_copy(update={"title": named[canonical(p.smiles)]})
-                if not p.title and canonical(p.smiles) in named else p for p in computed]
-    by_smiles = {canonical(p.smiles): p for p in computed}
+    computed, by_smiles = [], {}
+    for raw in state.get("properties") or []:
+        record = MoleculeProperties.model_validate(raw)
+        key = canonical(record.smiles)  # parsed once per record
+        if not record.title and key in named:
+            record = record.model_copy(update={"title": named[key]})
+        computed.append(record)
+        by_smiles[key] = record
     used: set[int] = set()
     subjects: list[Subject] = []
     for raw in state.get("compounds") or []:

@@ -492,12 +492,12 @@ def _resolve_references(question: str, context: UnderstandingContext) -> list[En
 # ----------------------------------------------------------------------------- classification
 
 
-def _attributes(vector: np.ndarray, table: ExampleTable, clauses: list[np.ndarray] = ()) -> list[str]:
-    """The attributes asked: those the whole question asks, then those a clause of it asks on its own.
+def _attributes(probabilities: dict[str, float], table: ExampleTable, clauses: list[np.ndarray] = ()) -> list[str]:
+    """The attributes asked: those the whole question asks (``probabilities``), then those a clause of it asks on
+    its own.
 
     Why clauses too: in "what are the logP and TPSA of X, and is it drug-like?" the last field's share of the
     whole question's vector is small, so it falls under the threshold; read alone, its clause is clear."""
-    probabilities = table.attribute_probabilities(vector)
     ranked = sorted(probabilities, key=probabilities.get, reverse=True)
     found = [a for a in ranked if probabilities[a] >= ATTRIBUTE_MIN_PROBABILITY]
     for clause in clauses:
@@ -606,6 +606,8 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
     masked_p, written_p = table.intent_probabilities(vector), table.intent_probabilities(plain)
     probabilities = {k: MASKED_WEIGHT * masked_p[k] + (1 - MASKED_WEIGHT) * written_p[k] for k in masked_p}
     intent = max(probabilities, key=probabilities.get)
+    asked = table.attribute_probabilities(vector)  # the fields the whole question asks, read once
+    surest_field = max(asked.values())
     referring = bool(context.entities) and bool(_SINGULAR_REF.search(question) or _PLURAL_REF.search(question)
                                                   or _ORDINAL.search(question) or _OTHER.search(question))
     # Read as written it is small talk or trivia, whatever the names are ("who won the world cup"); but a
@@ -620,8 +622,7 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
     if referring and intent in ("out_of_domain", "unclear"):
         # "how long is it?" after a protein: a question about the conversation's subject, however short; but
         # "is it raining in Paris?" stays off-domain (no field of a record is asked)
-        asked = table.attribute_probabilities(vector)
-        if max(asked.values()) >= REFERRING_MIN_ATTRIBUTE:
+        if surest_field >= REFERRING_MIN_ATTRIBUTE:
             intent = "attribute"
 
     glued: dict[str, Match] = {}
@@ -637,24 +638,23 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
     pmids = [e for e in structured if e.kind == "pmid"]
 
     attributes: list[str] = []
-    if (intent == "describe" or intent == "compare" and probabilities["compare"] < 0.5) and not subjects and not pmids and any(
+    unsure_compare = intent == "compare" and probabilities["compare"] < 0.5
+    if (intent == "describe" or unsure_compare) and not subjects and not pmids and any(
             table.intent_probabilities(v)["literature"] >= CLAUSE_LITERATURE_MIN for v in clause_vectors):
         intent = "literature"  # "… in myotonic dystrophy? I'd like a few references.": a clause asks for papers
-    if intent == "describe" and max(table.attribute_probabilities(vector).values()) >= SURE_ATTRIBUTE:
+    if intent == "describe" and surest_field >= SURE_ATTRIBUTE:
         intent = "attribute"  # "List some synonyms for aspirin (trade names / other names)": a field, surely
     if intent in ("attribute", "compare", "similar"):
-        attributes = _attributes(vector, table, clause_vectors)
+        attributes = _attributes(asked, table, clause_vectors)
         if intent == "attribute" and not attributes:
             intent = "describe"
 
     entities: list[Entity] = list(subjects)
     # A run of plain English words only ("own calculation", "quote") is the user's wording, not a name to look
     # up (it stays masked for the classifiers, which learned names and wording apart).
-    name_texts = [core for core in (_name_core(n) for n, _, _ in names) if core]
     # "naproxen (COc1…)" or "COc1… (naproxen)": the name and the structure beside it are one molecule, and the
     # structure says exactly which; the name is not looked up as a second one.
-    name_texts = [n for n, (raw, _, _) in zip(name_texts, [x for x in names if _name_core(x[0])], strict=True)
-                  if raw not in glued]
+    name_texts = [core for raw, _, _ in names if raw not in glued and (core := _name_core(raw))]
     # "morphine vs codeine? <SMILES> and <SMILES>": as many names as structures, compared: the names, in order,
     # are what the structures are called, not more molecules to look up.
     unnamed = [i for i, e in enumerate(entities) if e.source == "smiles" and not e.name]
@@ -693,8 +693,9 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
 
     # names that say they are molecules ("the APC tumour suppressor") are not conditions
     molecular_spans = [(a, b) for n, a, b in names if _MOLECULAR_NAME.search(n)]
-    field_sure = max(table.attribute_probabilities(vector).values()) >= TOPIC_FIELD_SURE
-    if ((intent in ("describe", "compare") and not attributes or intent == "attribute" and not field_sure)
+    no_sure_field = (intent in ("describe", "compare") and not attributes
+                     or intent == "attribute" and surest_field < TOPIC_FIELD_SURE)
+    if (no_sure_field
             and not subjects and not follow_up
             and (_TOPIC_NAME.search(_mask(question, id_spans + molecular_spans)) or name_texts and all(
                 _TOPIC_NAME.search(n) and not _MOLECULAR_NAME.search(n) for n in name_texts))):
