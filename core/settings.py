@@ -101,6 +101,10 @@ class Settings(BaseSettings):
                                                           "store; unset: the shipped all-MiniLM-L6-v2")
     model: str = Field("mini", description="the BioMedGPT model: a preset (mini, tiny, biomedgpt-10b) or a folder")
     device: str = Field("auto", description="torch device for the models: auto (CUDA when available) | cpu | cuda")
+    lm_weights: Literal["auto", "int8", "fp32"] = Field(
+        "auto", description="how the BioMedGPT model's generation loop reads the LM's weights: auto (int8 on CPUs "
+                            "with native bf16, AVX-512 BF16 or AMX; else as loaded) | int8 | fp32 (as loaded; "
+                            "model/quantize.py)")
     ncbi_api_key: SecretStr | None = Field(None, description="NCBI API key (raises E-utilities to 10 requests/s)")
     max_question_chars: int = Field(4000, description="longest question accepted; longer ones are refused at once")
     literature_min_score: float = Field(0.45, description="cosine similarity below which a passage is not relevant "

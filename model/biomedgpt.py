@@ -32,12 +32,16 @@ from torch import Tensor, nn
 
 from biomedgpt.model.config import BioMedGPTConfig, MoleculeEncoderConfig, ProteinEncoderConfig
 from biomedgpt.model.conversation import MOLECULE_PLACEHOLDER, PROTEIN_PLACEHOLDER, SEPARATOR, conversation_prompt
-from biomedgpt.core.cancel import Cancelled, check_cancelled, current_event
+from biomedgpt.core.cancel import check_cancelled
 from biomedgpt.core.errors import ConfigError, InputError
+from biomedgpt.model.generation import REPEAT_STOP_NGRAM, Decoding, Generated, LeanLlama, greedy
 from biomedgpt.model.lm import ensure_pad_token
 from biomedgpt.model.prompts import model_structure_prompt, retrieval_context
+from biomedgpt.model.quantize import resolve_weight_format
 
 IGNORE_INDEX = -100
+_DECODING_FIELDS = {"min_new_tokens", "stop_strings", "stop_repeat_ngram", "no_repeat_ngram_size",
+                    "repetition_penalty", "max_time"}
 _PLACEHOLDER = re.compile(f"({re.escape(MOLECULE_PLACEHOLDER)}|{re.escape(PROTEIN_PLACEHOLDER)})")
 
 
@@ -282,7 +286,50 @@ class BioMedGPT(nn.Module):
             use_cache=False,
         )
 
-    @torch.no_grad()
+    def decoder(self) -> LeanLlama:
+        """The generation loop's view of the LM (``model/generation.LeanLlama``) in the ``lm_weights`` format of the
+        settings (int8 on CPUs with native bf16), built on first use and again whenever a weight changed (training
+        updates weights in place: each tensor's version counter moves) or the setting did."""
+        from biomedgpt.core.settings import get_settings
+
+        fmt = resolve_weight_format(get_settings().lm_weights, self.device)
+        key = (fmt, tuple((p.data_ptr(), p._version) for p in self.llm.parameters()))
+        if getattr(self, "_decoder_key", None) != key:
+            self._decoder = LeanLlama(self.llm, fmt)
+            self._decoder_key = key
+        return self._decoder
+
+    def generate_rows(
+        self,
+        prompts: str | Sequence[str],
+        molecules: Any = None,
+        proteins: Any = None,
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        stop_at_separator: bool = False,
+        **options: Any,
+    ) -> list[Generated]:
+        """Greedy new tokens for each prompt and why each ended, from ``model/generation.greedy`` (the one decoding
+        loop) on left-padded spliced embeddings.
+
+        ``options`` are ``Decoding``'s fields: ``min_new_tokens``, ``stop_strings`` (``stop_at_separator`` adds the
+        ``###`` turn separator), ``stop_repeat_ngram``, ``no_repeat_ngram_size``, ``repetition_penalty``,
+        ``max_time``. Inside a ``core.cancel.cancel_scope`` the stop event is checked between layers and tokens:
+        setting it (Ctrl-C) raises ``Cancelled`` promptly, in the prompt's prefill too."""
+        if do_sample:
+            raise ConfigError("BioMedGPT generates greedily; sampling (do_sample=True) is not offered")
+        unknown = sorted(set(options) - _DECODING_FIELDS)
+        if unknown:
+            raise ConfigError(f"unknown generation option(s) {', '.join(unknown)}; known: "
+                              f"max_new_tokens, {', '.join(sorted(_DECODING_FIELDS))}")
+        stops = _stop_strings(options.pop("stop_strings", None), stop_at_separator)
+        decoding = Decoding(max_new_tokens=max_new_tokens, stop_strings=tuple(stops), **options)
+        check_cancelled()
+        batch = self.splice(prompts, molecules, proteins, padding_side="left")
+        eos = self.tokenizer.eos_token_id
+        return greedy(self.decoder(), batch.inputs_embeds, batch.attention_mask, decoding,
+                      eos_ids=() if eos is None else (eos,), tokenizer=self.tokenizer)
+
     def generate_ids(
         self,
         prompts: str | Sequence[str],
@@ -291,36 +338,16 @@ class BioMedGPT(nn.Module):
         max_new_tokens: int = 64,
         do_sample: bool = False,
         stop_at_separator: bool = False,
-        **generate_kwargs: Any,
+        **options: Any,
     ) -> Tensor:
-        """New token ids ``[B, ≤ max_new_tokens]`` from HF ``generate`` on left-padded spliced embeddings.
-
-        ``stop_strings`` (HF) end a row early; ``stop_at_separator`` adds the ``###`` turn separator. Inside a
-        ``core.cancel.cancel_scope`` the stop event is checked between tokens: setting it (Ctrl-C) raises
-        ``Cancelled`` at the next token."""
-        check_cancelled()
-        batch = self.splice(prompts, molecules, proteins, padding_side="left")
-        stops = _stop_strings(generate_kwargs.pop("stop_strings", None), stop_at_separator)
-        if stops:
-            generate_kwargs["stop_strings"] = stops
-            generate_kwargs.setdefault("tokenizer", self.tokenizer)
-        cancel = cancel_criteria()
-        if cancel is not None:
-            from transformers import StoppingCriteriaList
-
-            generate_kwargs["stopping_criteria"] = StoppingCriteriaList(
-                [*(generate_kwargs.get("stopping_criteria") or []), cancel])
-            watch_layers(self.llm)  # the prompt's prefill (seconds on a busy CPU) stops between layers too
-        return self.llm.generate(
-            inputs_embeds=batch.inputs_embeds,
-            attention_mask=batch.attention_mask,
-            max_new_tokens=max_new_tokens,
-            do_sample=do_sample,
-            pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.tokenizer.eos_token_id,
-            use_cache=True,
-            **generate_kwargs,
-        )
+        """New token ids ``[B, ≤ max_new_tokens]`` as transformers' ``generate`` returns them (EOS kept, shorter rows
+        padded with the pad id): :meth:`generate_rows` as a tensor."""
+        rows = self.generate_rows(prompts, molecules, proteins, max_new_tokens, do_sample, stop_at_separator, **options)
+        width = max(len(row.ids) for row in rows)
+        out = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        for i, row in enumerate(rows):
+            out[i, : len(row.ids)] = torch.tensor(row.ids, dtype=torch.long)
+        return out
 
     def generate(
         self,
@@ -330,14 +357,16 @@ class BioMedGPT(nn.Module):
         max_new_tokens: int = 64,
         do_sample: bool = False,
         stop_at_separator: bool = True,
-        **generate_kwargs: Any,
+        stop_repeat_ngram: int = REPEAT_STOP_NGRAM,
+        **options: Any,
     ) -> list[str]:
         """Decoded answers, one per prompt, cut at the ``###`` turn separator and at any ``stop_strings``
-        (e.g. ``["\\n"]`` for one-paragraph answers such as ChEBI-20 descriptions)."""
-        stops = _stop_strings(generate_kwargs.get("stop_strings"), stop_at_separator)
-        ids = self.generate_ids(prompts, molecules, proteins, max_new_tokens, do_sample, stop_at_separator,
-                                **generate_kwargs)
-        texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        (e.g. ``["\\n"]`` for one-paragraph answers such as ChEBI-20 descriptions). An answer whose last
+        ``stop_repeat_ngram`` tokens repeat earlier ones ends before the repeat (0: never)."""
+        stops = _stop_strings(options.get("stop_strings"), stop_at_separator)
+        rows = self.generate_rows(prompts, molecules, proteins, max_new_tokens, do_sample, stop_at_separator,
+                                  stop_repeat_ngram=stop_repeat_ngram, **options)
+        texts = self.tokenizer.batch_decode([row.ids for row in rows], skip_special_tokens=True)
         return [_cut(text, stops) for text in texts]
 
     def build_prompt(
@@ -396,38 +425,6 @@ class BioMedGPT(nn.Module):
         if sequence is not None:
             return retrieval_context("protein", sequence, k)[0]
         return None
-
-
-def cancel_criteria() -> Any:
-    """A transformers ``StoppingCriteria`` that raises ``Cancelled`` between tokens once the stop event of the
-    running work (``core.cancel``) is set; None outside a cancel scope."""
-    event = current_event()
-    if event is None:
-        return None
-    from transformers import StoppingCriteria
-
-    class _StopOnCancel(StoppingCriteria):
-        def __call__(self, input_ids: Tensor, scores: Tensor, **kwargs: Any) -> Tensor:
-            if event.is_set():
-                raise Cancelled()
-            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-
-    return _StopOnCancel()
-
-
-def _check_layer(module: nn.Module, args: Any) -> None:
-    check_cancelled()  # the stop event of the thread running this forward (none: nothing to do)
-
-
-def watch_layers(llm: nn.Module) -> None:
-    """Give each decoder layer of ``llm`` a forward pre-hook that raises ``Cancelled`` once the running work's stop
-    event is set (once per model; outside a cancel scope the hook does nothing)."""
-    if getattr(llm, "_biomedgpt_cancel_hooks", False):
-        return
-    for module in llm.modules():
-        if type(module).__name__.endswith("DecoderLayer"):
-            module.register_forward_pre_hook(_check_layer)
-    llm._biomedgpt_cancel_hooks = True
 
 
 def _stop_strings(extra: Sequence[str] | str | None, separator: bool) -> list[str]:

@@ -61,7 +61,7 @@ class AnswerGeneration:
     one_paragraph: bool = True
 
     def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``BioMedGPT.ask`` (and so for HF ``generate``)."""
+        """Keyword arguments for ``BioMedGPT.ask`` (and so for ``model/generation.greedy``)."""
         settings = asdict(self)
         if settings.pop("one_paragraph"):
             settings["stop_strings"] = ["\n"]
@@ -160,10 +160,8 @@ def _ask(model: Any, built: StructurePrompt, generation: AnswerGeneration, *, sm
     """Generate from the built prompt, one call at a time (the model and its KV cache are not shared
     between threads). ``built.text`` is exactly what ``BioMedGPT.ask`` would send for the same
     structure, question and context (both come from ``model/prompts.structure_prompt``)."""
-    with _GENERATE_LOCK, warnings.catch_warnings():
+    with _GENERATE_LOCK:
         report(f"the BioMedGPT model {_model_label(model)!r} is writing its answer (Ctrl-C cancels)")
-        # transformers notes that with inputs_embeds the penalties see only new tokens: that is intended.
-        warnings.filterwarnings("ignore", message=r"Passing `(repetition_penalty|no_repeat_ngram_size)`")
         return model.generate(built.text, [smiles] if smiles is not None else [],
                               [sequence] if sequence is not None else [], **generation.kwargs())[0]
 
