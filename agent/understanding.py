@@ -597,7 +597,10 @@ def understand(question: str, context: UnderstandingContext | None = None, *,
     from biomedgpt.tools.minilm_onnx import embed_texts
 
     clauses = _clauses(masked)
-    vector, plain, *clause_vectors = embed_texts([masked, with_names, *clauses], settings)
+    texts = [masked, with_names, *clauses]
+    distinct = list(dict.fromkeys(texts))  # often all one text (no names, one clause): embedded once
+    embedded = dict(zip(distinct, embed_texts(distinct, settings)))
+    vector, plain, *clause_vectors = (embedded[text] for text in texts)
     similarities = np.maximum(table.vectors @ vector, table.vectors @ plain)
     best = int(np.argmax(similarities))
     confidence = float(similarities[best])
