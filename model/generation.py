@@ -230,9 +230,10 @@ def _finished(row: Generated, token: int, decoding: Decoding, eos_ids: tuple[int
 
 @torch.no_grad()
 def greedy(decoder: LeanLlama, inputs_embeds: Tensor, attention_mask: Tensor, decoding: Decoding, *,
-           eos_ids: tuple[int, ...] = (), tokenizer: Any = None) -> list[Generated]:
+           eos_ids: tuple[int, ...] = (), tokenizer: Any = None, timings: dict | None = None) -> list[Generated]:
     """Greedy answers for a left-padded batch (``attention_mask`` 0 exactly on padding), one :class:`Generated` per
-    row. ``tokenizer`` decodes for the stop strings."""
+    row. ``tokenizer`` decodes for the stop strings. ``timings`` (a dict) receives ``prefill_s`` (the prompt to the
+    first token), ``decode_s`` and ``decode_steps`` (the steps after it: what a decoding speed is measured on)."""
     check_cancelled()
     started = time.monotonic()
     rows, length, _ = inputs_embeds.shape
@@ -249,8 +250,11 @@ def greedy(decoder: LeanLlama, inputs_embeds: Tensor, attention_mask: Tensor, de
     hidden = decoder.forward(inputs_embeds.to(decoder.embed.dtype), positions, cache, 0, key_mask)
     next_position = positions[:, -1] + 1
     start = length
+    steps, decoding_since = 0, None
     while True:
         tokens = _choose(decoder.logits(hidden), [results[r] for r in live], decoding, eos_ids)
+        if decoding_since is None:
+            decoding_since = time.monotonic()
         keep = []
         for j, r in enumerate(live):
             reason = _finished(results[r], tokens[j], decoding, eos_ids, tokenizer)
@@ -282,4 +286,8 @@ def greedy(decoder: LeanLlama, inputs_embeds: Tensor, attention_mask: Tensor, de
         hidden = decoder.forward(decoder.embed[chosen][:, None, :], next_position[:, None], cache, start, key_mask)
         next_position = next_position + 1
         start += 1
+        steps += 1
+    if timings is not None:
+        timings.update(prefill_s=decoding_since - started, decode_s=time.monotonic() - decoding_since,
+                       decode_steps=steps)
     return results
