@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,14 @@ def _emit(notes: list[str]) -> None:
         warnings.warn(note, FeaturizationWarning, stacklevel=3)
 
 
+@lru_cache(maxsize=1)
+def _data_batch_class() -> type:
+    """PyG's ``DataBatch`` class. ``Batch(_base_cls=Data)`` looks it up through a metaclass that reads
+    ``Data.__init__``'s signature on every call (~70 µs, more than featurizing a small batch); calling
+    the class itself with ``type.__call__`` makes the same empty object."""
+    return type(Batch(_base_cls=Data))
+
+
 def _batch(arrays: GraphArrays, smiles: Sequence[str]) -> Batch:
     """Exactly what ``Batch.from_data_list`` of the per-molecule ``Data`` gives (attributes, ``batch``,
     ``ptr`` and the slice/increment records that ``to_data_list``/``get_example`` use), built from one
@@ -90,7 +99,7 @@ def _batch(arrays: GraphArrays, smiles: Sequence[str]) -> Batch:
     edge_ptr = np.zeros(count + 1, dtype=np.int64)
     np.cumsum(arrays.bond_counts, out=edge_ptr[1:])
     edge_ptr *= 2
-    batch = Batch(_base_cls=Data)
+    batch = type.__call__(_data_batch_class())  # what Batch(_base_cls=Data) makes, minus its per-call class lookup
     batch.x = torch.from_numpy(arrays.x)
     batch.edge_index = torch.from_numpy(arrays.edge_index)
     batch.edge_attr = torch.from_numpy(arrays.edge_attr)
@@ -130,8 +139,10 @@ def featurize_smiles(smiles: str | Sequence[str]) -> Data | Batch:
     return _batch(arrays, smiles)
 
 
-#: Molecules per batch in bulk work: GIN encoding is fastest at 16-128 (issue 16: 1.8x batch 600's rate).
-DEFAULT_BATCH_SIZE = 128
+#: Molecules per batch in bulk work. GIN encoding on one thread is within a few % at 16-64 and slower
+#: from 128 on (``bench/featurize.py``: ~750 mol/s at 32-64, ~630 at 128, ~390 at 600); featurizing pays
+#: a fixed cost per batch (~0.1 ms), which favours the larger of the fast sizes.
+DEFAULT_BATCH_SIZE = 64
 #: Below this many molecules per worker a process pool costs more (its start, ~0.3 s) than it saves.
 PARALLEL_MIN_PER_WORKER = 4096
 

@@ -300,3 +300,73 @@ def test_featurize_batches_equals_featurize_smiles_of_each_slice(workers):
             assert torch.equal(batch.batch, expected.batch) and torch.equal(batch.ptr, expected.ptr)
     with pytest.raises(InvalidSmilesError, match=r"'C1CC' \(item 70 of 80\)"):
         list(featurize_batches(smiles[:69] + ["C1CC"] + smiles[:10], batch_size=16, workers=workers))
+
+
+# ------------------------------------------------- the token fast path (issue 16): identical on any spelling
+
+#: Spellings that decide which path a molecule takes: hydrogens the parse removes (atoms ≠ tokens),
+#: atom maps, isotopes, %nn ring bonds, a ring bond across a dot, CXSMILES after a space, the ``~``
+#: bond, a quadruple bond, dummies, aromatic selenium, explicit-H brackets, stereo at a ring bond.
+TOKEN_CASES = [
+    "[H]C([H])([H])[H]", "[H]OC", "[H][H]", "[2H]C([2H])([2H])[2H]", "[CH3:1][CH2:2][OH:3]", "[13CH3]C(=O)O",
+    "C%10CC%10", "C%(123)CCC%(123)", "C1.C1", "C1CC2CCC1C2", "C2CC1CCC2C1", "C=1CC1", "C1CC=1", "CC |$;foo$|",
+    "C~C", "C$C", "*c1ccccc1", "[*]C", "c1cc[se]c1", "[CH3][C@H]([NH2])[C](=[O])[OH]", "C/C=C/1.C1",
+    "F/C=C/1.Br1", "C1CC/C=C/CC1", "C/1=C/CCCCCC1", "O[C@H]1CC[C@@H](O)CC1", "N[C@@H](C)C(=O)O", "C[C@@]12CC[C@H]1C2",
+    "OC1=CC=CC=C1", "C1=CC=CC=C1C=O", "[O-][n+]1ccccc1", "C[S@@](=O)c1ccccc1", "[Si]", "B1OB(O)OB(O)O1",
+]
+
+
+def _arrays_equal(new, old) -> None:
+    for name in ("x", "edge_index", "edge_attr"):
+        a, b = getattr(new, name), getattr(old, name)
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), name
+
+
+def test_token_cases_equal_the_former_featurizer():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for text in TOKEN_CASES:
+            _arrays_equal(featurize_smiles(text), _former_featurize(text))
+        _arrays_equal(featurize_smiles(TOKEN_CASES), _former_featurize(TOKEN_CASES))
+
+
+def test_random_kekule_and_explicit_h_spellings_equal_the_former_featurizer():
+    """Atom and bond order follow the spelling: random SMILES (other atom orders, ring-bond numbers,
+    branches, stereo marks on other bonds), Kekulé and all-H-bracket forms of real molecules."""
+    from rdkit import Chem
+
+    spellings = []
+    for i, text in enumerate(_chebi_smiles()[::6]):
+        mol = Chem.MolFromSmiles(text)
+        spellings += Chem.MolToRandomSmilesVect(mol, 2, randomSeed=i)
+        spellings.append(Chem.MolToSmiles(mol, kekuleSmiles=True, canonical=i % 2 == 0))
+        if i % 4 == 0:
+            spellings.append(Chem.MolToSmiles(mol, allHsExplicit=True, allBondsExplicit=i % 8 == 0))
+    assert len(spellings) > 1500
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for start in range(0, len(spellings), 200):
+            chunk = spellings[start:start + 200]
+            _arrays_equal(featurize_smiles(chunk), _former_featurize(chunk))
+
+
+def test_token_codes_resolve_each_token_by_rdkit():
+    from biomedgpt.model.featurize import _CHIRAL, _CODES, _SLOW, MISC_ATOM_INDEX
+
+    assert _CODES["C"] == _CODES["c"] == _CODES["[13CH3]"] == _CODES["[CH2:7]"] == C
+    assert _CODES["Cl"] == CL and _CODES["[nH]"] == N and _CODES["[O-]"] == O
+    assert _CODES["[C@@H]"] == _CODES["[C@H]"] == _CHIRAL + C
+    for slow in ("[Na+]", "[Cu+2]", "*", "[*]", "<", "~", " ", "|", "[Xx]", "e", "Cr", "K"):
+        assert _CODES[slow] == _SLOW, slow
+    assert MISC_ATOM_INDEX < _CHIRAL < _SLOW
+
+
+def test_featurize_batches_yields_the_batches_before_a_failure(workers=2):
+    from biomedgpt.model.molecule import featurize_batches
+
+    smiles = _chebi_smiles()[:69] + ["C1CC"] + _chebi_smiles()[:10]
+    got = []
+    with pytest.raises(InvalidSmilesError, match=r"'C1CC' \(item 70 of 80\)"):
+        for batch in featurize_batches(smiles, batch_size=16, workers=workers):
+            got.append(batch.num_graphs)
+    assert got == [16, 16, 16, 16]
