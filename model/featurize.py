@@ -235,8 +235,7 @@ def graph_arrays(smiles: Sequence[str], first: int = 0, total: int | None = None
     orders: list[float] = []  # bond orders (``_PSEUDO_ORDER`` of a type index from the exact path)
     atom_counts: list[int] = []
     bond_counts: list[int] = []
-    chiral_at: list[int] = []  # atom index in the molecule, the molecule's first atom, the index
-    chiral_base: list[int] = []
+    chiral_at: list[int] = []  # batch atom index, chirality index
     chiral_value: list[int] = []
     dir_at: list[int] = []  # batch bond index, direction index
     dir_value: list[int] = []
@@ -270,8 +269,7 @@ def graph_arrays(smiles: Sequence[str], first: int = 0, total: int | None = None
                             if -1 in tags:
                                 chiral = None  # a tag the tables cannot hold: the exact path words the note
                             else:
-                                chiral_at += chiral
-                                chiral_base += [atoms] * len(chiral)
+                                chiral_at += map(atoms.__add__, chiral)
                                 chiral_value += tags
                         else:
                             chiral = ()
@@ -293,8 +291,7 @@ def graph_arrays(smiles: Sequence[str], first: int = 0, total: int | None = None
             z, chirality, begin, end, bond_type, bond_dir = molecule_lists(mol, item, notes, index, total)
             codes += [v - 1 if 1 <= v <= 118 else MISC_ATOM_INDEX for v in z]
             if chirality is not None:
-                chiral_at += range(len(z))
-                chiral_base += [atoms] * len(z)
+                chiral_at += range(atoms, atoms + len(z))
                 chiral_value += chirality
             if bond_dir is not None:
                 dir_at += range(bonds, bonds + len(begin))
@@ -307,7 +304,7 @@ def graph_arrays(smiles: Sequence[str], first: int = 0, total: int | None = None
             atoms += len(z)
             bonds += len(begin)
     return _assemble(codes, begins, ends, orders, atom_counts, bond_counts,
-                     (chiral_at, chiral_base, chiral_value), (dir_at, dir_value), notes)
+                     (chiral_at, chiral_value), (dir_at, dir_value), notes)
 
 
 def _assemble(codes: list[int], begins: list[int], ends: list[int], orders: list[float], atom_counts: list[int],
@@ -318,9 +315,9 @@ def _assemble(codes: list[int], begins: list[int], ends: list[int], orders: list
     atoms, bonds = len(codes), len(begins)
     x = np.zeros((atoms, 2), dtype=np.int64)
     x[:, 0] = np.array(codes, dtype=np.int64) % _CHIRAL
-    chiral_at, chiral_base, chiral_value = chiral
+    chiral_at, chiral_value = chiral
     if chiral_at:
-        x[np.add(chiral_at, chiral_base), 1] = chiral_value
+        x[chiral_at, 1] = chiral_value
     begin = np.array(begins, dtype=np.int64)
     end = np.array(ends, dtype=np.int64)
     if len(atom_counts) > 1 and bonds:  # each molecule's atom indices shifted by the atoms before it
