@@ -30,6 +30,7 @@ _LAZY = {
     "load_official": ("biomedgpt.model.checkpoint", "load_official"),
     "save_pretrained": ("biomedgpt.model.checkpoint", "save_pretrained"),
     "load_pretrained": ("biomedgpt.model.checkpoint", "load_pretrained"),
+    "LoRAConfig": ("biomedgpt.model.config", "LoRAConfig"),
     "load_lm": ("biomedgpt.model.lm", "load_lm"),
     "load_text_chat_model": ("biomedgpt.model.lm", "load_text_chat_model"),
     "weights_report": ("biomedgpt.model.weights", "weights_report"),
@@ -41,13 +42,15 @@ __all__ = ["load_model", *_LAZY]
 __getattr__ = lazy_attributes(__name__, _LAZY)
 
 
-def load_model(name_or_path: str = "mini", *, device: str = "cpu", dtype: Any = None) -> Any:
+def load_model(name_or_path: str = "mini", *, device: str = "cpu", dtype: Any = None, merge_lora: bool = True) -> Any:
     """A ready ``BioMedGPT`` in eval mode: "mini", "tiny", or a folder saved by ``save_pretrained``.
 
     "mini" uses the shipped trained encoders when the package has them; otherwise they are freshly
     initialised with a fixed seed and ``model.config.trained`` is False. ``device="auto"`` is CUDA when torch
     sees a GPU, else CPU (``core.settings.resolve_device``, the one meaning of "auto"). ``dtype`` None means
     float32 on CPU and bfloat16 on CUDA. The released 10B model loads with ``load_official`` instead.
+    A saved model with LoRA adapters on its LM gets them merged into the LM's weights (``model.llm`` is
+    a plain LM); ``merge_lora=False`` keeps them as trainable peft layers (``load_pretrained``; training).
     """
     # deferred: the package stays import-free (torch, transformers load with the first model)
     from biomedgpt.model.checkpoint import load_pretrained
@@ -60,7 +63,7 @@ def load_model(name_or_path: str = "mini", *, device: str = "cpu", dtype: Any = 
         raise ConfigError("the biomedgpt-10b preset loads from the released files: use "
                           "load_official(checkpoint, lm_dir, esm_dir)")
     if name_or_path == "mini" and shipped_mini_available():
-        return load_pretrained(mini_weights_dir(), device=device, dtype=dtype)
+        return load_pretrained(mini_weights_dir(), device=device, dtype=dtype, merge_lora=merge_lora)
     if name_or_path in PRESETS:
         from biomedgpt.model.biomedgpt import BioMedGPT  # deferred: see above
 
@@ -71,6 +74,6 @@ def load_model(name_or_path: str = "mini", *, device: str = "cpu", dtype: Any = 
         return model.to(device=device, dtype=torch_dtype).eval()
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        return load_pretrained(path, device=device, dtype=dtype)
+        return load_pretrained(path, device=device, dtype=dtype, merge_lora=merge_lora)
     known = ", ".join(p for p in PRESETS if p != "biomedgpt-10b")
     raise ConfigError(f"unknown model {name_or_path!r}: not a preset ({known}) and not a saved model folder")

@@ -11,9 +11,11 @@ Why meta device + mmap + ``assign=True``: the file is about 20 GB and machines m
 model is built without storage, the file is memory-mapped, and its tensors become the parameters
 (no second copy); only the recomputed buffers are allocated.
 
-Our own format is a folder: ``config.json`` (``BioMedGPTConfig`` + what is stored) and
-``model.safetensors`` (encoders + adaptors); the LM is referenced by its source (the embedded SmolLM2
-stays out of shipped weights) unless it was changed, in which case it is saved under ``llm/``.
+Our own format is a folder: ``config.json`` (``BioMedGPTConfig`` + what is stored),
+``model.safetensors`` (encoders + adaptors) and, for a model trained with LoRA on its LM
+(``config.lora``), ``lora.safetensors`` (the adapters, ``model/lora.py``), merged into the LM at load;
+the LM is referenced by its source (the embedded SmolLM2 stays out of shipped weights) unless it
+cannot be rebuilt from it (the random tiny LM), in which case it is saved under ``llm/``.
 Writes go to a temporary folder that is renamed into place.
 """
 
@@ -32,6 +34,10 @@ from biomedgpt.core.files import SUMS_FILE, atomic_dir, verify_sha256sums
 from biomedgpt.model.biomedgpt import BioMedGPT
 from biomedgpt.model.config import BioMedGPTConfig, get_preset
 from biomedgpt.model.lm import ensure_pad_token, load_lm, resolve_dtype
+from biomedgpt.model.lora import (
+    ADAPTER_FILE, add_lora, base_state_dict, has_lora, load_adapters, read_adapters, save_adapters,
+)
+from biomedgpt.model.lora import merge_lora as merge_lora_into
 
 FORMAT_NAME = "biomedgpt"
 FORMAT_VERSION = 1
@@ -162,22 +168,32 @@ def load_official(
 
 # ------------------------------------------------------------------------------------ own format
 def save_pretrained(model: Any, folder: str | Path, *, include_lm: bool | None = None) -> Path:
-    """Save encoders + adaptors (safetensors) and the config; the LM too when ``include_lm``.
+    """Save encoders + adaptors (safetensors) and the config; the LM's LoRA adapters (``lora.safetensors``)
+    when it has them; the LM too when ``include_lm``.
 
     ``include_lm=None`` saves the LM only when it cannot be rebuilt from its source: the "tiny" LM is
-    random, so it is saved; "smollm2" and LM folders are referenced, keeping shipped weights small.
+    random, so it is saved (its own weights, without the adapters); "smollm2" and LM folders are
+    referenced, keeping shipped weights small. Adapters and ``config.lora`` must agree (both or neither).
     """
     folder = Path(folder)
     if include_lm is None:
         include_lm = model.config.lm.source == "tiny"
+    adapted = has_lora(model.llm)
+    if adapted != (model.config.lora is not None):
+        raise CheckpointError("the LM's LoRA layers and config.lora disagree: " +
+                              ("the LM has adapters but config.lora is None" if adapted else
+                               "config.lora is set but the LM has no adapters (merged at load? load with "
+                               "merge_lora=False to save the model again)"))
     with atomic_dir(folder) as tmp:
         tensors = {
             k: v.detach().to("cpu").contiguous().clone()
             for k, v in model.state_dict().items() if not k.startswith("llm.")
         }
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": FORMAT_NAME})
+        if adapted:
+            save_adapters(model.llm, tmp / ADAPTER_FILE)
         if include_lm:
-            model.llm.save_pretrained(tmp / "llm")
+            model.llm.save_pretrained(tmp / "llm", state_dict=base_state_dict(model.llm) if adapted else None)
             model.tokenizer.save_pretrained(tmp / "llm")
         manifest = {
             "format": FORMAT_NAME,
@@ -203,21 +219,32 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
 
 
 def load_pretrained(
-    folder: str | Path, *, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None
+    folder: str | Path, *, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None,
+    merge_lora: bool = True,
 ) -> Any:
     """A model saved by ``save_pretrained`` (keys checked exactly; the LM from ``llm/`` or its source).
 
     A folder with a ``SHA256SUMS`` file (the shipped ``model/weights/*``, ``export-weights`` output) is checked
-    against it first: a corrupted file is a ``CheckpointError`` naming it, before any weight is read.
+    against it first: a corrupted file is a ``CheckpointError`` naming it, before any weight is read; a
+    model with LoRA adapters (``config.lora``) must list ``lora.safetensors`` there too.
+
+    LoRA adapters are merged into the LM's weights (``model/lora.merge_lora``; no peft import), so
+    ``model.llm`` is a plain LM. ``merge_lora=False`` (training that continues them) injects peft LoRA
+    layers holding the saved adapters instead.
     """
     folder = Path(folder)
-    if (folder / SUMS_FILE).is_file():  # shipped and exported folders: checked before anything is loaded
-        verify_sha256sums(folder)
+    # shipped and exported folders: checked before anything is read
+    sums = verify_sha256sums(folder) if (folder / SUMS_FILE).is_file() else None
     manifest = read_manifest(folder)
     config = BioMedGPTConfig.from_dict(manifest["config"])
+    if sums is not None and config.lora is not None and ADAPTER_FILE not in sums:
+        raise CheckpointError(f"{folder / ADAPTER_FILE} is not covered by {folder / SUMS_FILE}; re-export the weights")
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise CheckpointError(f"{folder} has no model.safetensors")
+    adapters_path = folder / ADAPTER_FILE
+    if config.lora is not None and not adapters_path.is_file():
+        raise CheckpointError(f"{folder}: config.lora is set but {ADAPTER_FILE} is missing")
     torch_dtype = resolve_dtype(dtype if dtype is not None else config.lm.dtype, device)
     lm_source = str(folder / "llm") if manifest.get("lm") == "llm" else config.lm
     llm, tokenizer = load_lm(lm_source, torch_dtype)
@@ -230,4 +257,11 @@ def load_pretrained(
     expected = {k for k in model.state_dict() if not k.startswith("llm.")}
     check_keys(expected, set(state), str(weights))
     model.load_state_dict(state, strict=False)
+    if config.lora is not None:
+        adapters = read_adapters(adapters_path)
+        if merge_lora:
+            merge_lora_into(model.llm, adapters, config.lora, str(adapters_path))
+        else:
+            add_lora(model.llm, config.lora)
+            load_adapters(model.llm, adapters, config.lora, str(adapters_path))
     return model.to(device=device, dtype=torch_dtype).eval()

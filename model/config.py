@@ -10,7 +10,8 @@ out-of-range values are errors, assignments are validated too) is the base of th
 and of the trainer configs in ``training/config.py``, and ``validate_config`` turns pydantic's errors
 into one ``ConfigError`` line naming each bad key. The retrieval fields are spelt the same in both:
 ``retrieval.enabled`` and ``retrieval.k`` (``RetrievalConfig``); saved configs of earlier releases,
-which say ``retrieval: true`` and ``retrieval_k: 1``, are read into that form.
+which say ``retrieval: true`` and ``retrieval_k: 1``, are read into that form. ``lora`` (``LoRAConfig``)
+records the LoRA adapters a model trained on its LM (issue 15); configs without it load as before.
 """
 
 from __future__ import annotations
@@ -118,6 +119,34 @@ class RetrievalConfig(StrictConfig):
     k: int = Field(3, ge=1)
 
 
+#: SmolLM2 / Llama attention and MLP projections: every linear layer of a decoder block
+LLAMA_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class LoRAConfig(StrictConfig):
+    """LoRA adapters on the LM's linear layers (``model/lora.py``): ``W + (B @ A) · alpha / r``.
+
+    Why in the model config: a model trained with LoRA ships its adapters (``lora.safetensors``, a few MB)
+    instead of the LM (270 MB for SmolLM2), and loading must know the rank and scale to merge them;
+    ``dropout`` is the training-time value, recorded for the record (it does nothing at inference).
+    """
+
+    r: int = Field(16, ge=1, description="rank of A (r x in) and B (out x r)")
+    alpha: float = Field(32.0, gt=0, description="scale numerator: the delta is (B @ A) * alpha / r")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA branch's input while training")
+    target_modules: list[str] = Field(
+        default_factory=lambda: list(LLAMA_LORA_TARGETS),
+        min_length=1,
+        description="names of the LM's nn.Linear modules that get adapters (peft's target_modules: a module "
+        "matches when its name ends with one of them)",
+    )
+
+    @property
+    def scaling(self) -> float:
+        """peft's ``lora_alpha / r`` (plain LoRA; no rsLoRA)."""
+        return self.alpha / self.r
+
+
 class BioMedGPTConfig(StrictConfig):
     """Everything needed to rebuild a BioMedGPT model; ``trained`` says whether encoders/adaptors are trained."""
 
@@ -136,6 +165,9 @@ class BioMedGPTConfig(StrictConfig):
     # instruction-tuned on, so the mini model (frozen SmolLM2-Instruct) is trained and asked in ChatML.
     prompt_format: Literal["biomedgpt", "chatml"] = "biomedgpt"
     seed: int = Field(0, description="initialisation of untrained encoders and adaptors")
+    # None: the LM is its source's, unchanged (every release before issue 15). Set: the saved folder holds LoRA
+    # adapters of the LM (lora.safetensors) that loading merges into its weights (model/lora.py).
+    lora: LoRAConfig | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from biomedgpt.core.errors import BiomedGPTError, CheckpointError
 from biomedgpt.core.files import SUMS_FILE, atomic_dir, read_sha256sums, sha256_file, sha256sums_text
 from biomedgpt.model.lm import CONVERSION_MARKER, SMOLLM2_GGUF, SMOLLM2_INSTALL, smollm2_cache_dir, smollm2_gguf_path
+from biomedgpt.model.lora import ADAPTER_FILE, read_adapters
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -43,8 +44,10 @@ def export_weights(source: str | Path, destination: str | Path | None = None, *,
 
     Why fp16: the shipped weights must stay small (issue 6: 60 MB at most); loading casts them back
     to the model dtype. The folder is replaced atomically, and only a model marked ``trained`` is
-    exported, so an unfinished run can never become the default. A ``SHA256SUMS`` file is written with
-    them (``load_pretrained`` checks it). Returns ``{file: (bytes, sha256)}`` for the model card.
+    exported, so an unfinished run can never become the default. A model trained with LoRA on its LM
+    (``config.lora``) ships its adapters too (``lora.safetensors``, cast the same way; a few MB, while the
+    LM itself never ships). A ``SHA256SUMS`` file is written with them, covering every file
+    (``load_pretrained`` checks it). Returns ``{file: (bytes, sha256)}`` for the model card.
     """
     source = Path(source)
     destination = Path(destination) if destination is not None else mini_weights_dir()
@@ -61,11 +64,27 @@ def export_weights(source: str | Path, destination: str | Path | None = None, *,
         raise CheckpointError(f"{source} is not marked trained; refusing to ship it")
     cast = getattr(torch, dtype)
     state = {k: (v.to(cast) if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    adapters = _adapters(source, manifest)
+    names = ["config.json", "model.safetensors"] + ([ADAPTER_FILE] if adapters is not None else [])
     with atomic_dir(destination) as tmp:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "biomedgpt", "stored_dtype": dtype})
+        if adapters is not None:
+            save_file({k: v.to(cast).contiguous() for k, v in adapters.items()}, str(tmp / ADAPTER_FILE),
+                      metadata={"format": "biomedgpt-lora", "stored_dtype": dtype})
         (tmp / "config.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        (tmp / SUMS_FILE).write_text(sha256sums_text(tmp, ["config.json", "model.safetensors"]))
+        (tmp / SUMS_FILE).write_text(sha256sums_text(tmp, names))
     return {p.name: (p.stat().st_size, _sha256(p)) for p in sorted(destination.iterdir()) if p.name != SUMS_FILE}
+
+
+def _adapters(source: Path, manifest: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """The LoRA adapters of a model whose config records them (``config.lora``), else None; a recorded
+    LoRA without its file (or a file the config does not record) is a ``CheckpointError``."""
+    recorded = manifest.get("config", {}).get("lora") is not None
+    path = source / ADAPTER_FILE
+    if recorded != path.is_file():
+        raise CheckpointError(f"{source}: config.lora is {'set' if recorded else 'not set'} but {ADAPTER_FILE} is "
+                              f"{'missing' if recorded else 'present'}")
+    return read_adapters(path) if recorded else None
 
 
 def weights_report(with_hashes: bool = True) -> list[dict[str, Any]]:
@@ -103,7 +122,8 @@ def weights_report(with_hashes: bool = True) -> list[dict[str, Any]]:
                 expected = read_sha256sums(folder / SUMS_FILE) if (folder / SUMS_FILE).is_file() else {}
             except BiomedGPTError:
                 expected = {}
-            for name in ("model.safetensors", "config.json"):
+            names = ["model.safetensors", "config.json"] + ([ADAPTER_FILE] if (folder / ADAPTER_FILE).is_file() else [])
+            for name in names:
                 digest = _sha256(folder / name)
                 files[name] = {"sha256": digest, "expected": expected.get(name),
                                "verified": expected.get(name) == digest if expected.get(name) else None}

@@ -2,16 +2,21 @@
 
 Stage 2 of the paper: the LM is frozen; the adaptors (``proj_mol``, ``proj_prot``) are trained, and
 each structure encoder (GIN, ESM-2) is trained or frozen by ``train_molecule_encoder`` /
-``train_protein_encoder``. Every sample is one prompt of ``model/prompts.structure_prompt`` (the builder
+``train_protein_encoder``. With ``lora.enabled`` the LM learns too, through LoRA adapters on its
+attention and MLP projections (LLaVA's stage 2; peft layers, ``model/lora.py``): a frozen 135M LM can
+only copy the neighbour it is shown, an adapted one can learn to edit it. A model that already carries
+adapters (the shipped mini after a LoRA run) continues them, so a run can start from the last exported
+weights; the saved model holds them in ``lora.safetensors`` and ``config.lora``, and loading merges them. Every sample is one prompt of ``model/prompts.structure_prompt`` (the builder
 that evaluation, ``BioMedGPT.ask`` and the BioMedGPT tool use too) in the model's prompt format (the paper's Table 1 template, or ChatML for a frozen instruction-tuned LM such
 as the mini model's SmolLM2; ``prompt_format`` overrides it and the saved model records it), and the
 loss covers the answer tokens plus EOS only (``BioMedGPT.forward`` with ``answers``).
 Molecule samples (ChEBI-20: caption = the description) and protein samples (UniProtQA pairs, either
 layout) are mixed in one shuffled run.
 
-Splits (all deterministic; ``training/data.py``): molecules less the ChEBI-20 test molecules
-(``data.molecule_exclude_path``) and less a dev hold-out of CIDs; proteins by the 80/20 accession split
-(``core/datasets.split_accessions``) whose train part the shipped protein index holds.
+Splits (all deterministic; ``training/data.py``): molecules of ``data.molecule_paths`` less the
+evaluation slice's molecules (``data.eval_slice``, same CID or InChIKey) and ``data.exclude_ids``, and
+less a dev hold-out of CIDs; proteins by the 80/20 accession split (``core/datasets.split_accessions``)
+whose train part the shipped protein index holds.
 
 Retrieval context (``retrieval.enabled``): an index is built from the *training* samples only (never
 dev/test; proteins described by their joined training answers, or by the shipped Swiss-Prot PAIR
@@ -44,11 +49,12 @@ from biomedgpt.core.files import atomic_write_text
 from biomedgpt.model import load_model
 from biomedgpt.model.checkpoint import save_pretrained
 from biomedgpt.model.conversation import CAPTION_QUESTION  # the question ``eval captioning`` asks too
+from biomedgpt.model.lora import add_lora, lora_parameters, set_lora_dropout
 from biomedgpt.model.prompts import structure_prompt
 from biomedgpt.model.retrieval import MoleculeIndex, ProteinIndex
 from biomedgpt.training.config import AlignConfig
 from biomedgpt.training.data import molecule_split, protein_references, protein_split
-from biomedgpt.training.distributed import DistEnv, init_distributed
+from biomedgpt.training.distributed import DistEnv, init_distributed, resolve_strategy
 from biomedgpt.training.loop import StepInfo, Trainer, latest_checkpoint, seed_everything
 
 
@@ -81,7 +87,7 @@ def build_align_data(config: AlignConfig, prompt_format: str = "biomedgpt", toke
     mol_train, mol_dev = molecule_split(config)
     prot_train, prot_dev = protein_split(config)
     if not mol_train and not prot_train:
-        raise ConfigError("align: no training data; set data.molecule_path and/or data.protein_path")
+        raise ConfigError("align: no training data; set data.molecule_paths and/or data.protein_path")
     k = config.retrieval.k if config.retrieval.enabled else 0
     mol_index = prot_index = None
     if k and mol_train:
@@ -139,9 +145,12 @@ def align_loss(model: torch.nn.Module, batch: dict[str, list[Any]]) -> torch.Ten
 
 
 def freeze_for_alignment(model: Any, config: AlignConfig) -> dict[str, int]:
-    """LM frozen; adaptors trainable; encoders per config. Returns trainable parameter counts."""
+    """LM frozen, except its LoRA adapters with ``lora.enabled``; adaptors trainable; encoders per config.
+    Returns trainable parameter counts (``llm``: the adapters' with LoRA, else 0)."""
     for p in model.llm.parameters():
         p.requires_grad_(False)
+    for p in lora_parameters(model.llm):
+        p.requires_grad_(config.lora.enabled)
     for p in model.mol_structure_encoder.parameters():
         p.requires_grad_(config.train_molecule_encoder)
     for p in model.prot_structure_encoder.parameters():
@@ -158,13 +167,38 @@ def freeze_for_alignment(model: Any, config: AlignConfig) -> dict[str, int]:
     return {name: sum(p.numel() for p in part.parameters() if p.requires_grad) for name, part in parts.items()}
 
 
+def attach_lora(model: Any, config: AlignConfig) -> None:
+    """Give the LM the LoRA layers the run trains or carries (module doc): fresh adapters with
+    ``lora.enabled`` on a model without any; a model loaded with adapters (``load_model(...,
+    merge_lora=False)``) keeps them, and with ``lora.enabled`` their shape must be the config's.
+    ``model.config.lora`` then records what the saved model holds."""
+    saved = model.config.lora
+    wanted = config.lora.for_model()
+    if saved is None:
+        if config.lora.enabled:
+            add_lora(model.llm, wanted)
+            model.config.lora = wanted
+        return
+    if not config.lora.enabled:
+        return  # carried, frozen, saved again as they are
+    differing = [f"{name}: saved {getattr(saved, name)!r}, config {getattr(wanted, name)!r}"
+                 for name in ("r", "alpha", "target_modules") if getattr(saved, name) != getattr(wanted, name)]
+    if differing:
+        raise ConfigError(f"model {config.model!r} carries LoRA adapters of another shape ({'; '.join(differing)}); "
+                          "set the lora block to the saved values or start from a model without adapters")
+    set_lora_dropout(model.llm, wanted.dropout)
+    model.config.lora = wanted
+
+
 def load_align_model(config: AlignConfig) -> Any:
-    """The BioMedGPT to align, in fp32 (``biomedgpt.model.load_model``: a preset or a saved folder)."""
-    model = load_model(config.model, dtype=torch.float32)  # fp32 master weights; bf16 via autocast/FSDP
+    """The BioMedGPT to align, in fp32 (``biomedgpt.model.load_model``: a preset or a saved folder; saved
+    LoRA adapters unmerged), with the LoRA layers of ``attach_lora``."""
+    model = load_model(config.model, dtype=torch.float32, merge_lora=False)  # fp32 master weights; bf16 via autocast/FSDP
     if config.prompt_format is not None:
         model.config.prompt_format = config.prompt_format
     if config.retrieval.enabled:
         model.config.retrieval.k = config.retrieval.k
+    attach_lora(model, config)
     if config.gradient_checkpointing:
         model.llm.activation_checkpointing_enable({"use_reentrant": False})
         model.llm.config.use_cache = False
@@ -178,6 +212,11 @@ def setup_align(
 ) -> tuple[Trainer, AlignData, dict[str, int]]:
     """Model, data and ``Trainer``; returns ``(trainer, data, trainable_counts)``."""
     env = env or init_distributed()
+    if config.lora.enabled and config.optim.grad_clip is not None and resolve_strategy(config.strategy, env) == "fsdp":
+        # the LoRA weights are sharded with their decoder layers, the encoders and adaptors are not, and
+        # training/loop.py clips one norm over both (torch refuses to mix DTensors and tensors there)
+        raise ConfigError("lora.enabled under FSDP needs optim.grad_clip=null for now (one gradient norm over "
+                          "sharded adapters and replicated encoders); DDP and one process clip as usual")
     seed_everything(config.seed)
     model = load_align_model(config)
     trainable = freeze_for_alignment(model, config)

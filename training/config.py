@@ -4,7 +4,8 @@ Why typed: a YAML typo (``lerning_rate``) or a wrong type must fail before hours
 message naming the key. Every trainer reads one of ``LMConfig``, ``AlignConfig`` or ``QAConfig``; the
 shared knobs (batching, optimiser, checkpoints, precision, distribution) live in ``TrainConfig``. They
 are the same kind of object as the model's config (``model/config.StrictConfig``, validated by
-``model/config.validate_config``), and ``retrieval.enabled`` / ``retrieval.k`` are spelt as there.
+``model/config.validate_config``), and ``retrieval.enabled`` / ``retrieval.k`` and the ``lora`` block
+(``r``, ``alpha``, ``dropout``, ``target_modules``) are spelt as there.
 
 Bundled presets are YAML files named ``<kind>-<name>.yaml`` in ``training/configs/`` (``lm-tiny.yaml``,
 ``align-mini-cpu.yaml``, ``qa-paper-10b.yaml`` ...). ``NAME_OR_PATH`` is either such a name or a path to
@@ -22,9 +23,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from biomedgpt.core.errors import ConfigError
+from biomedgpt.model.config import LoRAConfig as ModelLoRAConfig
 from biomedgpt.model.config import RetrievalConfig as ModelRetrievalConfig
 from biomedgpt.model.config import StrictConfig, validate_config
 
@@ -98,8 +100,27 @@ class LMConfig(TrainConfig):
     data: LMDataConfig = Field(default_factory=LMDataConfig)
 
 
+class EvalSliceConfig(StrictConfig):
+    """The rows evaluation scores (``eval captioning --data PATH --limit ROWS``): none of their molecules
+    trains or serves as a training reference, under any row of the training files (same CID or InChIKey)."""
+
+    path: Path = Field(description="a ChEBI-20 TSV (the test split)")
+    rows: int | None = Field(None, ge=1, description="its first ROWS rows (the evaluation slice); null: every row")
+
+
 class AlignDataConfig(StrictConfig):
-    molecule_path: Path | None = Field(None, description="ChEBI-20 TSV (CID, SMILES, description)")
+    """What alignment trains on (``training/data.py``).
+
+    Molecules: the rows of every file in ``molecule_paths`` (a CID seen twice keeps its first row), less
+    the molecules of ``eval_slice`` and the CIDs in ``exclude_ids``; then ``molecule_dev_holdout`` CIDs
+    form the dev set. Older configs saying ``molecule_path: FILE`` (one file) and ``molecule_exclude_path:
+    FILE`` (every row of FILE held out) are read into this form.
+    """
+
+    molecule_paths: list[Path] = Field(default_factory=list, description="ChEBI-20 TSVs (CID, SMILES, description)")
+    eval_slice: EvalSliceConfig | None = Field(
+        None, description="the evaluation rows: their molecules never train (same CID or InChIKey)")
+    exclude_ids: list[str] = Field(default_factory=list, description="more CIDs that never train (explicit)")
     protein_path: Path | None = Field(None, description="UniProtQA JSON (either layout)")
     protein_sequences: Path | None = Field(None, description="sequences.json for the split layout")
     molecule_dev_holdout: int = Field(300, ge=0, description="molecules kept out of training (dev set)")
@@ -108,14 +129,36 @@ class AlignDataConfig(StrictConfig):
     limit_molecules: int | None = Field(None, ge=1)
     limit_proteins: int | None = Field(None, ge=1)
     max_protein_length: int = Field(1022, ge=8, description="residues kept (ESM-2 context)")
-    molecule_exclude_path: Path | None = Field(
-        None,
-        description="a ChEBI-20 TSV (the test split) whose molecules never train: rows sharing a CID or an "
-        "InChIKey with it are dropped",
-    )
     dev_loss_samples: int | None = Field(
         64, ge=1, description="dev examples (a fixed random sample) scored before/after training; null: all"
     )
+
+    @field_validator("exclude_ids", mode="before")
+    @classmethod
+    def _ids_as_text(cls, value: Any) -> Any:
+        """CIDs are ids, not numbers: YAML reads ``[2244]`` as an integer."""
+        return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value] if isinstance(value, list) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_old_spelling(cls, data: Any) -> Any:
+        """``molecule_path: F`` is ``molecule_paths: [F]`` (null: none); ``molecule_exclude_path: T`` is
+        ``eval_slice: {path: T}`` (every row of T held out), as the recipes before issue 15 said."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "molecule_path" in data:
+            if data.get("molecule_paths"):
+                raise ValueError("give data.molecule_paths (a list) or the older data.molecule_path, not both")
+            path = data.pop("molecule_path")
+            data["molecule_paths"] = [] if path is None else [path]
+        if "molecule_exclude_path" in data:
+            if data.get("eval_slice") is not None:
+                raise ValueError("give data.eval_slice or the older data.molecule_exclude_path, not both")
+            path = data.pop("molecule_exclude_path")
+            if path is not None:
+                data["eval_slice"] = {"path": path}
+        return data
 
 
 class RetrievalConfig(ModelRetrievalConfig):
@@ -134,8 +177,24 @@ class RetrievalConfig(ModelRetrievalConfig):
         return ModelRetrievalConfig(enabled=self.enabled, k=self.k)
 
 
+class AlignLoRAConfig(ModelLoRAConfig):
+    """LoRA on the LM during alignment (LLaVA's stage 2; ``model/lora.py``): the model's ``lora`` block
+    (``r``, ``alpha``, ``dropout``, ``target_modules``, recorded in the saved model) plus ``enabled``.
+
+    A model that already carries adapters (one trained with LoRA, loaded by name or folder) continues
+    them: with ``enabled`` they train, and ``r``, ``alpha`` and ``target_modules`` must be the saved ones;
+    without, they stay frozen as part of the LM and are saved again.
+    """
+
+    enabled: bool = False
+
+    def for_model(self) -> ModelLoRAConfig:
+        """The part the trained model keeps in its config (``BioMedGPTConfig.lora``)."""
+        return ModelLoRAConfig(**self.model_dump(exclude={"enabled"}))
+
+
 class AlignConfig(TrainConfig):
-    """Multimodal alignment: LM frozen, adaptors trained, encoders per flag (``training/align.py``)."""
+    """Multimodal alignment: LM frozen (or LoRA on it), adaptors trained, encoders per flag (``training/align.py``)."""
 
     kind: Literal["align"] = "align"
     model: str = Field("tiny", description="load_model name ('tiny', 'mini') or a checkpoint folder")
@@ -143,6 +202,7 @@ class AlignConfig(TrainConfig):
     train_protein_encoder: bool = False
     data: AlignDataConfig = Field(default_factory=AlignDataConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    lora: AlignLoRAConfig = Field(default_factory=AlignLoRAConfig)
     prompt_format: Literal["biomedgpt", "chatml"] | None = Field(
         None,
         description="prompt format to train in (model/conversation.py); null: the model's own "

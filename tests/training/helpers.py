@@ -37,5 +37,5 @@ def align_config(run_dir: Path, *extra: str):
     return load_config(
         "align",
         "tiny",
-        [f"run_dir={run_dir}", f"data.molecule_path={CHEBI}", f"data.protein_path={UNIPROTQA}", "progress=false", *extra],
+        [f"run_dir={run_dir}", f"data.molecule_paths=[{CHEBI}]", f"data.protein_path={UNIPROTQA}", "progress=false", *extra],
     )

@@ -13,7 +13,7 @@ from tests.training.helpers import CHEBI, CORPUS, MEDMCQA, UNIPROTQA
 DATA_FLAGS = {
     "lm": [f"data.paths=[{CORPUS}]", "max_steps=3"],
     "qa": [f"data.train_path={MEDMCQA}", f"data.eval_path={MEDMCQA}", "data.eval_format=medmcqa", "max_steps=3"],
-    "align": [f"data.molecule_path={CHEBI}", f"data.protein_path={UNIPROTQA}", "max_steps=2"],
+    "align": [f"data.molecule_paths=[{CHEBI}]", f"data.protein_path={UNIPROTQA}", "max_steps=2"],
 }
 
 

@@ -11,6 +11,7 @@ from biomedgpt.training.config import (
     AlignConfig,
     LMConfig,
     QAConfig,
+    build_config,
     dump_config,
     load_config,
     parse_override,
@@ -43,7 +44,31 @@ def test_mini_cpu_align_is_the_embedded_recipe():
     assert config.model == "mini" and config.retrieval.enabled
     assert config.data.molecule_dev_holdout == 300 and config.data.split_seed == 0
     assert config.data.protein_train_fraction == 0.8
-    assert str(config.data.molecule_path).startswith("../shared/datasets/chebi20")
+    assert [p.name for p in config.data.molecule_paths] == ["validation.txt"]
+    assert config.data.eval_slice.path.name == "test.txt" and config.data.eval_slice.rows is None  # all test rows out
+    assert not config.lora.enabled
+
+
+def test_mini_lora_recipe_trains_every_molecule_but_the_evaluation_slice():
+    config = load_config("align", "mini-lora-cpu")
+    assert config.model == "mini" and config.retrieval.enabled and config.prompt_format == "chatml"
+    assert [p.name for p in config.data.molecule_paths] == ["validation.txt", "test.txt"]
+    assert config.data.eval_slice.path.name == "test.txt" and config.data.eval_slice.rows == 500
+    assert config.lora.enabled and config.lora.target_modules == [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    model_lora = config.lora.for_model()
+    assert not hasattr(model_lora, "enabled") and model_lora.scaling == config.lora.alpha / config.lora.r
+
+
+def test_the_older_data_spelling_still_loads():
+    old = build_config("align", {"data": {"molecule_path": "v.txt", "molecule_exclude_path": "t.txt"}})
+    assert [str(p) for p in old.data.molecule_paths] == ["v.txt"]
+    assert str(old.data.eval_slice.path) == "t.txt" and old.data.eval_slice.rows is None
+    assert build_config("align", {"data": {"molecule_path": None}}).data.molecule_paths == []
+    with pytest.raises(ConfigError, match="not both"):
+        build_config("align", {"data": {"molecule_path": "v.txt", "molecule_paths": ["w.txt"]}})
+    with pytest.raises(ConfigError, match=r"lora.r"):
+        build_config("align", {"lora": {"enabled": True, "r": 0}})
 
 
 def test_overrides_are_typed_and_nested(tmp_path):

@@ -240,3 +240,37 @@ def test_test_split_molecules_never_train_even_as_another_validation_row(tmp_pat
     kept = {e.key for e in excluded.train if e.kind == "molecule"}
     assert {first[0], second[0]} <= plain_keys
     assert plain_keys - kept == {first[0], second[0]}
+
+
+def test_every_molecule_trains_but_the_evaluation_slice_and_the_excluded_ids(tmp_path):
+    from tests.training.helpers import CHEBI
+
+    header, *rows = CHEBI.read_text().splitlines()
+    rows = [r.split("\t") for r in rows]
+    more = tmp_path / "test.txt"
+    # the evaluation slice is this file's first 2 rows: a new molecule, and the sample's first molecule under
+    # a new CID; the third row is outside the slice and trains
+    more.write_text(f"{header}\n900000001\tCCCCCCCCCCCCO\tdodecanol\n900000002\t{rows[0][1]}\tsame as row 1\n"
+                    "900000003\tCCCCCCCCCCCCCCO\ttetradecanol\n")
+    config = align_config(tmp_path, "retrieval.enabled=false", "data.molecule_dev_holdout=0",
+                          f"data.molecule_paths=[{CHEBI}, {more}]", f"data.eval_slice.path={more}",
+                          "data.eval_slice.rows=2", f"data.exclude_ids=[{rows[1][0]}]", "data.limit_molecules=null")
+    trained = {e.key for e in build_align_data(config).train if e.kind == "molecule"}
+    assert trained == {r[0] for r in rows[2:]} | {"900000003"}
+
+
+def test_a_dev_molecule_never_trains_under_another_cid(tmp_path):
+    from biomedgpt.training.data import molecule_keys, molecule_split
+
+    data = tmp_path / "molecules.txt"
+    data.write_text("CID\tSMILES\tdescription\n1\tCCO\tethanol\n2\tOCC\tethanol again\n3\tCCCO\tpropanol\n"
+                    "4\tCCCCO\tbutanol\n")
+    dev_was_ethanol = False
+    for seed in range(8):
+        config = align_config(tmp_path, f"data.molecule_paths=[{data}]", "data.molecule_dev_holdout=1",
+                              f"data.split_seed={seed}")
+        train, dev = molecule_split(config)
+        keys = molecule_keys(train + dev)
+        assert len(dev) == 1 and not {keys[r.cid] for r in train} & {keys[r.cid] for r in dev}
+        dev_was_ethanol |= dev[0].cid in {"1", "2"}
+    assert dev_was_ethanol  # the case that matters happened
