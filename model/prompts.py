@@ -7,7 +7,8 @@ on. Each of them calls ``structure_prompt``; none formats the context block or c
 The one exclusion rule (``retrieve``): a query never retrieves itself — no reference with the query's
 InChIKey (molecules) or an identical sequence (proteins) — nor a reference whose id is the query's own
 (``query_id``: its PubChem CID or UniProt accession, when known) or is in ``exclude_ids`` (an explicit
-set, e.g. held-out rows). The references come from ``index`` (training passes the index of its
+set: the held-out rows, ``held_out_ids``; ``eval captioning`` passes the rows it evaluates, so the
+shipped reference, which holds every ChEBI-20 row, serves an evaluation only what training could see). The references come from ``index`` (training passes the index of its
 training rows), by default the shipped ones (``model/retrieval.default_molecule_index`` /
 ``default_protein_index``). The block is ``model/retrieval.format_context`` of the hits.
 
@@ -69,6 +70,16 @@ def retrieve(kind: str, structure: str, k: int, *, index: Any = None, query_id: 
     excluded = [str(i) for i in exclude_ids] + ([str(query_id)] if query_id else [])
     index = index if index is not None else default_index(kind)
     return index.search(structure, k, exclude_ids=excluded, leave_self_out=True)
+
+
+def held_out_ids(kind: str, rows: Iterable[tuple[str, str]], *, index: Any = None) -> frozenset[str]:
+    """The explicit excluded-ID set that holds ``rows`` (``(id, SMILES or sequence)``: e.g. the rows an
+    evaluation scores) out of ``index`` (default: the shipped one): their own ids and the ids of references
+    that are the same structure under another id (InChIKey; identical sequence). Passed as ``exclude_ids``,
+    no held-out row serves as a reference for any query, not only for itself."""
+    _check_kind(kind)
+    index = index if index is not None else default_index(kind)
+    return frozenset(index.same_as(rows))
 
 
 def retrieval_context(kind: str, structure: str, k: int, *, index: Any = None, query_id: str | None = None,

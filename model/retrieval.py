@@ -13,8 +13,9 @@ tool all use this module, so it is pure code: no network, no imports from ``tool
 - Leave-self-out: a query never retrieves a reference with the same InChIKey (molecules) or an
   identical sequence (proteins); ids in ``exclude_ids`` (e.g. the query's own CID or accession) are
   always excluded. This keeps evaluation honest: an answer cannot be copied from the query itself.
-- Shipped data (``model/data/``, see its README): molecules = ChEBI-20 *validation* less any molecule
-  that is also in the test split; proteins = the Swiss-Prot PAIR set, whose shipped index holds only the 80 % train split of
+- Shipped data (``model/data/``, see its README): molecules = every ChEBI-20 row (validation and test,
+  6,101; an evaluation holds the rows it scores out with ``exclude_ids``: ``model/prompts.held_out_ids``);
+  proteins = the Swiss-Prot PAIR set, whose shipped index holds only the 80 % train split of
   ``core/datasets.split_accessions(..., test_fraction=0.2, seed=0)``.
 
 The shipped files are built by ``scripts/build_references.py`` (a maintainer's script that imports
@@ -37,15 +38,15 @@ import numpy as np
 
 from biomedgpt.core.chem import AMINO_ACIDS as ALL_AMINO_ACIDS
 from biomedgpt.core.chem import FP_BITS, FP_RADIUS, STANDARD_AMINO_ACIDS, morgan_generator, parse_smiles
-from biomedgpt.core.datasets import CaptionRecord, ProteinRecord, read_chebi20, read_swissprot_pair, split_accessions
+from biomedgpt.core.datasets import ProteinRecord, read_chebi20, read_swissprot_pair, split_accessions
 from biomedgpt.core.errors import InputError, InvalidSequenceError, InvalidSmilesError
 from biomedgpt.core.files import atomic_write_bytes
 from biomedgpt.model.fpindex import PackedFingerprints, top_k
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-MOLECULE_RECORDS = DATA_DIR / "chebi20_validation.tsv.gz"
+MOLECULE_RECORDS = DATA_DIR / "chebi20.tsv.gz"
 PROTEIN_RECORDS = DATA_DIR / "swissprot_pair.csv.gz"
-MOLECULE_INDEX = DATA_DIR / "chebi20_validation.index.npz"
+MOLECULE_INDEX = DATA_DIR / "chebi20.index.npz"
 PROTEIN_INDEX = DATA_DIR / "swissprot_train.index.npz"
 
 KMER = 3
@@ -203,6 +204,19 @@ class MoleculeIndex:
         return Hit(id=record.id, description=record.description, similarity=round(float(similarity), 4),
                    smiles=record.smiles, name=record.name, kind="molecule")
 
+    def same_as(self, rows: Iterable[tuple[str, str]]) -> set[str]:
+        """The ids of ``rows`` (``(id, SMILES)``) and of every reference that is one of their molecules under
+        another id (same InChIKey); a SMILES RDKit cannot read contributes its id only."""
+        ids: set[str] = set()
+        for ident, smiles in rows:
+            ids.add(str(ident))
+            try:
+                key = molecule_key(parse_smiles(smiles))
+            except InvalidSmilesError:
+                continue
+            ids.update(self.records[i].id for i in self._by_key.get(key, ()))
+        return ids
+
     # Saved as on-bit lists (ragged: offsets + indices) plus the records as JSON, in one npz.
     def save(self, path: str | Path, *, source_digest: str | None = None, **extra_meta) -> Path:
         """Write the index atomically to ``path`` (an ``.npz``); ``load`` reads it back without RDKit parsing."""
@@ -330,6 +344,19 @@ class ProteinIndex:
         own = self._by_seq.get(_sequence_digest(seq), ()) if leave_self_out else ()
         return [self._hit(i, sims[i]) for i in _best(sims, k, self._by_id, exclude_ids, own)]
 
+    def same_as(self, rows: Iterable[tuple[str, str]]) -> set[str]:
+        """The ids of ``rows`` (``(accession, sequence)``) and of every reference with one of their sequences
+        under another accession; a sequence that is not one contributes its id only."""
+        ids: set[str] = set()
+        for ident, sequence in rows:
+            ids.add(str(ident))
+            try:
+                digest = _sequence_digest(normalize_sequence(sequence))
+            except InvalidSequenceError:
+                continue
+            ids.update(self.records[i].accession for i in self._by_seq.get(digest, ()))
+        return ids
+
     def _hit(self, i: int, similarity: float) -> Hit:
         record = self.records[i]
         return Hit(id=record.accession, description=record.description,
@@ -434,9 +461,8 @@ def format_context(hits: Sequence[Hit], kind: str, *, max_chars: int = 200, max_
 
 
 def reference_molecules() -> list[MoleculeRecord]:
-    """The shipped molecule reference: ChEBI-20 validation less the 5 rows that are the same molecule as a
-    ChEBI-20 test row (3,296 rows; see ``model/data/README.md``), read strictly: the index holds exactly
-    the rows of its file."""
+    """The shipped molecule reference: every ChEBI-20 row, validation then test (6,101 rows; see
+    ``model/data/README.md``), read strictly: the index holds exactly the rows of its file."""
     return [MoleculeRecord(r.cid, r.smiles, r.description) for r in read_chebi20(MOLECULE_RECORDS, strict=True)]
 
 
@@ -470,7 +496,7 @@ def _shipped_index(kind: type, index_path: Path, records_path: Path, build: Call
 
 @lru_cache(maxsize=1)
 def default_molecule_index() -> MoleculeIndex:
-    """The shipped ChEBI-20 validation index (loaded once; rebuilt in memory if the file is stale)."""
+    """The shipped ChEBI-20 index (loaded once; rebuilt in memory if the file is stale)."""
     return _shipped_index(MoleculeIndex, MOLECULE_INDEX, MOLECULE_RECORDS,
                           lambda: MoleculeIndex.build(reference_molecules()))
 
@@ -480,23 +506,3 @@ def default_protein_index() -> ProteinIndex:
     """The shipped Swiss-Prot index of the 80 % train split (loaded once; rebuilt if stale)."""
     return _shipped_index(ProteinIndex, PROTEIN_INDEX, PROTEIN_RECORDS,
                           lambda: ProteinIndex.build(reference_proteins("train")))
-
-
-def leaking_rows(reference: Sequence[CaptionRecord], test: Sequence[CaptionRecord]) -> list[str]:
-    """CIDs of reference rows that share a CID or an InChIKey with a test row (same molecule, other row)."""
-    test_ids = {r.cid for r in test}
-    test_keys = set()
-    for row in test:
-        try:
-            test_keys.add(molecule_key(parse_smiles(row.smiles)))
-        except InvalidSmilesError:
-            continue
-    leaking = []
-    for row in reference:
-        try:
-            key = molecule_key(parse_smiles(row.smiles))
-        except InvalidSmilesError:
-            key = None
-        if row.cid in test_ids or key in test_keys:
-            leaking.append(row.cid)
-    return leaking

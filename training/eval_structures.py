@@ -2,9 +2,13 @@
 ``eval_protein_qa(...)``, ``score_predictions("preds.tsv")`` → metrics dicts.
 
 * captioning (ChEBI-20): ``--retrieval only`` copies the description of the nearest reference molecule
-  (Morgan/Tanimoto over the shipped ChEBI-20 *validation* set, leave-self-out) — the baseline any
-  model must beat; ``on`` puts the retrieval context block in the prompt; ``off`` does not; the default
-  is how the model was trained (``model.config.retrieval.enabled``, off when absent);
+  (Morgan/Tanimoto over the shipped ChEBI-20 reference) — the baseline any model must beat; ``on`` puts
+  the retrieval context block in the prompt; ``off`` does not; the default is how the model was trained
+  (``model.config.retrieval.enabled``, off when absent). The shipped reference holds every ChEBI-20 row,
+  so an evaluation **holds out every row it evaluates** (``model/prompts.held_out_ids``: their CIDs and
+  any reference of the same InChIKey, passed as ``exclude_ids``): on the first 500 test rows the
+  reference is validation plus test rows 501.., exactly the molecules ``align-mini-lora-cpu`` trains on
+  (its ``data.eval_slice``) and may retrieve;
 * protein QA (UniProtQA, either layout): the same, plus exact match overall and per question type, and
   ``--retrieval alignment``: *alignment transfer*, the baseline of issue 15 — each question is answered with
   the answer the best phmmer homologue (E-value <= ``protein_max_evalue``) in the shipped Swiss-Prot
@@ -21,13 +25,14 @@ from __future__ import annotations
 import csv
 import logging
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from biomedgpt.core.datasets import CaptionRecord, ProteinQA, ReadStats, read_chebi20, read_uniprotqa, split_by_key, take
 from biomedgpt.core.errors import ConfigError, InputError
 from biomedgpt.model.conversation import CAPTION_QUESTION
-from biomedgpt.model.prompts import default_index, model_structure_prompt, retrieve
+from biomedgpt.model.prompts import default_index, held_out_ids, model_structure_prompt, retrieve
 from biomedgpt.training.eval_common import (
     MAX_NEW_TOKENS, PredictionFile, cell, generate_batch, out_path, predict_resumable, resolve_model,
 )
@@ -85,7 +90,9 @@ def eval_captioning(model: Any, data_path: str | Path, limit: int | None = None,
 
     ``out`` (MolT5 format ``SMILES\\tground truth\\toutput``; a temporary file when None) may hold rows
     from an interrupted run: those are not generated again. Only the rows of this data/limit are
-    scored. The result is ``caption_metrics``' dict plus ``out``, ``retrieval``, ``generated``, ``skipped_rows``.
+    scored. The evaluated rows are held out of the retrieval reference (module doc). The result is
+    ``caption_metrics``' dict plus ``out``, ``retrieval``, ``generated``, ``skipped_rows`` and, with
+    retrieval, ``reference_rows`` (the references left to retrieve from).
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
@@ -97,52 +104,60 @@ def eval_captioning(model: Any, data_path: str | Path, limit: int | None = None,
     table = PredictionFile(out_path(out, "captions-"), CAPTION_HEADER, ("SMILES", "ground truth"))
     keys = [(cell(r.smiles), cell(r.description)) for r in records]
     index = default_index("molecule") if mode in ("on", "only") else None
+    # every evaluated row is held out of the reference (module doc), whatever rows are already predicted
+    held_out = held_out_ids("molecule", [(r.cid, r.smiles) for r in records], index=index) if index else frozenset()
     rows, generated = predict_resumable(table, records, keys, batch_size=batch_size, desc="captioning",
-                                        progress=progress, predict=lambda batch: _caption_batch(model, batch, mode, index),
+                                        progress=progress,
+                                        predict=lambda batch: _caption_batch(model, batch, mode, index, held_out),
                                         row=lambda r, o: (r.smiles, r.description, o))
     result = caption_metrics([r[1] for r in rows], [r[2] for r in rows], tokenizer=tokenizer, vocab=vocab,
                              protocol=protocol)
     result.update({"out": str(table.path), "retrieval": mode, "generated": generated, "skipped_rows": stats.skipped})
+    if index is not None:
+        result["reference_rows"] = sum(1 for r in index.records if r.id not in held_out)
     return result
 
 
 def _structure_batch(model: Any, kind: str, structures: list[str], ids: list[str], questions: list[str],
-                     mode: str, index, max_new_tokens: int) -> list[str]:
+                     mode: str, index, max_new_tokens: int, exclude_ids: Collection[str] = ()) -> list[str]:
     """Predictions for one batch of molecules or proteins: the nearest reference's description
     (``only``), or generation from ``model/prompts.structure_prompt`` with (``on``) or without (``off``)
-    the retrieval context — the prompt alignment training fits, the row's own CID/accession excluded."""
+    the retrieval context — the prompt alignment training fits, the row's own CID/accession and
+    ``exclude_ids`` (the held-out rows) excluded."""
     if mode == "only":
-        return [_nearest_description(kind, query, ident, index) for query, ident in zip(structures, ids)]
-    prompts = [_prompt(model, kind, question, query, ident, mode == "on", index)
+        return [_nearest_description(kind, query, ident, index, exclude_ids) for query, ident in zip(structures, ids)]
+    prompts = [_prompt(model, kind, question, query, ident, mode == "on", index, exclude_ids)
                for question, query, ident in zip(questions, structures, ids)]
     return _generate_rows(model, prompts, structures, f"{kind}s", ids, max_new_tokens)
 
 
-def _nearest_description(kind: str, query: str, ident: str, index) -> str:
+def _nearest_description(kind: str, query: str, ident: str, index, exclude_ids: Collection[str] = ()) -> str:
     """The description of the nearest reference (``model/prompts.retrieve``'s exclusion rule); an input
     the index cannot read gets an empty prediction (logged) instead of killing a long run."""
     try:
-        hits = retrieve(kind, query, 1, index=index, query_id=ident)
+        hits = retrieve(kind, query, 1, index=index, query_id=ident, exclude_ids=exclude_ids)
     except InputError as error:
         log.warning("retrieval skipped for %s: %s", ident, error)
         return ""
     return hits[0].description if hits else ""
 
 
-def _prompt(model: Any, kind: str, question: str, query: str, ident: str, retrieval: bool, index) -> str:
+def _prompt(model: Any, kind: str, question: str, query: str, ident: str, retrieval: bool, index,
+            exclude_ids: Collection[str] = ()) -> str:
     """The training prompt for one row, with the ``config.retrieval.k`` nearest references when
     ``retrieval``; an input the index cannot read is asked without context (logged)."""
     try:
         return model_structure_prompt(model, kind, question, structure=query, retrieval=retrieval, index=index,
-                                      query_id=ident).text
+                                      query_id=ident, exclude_ids=exclude_ids).text
     except InputError as error:
         log.warning("retrieval skipped for %s: %s", ident, error)
         return model_structure_prompt(model, kind, question, retrieval=False).text
 
 
-def _caption_batch(model: Any, batch: list[CaptionRecord], mode: str, index) -> list[str]:
+def _caption_batch(model: Any, batch: list[CaptionRecord], mode: str, index,
+                   exclude_ids: Collection[str] = ()) -> list[str]:
     return _structure_batch(model, "molecule", [r.smiles for r in batch], [r.cid for r in batch],
-                            [CAPTION_QUESTION] * len(batch), mode, index, MAX_NEW_TOKENS["caption"])
+                            [CAPTION_QUESTION] * len(batch), mode, index, MAX_NEW_TOKENS["caption"], exclude_ids)
 
 
 def _generate_rows(model: Any, prompts: list[str], structures: list[str], kind: str, ids: list[str],

@@ -35,6 +35,20 @@ def test_one_exclusion_rule_self_query_id_and_explicit_ids(index):
         retrieve("dna", "ACGT", 1, index=index)
 
 
+def test_held_out_rows_leave_the_reference_under_every_id_of_their_molecule(index):
+    from biomedgpt.model.retrieval import ProteinIndex
+
+    # evaluating ethanol (id 1) and propanol (id 2): ethanol's other id (4) leaves too, and a SMILES RDKit
+    # cannot read still holds out its own id
+    held = prompts.held_out_ids("molecule", [("1", "CCO"), ("2", "CCCO"), ("9", "C1CC")], index=index)
+    assert held == {"1", "2", "4", "9"}
+    assert [h.id for h in retrieve("molecule", "CCCCO", 3, index=index, exclude_ids=held)] == []  # butanol: itself
+    assert [h.id for h in retrieve("molecule", "CCCCCO", 3, index=index, exclude_ids=held)] == ["3"]
+    proteins = ProteinIndex.build([("P1", "MKVLA", "one"), ("P2", "MKVLA", "the same chain"), ("P3", "GGGSW", "x")])
+    assert prompts.held_out_ids("protein", [("Q9", "mkvla"), ("Q8", "not a protein!")], index=proteins) == {
+        "Q9", "Q8", "P1", "P2"}
+
+
 def test_context_block_and_templates(index):
     built = structure_prompt("biomedgpt", "molecule", "Describe it.", structure="CCO", k=1, index=index)
     assert [h.id for h in built.hits] == ["2"]

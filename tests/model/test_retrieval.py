@@ -167,21 +167,16 @@ def test_format_context_describes_a_single_neighbour_in_full_without_list_layout
     assert prot == "The most similar known protein (3-mer cosine 0.50) is described as:\nHemoglobin."
 
 
-def test_shipped_molecule_reference_has_no_chebi20_test_molecule():
+def test_shipped_molecule_reference_holds_every_chebi20_row():
+    """Every ChEBI-20 row, validation then test (issue 15: users get every molecule we know; an evaluation
+    holds the rows it scores out by itself, tests/training/test_eval_drivers.py)."""
     reference = reference_molecules()
-    assert len(reference) == 3296  # 3,301 validation rows less 5 test-split molecules
+    expected = [r.cid for name in ("validation", "test") for r in read_chebi20(f"{SHARED}/chebi20/{name}.txt", strict=True)]
+    assert len(reference) == len(expected) == 6101
+    assert [r.id for r in reference] == expected
     index = default_molecule_index()
     assert len(index) == len(reference) and not index.skipped
-    test_rows = list(read_chebi20(f"{SHARED}/chebi20/test.txt", strict=True))
-    assert not {r.cid for r in test_rows} & {r.id for r in reference}
-    test_keys = set()
-    for row in test_rows:
-        try:
-            test_keys.add(retrieval.molecule_key(parse_smiles(row.smiles)))
-        except InvalidSmilesError:
-            pass
-    assert len(test_keys) > 2500
-    assert not test_keys & set(index.inchikeys)
+    assert [r.id for r in index.records] == expected
     # backslashes are un-escaped
     assert not any("\\\\" in r.smiles for r in reference)
 
@@ -212,8 +207,9 @@ def test_shipped_indexes_are_current_and_usable():
 
 
 def test_build_references_script_writes_indexes_the_library_loads(tmp_path):
-    """``scripts/build_references.py`` (the maintainer's build) drops test duplicates and holds out the
-    protein test split; ``MoleculeIndex.load`` / ``ProteinIndex.load`` read what it wrote."""
+    """``scripts/build_references.py`` (the maintainer's build) keeps every row of the ChEBI-20 files given
+    (a CID given twice keeps its first row) and holds out the protein test split; ``MoleculeIndex.load`` /
+    ``ProteinIndex.load`` read what it wrote."""
     import importlib.util
     from pathlib import Path
 
@@ -224,18 +220,22 @@ def test_build_references_script_writes_indexes_the_library_loads(tmp_path):
     chebi = tmp_path / "validation.txt"
     chebi.write_text("CID\tSMILES\tdescription\n" + "".join(f"{i}\t{s}\t{d}\n" for i, s, d in MOLECULES))
     test = tmp_path / "test.txt"
-    test.write_text("CID\tSMILES\tdescription\n99\tOCC\tethanol again\n")  # the molecule of CID 1
+    test.write_text("CID\tSMILES\tdescription\n99\tOCC\tethanol again\n3\tC\tCID 3 again")  # no final newline
     pair = tmp_path / "pair.csv"
     pair.write_text(",pid,seq,names\n" + "".join(
         f"{i},P{i:03d},['{'MKV' * (i + 2)}A'],['Recommended name: Protein {i}']\n" for i in range(10)))
     out = tmp_path / "out"
     out.mkdir()
-    summary = build.main(["--chebi", str(chebi), "--chebi-test", str(test), "--swissprot", str(pair), "--out", str(out)])
-    assert summary["molecules"] == {"rows": 7, "excluded_same_as_test": 1, "indexed": 6, "skipped": []}
+    summary = build.main(["--chebi", str(chebi), str(test), "--swissprot", str(pair), "--out", str(out)])
+    assert summary["molecules"] == {"rows": 8, "sources": {"validation.txt": 7, "test.txt": 1}, "indexed": 8,
+                                    "skipped": []}
     assert summary["proteins"] == {"rows": 10, "indexed_train": 8, "held_out_test": 2}
     molecules = MoleculeIndex.load(out / retrieval.MOLECULE_INDEX.name)
-    assert [r.id for r in molecules.records] == ["2", "3", "4", "5", "6", "7"]
+    assert [r.id for r in molecules.records] == ["1", "2", "3", "4", "5", "6", "7", "99"]
+    assert molecules.records[2].description == MOLECULES[2][2]  # the first row of CID 3
     assert molecules.source_digest == retrieval.file_digest(out / retrieval.MOLECULE_RECORDS.name)
+    assert [r.cid for r in read_chebi20(out / retrieval.MOLECULE_RECORDS.name, strict=True)] == [
+        r.id for r in molecules.records]
     proteins = ProteinIndex.load(out / retrieval.PROTEIN_INDEX.name)
     assert len(proteins) == 8 and proteins.records[0].name.startswith("Protein")
 

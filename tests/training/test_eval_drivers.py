@@ -275,3 +275,22 @@ def test_loglik_picks_the_option_the_model_learned(tiny_llama, tmp_path):
     assert payload["by_dataset"] == {"pubmedqa": {"n": 4, "accuracy": 0.5}}
     generated = E.eval_mcqa(str(folder), pqal, "pubmedqa", method="generate", progress=False)
     assert generated["n"] == 4 and generated["accuracy"] == 0.5  # greedy decoding also says "maybe"
+
+
+def test_an_evaluation_holds_every_row_it_scores_out_of_the_reference(tmp_path, monkeypatch):
+    """The shipped reference holds every ChEBI-20 row: an evaluation leaves out the rows it scores (and their
+    molecules under other CIDs), so each row sees the reference training could see."""
+    from biomedgpt.model import prompts
+    from biomedgpt.model.retrieval import MoleculeIndex
+
+    index = MoleculeIndex.build([("1", "CCCCO", "Butanol."), ("2", "CCCCCO", "Pentanol."),
+                                 ("3", "CCCCCCCCCCO", "Decanol."), ("4", "OCCCC", "Butanol under another CID.")])
+    monkeypatch.setattr(prompts, "default_molecule_index", lambda: index)
+    data = tmp_path / "slice.tsv"
+    data.write_text("CID\tSMILES\tdescription\n1\tCCCCO\tButanol.\n2\tCCCCCO\tPentanol.\n")
+    both = E.eval_captioning(None, data, retrieval="only", out=tmp_path / "both.tsv", progress=False)
+    assert [r[2] for r in _rows(tmp_path / "both.tsv")[1:]] == ["Decanol.", "Decanol."]
+    assert both["reference_rows"] == 1
+    first = E.eval_captioning(None, data, limit=1, retrieval="only", out=tmp_path / "first.tsv", progress=False)
+    assert [r[2] for r in _rows(tmp_path / "first.tsv")[1:]] == ["Pentanol."]  # a row not scored is a reference
+    assert first["reference_rows"] == 2
