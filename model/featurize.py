@@ -30,10 +30,12 @@ them on the ChEBI-20 reference molecules, on random, Kekulé and all-H spellings
 edge cases), so trained encoders stay valid.
 
 Where the time goes (``bench/featurize.py``; ChEBI-20 molecules average 32 atoms and 33 bonds): the
-parse ~75 µs; then, per molecule, the bond reads ~22 µs, the chiral tags ~6 µs (4.3 ``@`` atoms), bond
-directions ~6 µs on average (22 % of molecules have ``/``), the atom tokens ~4 µs, the rest (lists,
-arrays, the exact path for 2.4 % of molecules) ~10 µs: about 0.6x the parse rate. Reaching 0.8x
-would leave ~19 µs for all of it, less than the bond reads alone.
+parse ~75 µs; then, per molecule, the bond reads ~22-27 µs (33 bond objects and 3 numbers of each),
+the chiral tags ~5-6 µs (4.3 ``@`` atoms), bond directions ~6 µs on average (22 % of molecules have
+``/``), the atom tokens ~5 µs, the rest (lists, arrays, the exact path for 2.4 % of molecules) ~7 µs:
+about 0.6x the parse rate. 0.8x would leave ~19 µs for all of it, less than the bond reads alone;
+the bulk readers RDKit offers do not help (``GetAdjacencyMatrix(useBO=True)`` ~7 µs and loses bond
+order and direction, ``ToBinary`` ~20 µs, ``MolToJSON`` ~55 µs, before any decoding).
 """
 
 from __future__ import annotations
