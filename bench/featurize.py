@@ -1,8 +1,8 @@
 """Featurization speed against the RDKit parse: ``python bench/featurize.py [--molecules 6000] [--quick]``
 prints ONE JSON object.
 
-What it measures, in one run, on ChEBI-20 SMILES (the shipped validation reference + the shared test
-split, cycled to ``--molecules``), the rounds interleaved and the best of each kept (a busy machine
+What it measures, in one run, on ChEBI-20 SMILES (the shipped reference + any shared test-split row
+it lacks, distinct, cycled to ``--molecules``), the rounds interleaved and the best of each kept (a busy machine
 slows every contender alike):
 
 Per-core figures are molecules per second of this process's CPU time (one thread: torch and RDKit
@@ -47,11 +47,12 @@ from biomedgpt.model.retrieval import reference_molecules  # noqa: E402
 
 
 def chebi_smiles(shared: Path) -> list[str]:
+    """The shipped ChEBI-20 reference, plus the shared test split's rows it lacks, once each."""
     smiles = [r.smiles for r in reference_molecules()]
     test = shared / "datasets" / "chebi20" / "test.txt"
     if test.is_file():
         smiles += [r.smiles for r in read_chebi20(test)]
-    return [s for s in smiles if try_parse_smiles(s) is not None]
+    return [s for s in dict.fromkeys(smiles) if try_parse_smiles(s) is not None]
 
 
 def best_rates(contenders: dict, count: int, rounds: int, clock=time.process_time) -> dict[str, float]:

@@ -240,7 +240,7 @@ def _chebi_smiles() -> list[str]:
     from biomedgpt.core.chem import try_parse_smiles
     from biomedgpt.model.retrieval import reference_molecules
 
-    # The shipped ChEBI-20 reference (3,296 real molecules, the data the encoders were trained on).
+    # The shipped ChEBI-20 reference (every row: real molecules of the data the encoders were trained on).
     return [r.smiles for r in reference_molecules() if try_parse_smiles(r.smiles) is not None]
 
 
