@@ -160,8 +160,10 @@ def _molecule_calls(entity: Entity, intent: str, attributes: set[str], offline: 
             return [local] + ([lookup] if not offline and attributes & PUBCHEM_ONLY else [])
         if intent == "model":
             return [_call("describe_molecule", query=value, question=DEFAULT_MOLECULE_QUESTION)]
-        calls = [local, _call("similar_known", smiles=value, k=DEFAULT_K),
-                 _call("describe_molecule", query=value, question=DEFAULT_MOLECULE_QUESTION)]
+        # The nearest known molecules are the evidence; the model's text is asked for only when the question asks
+        # the model (intent "model"): its descriptions score below copying the nearest reference's (issue 15,
+        # model/cards/mini.md), so they are no answer to "what is this?".
+        calls = [local, _call("similar_known", smiles=value, k=DEFAULT_K)]
         if not offline:
             calls.insert(1, lookup)
         return calls
@@ -183,10 +185,11 @@ def _protein_calls(entity: Entity, intent: str, offline: bool) -> list[dict[str,
     if entity.source == "sequence":
         if intent == "similar":
             return [_call("similar_known", sequence=value, k=DEFAULT_K)]
-        # The reference search is the evidence; the model's text (weak for proteins: see model/cards/mini.md) is
-        # shown after it, labelled, for a sequence no record describes.
-        return [_call("describe_protein", query=value, question=DEFAULT_PROTEIN_QUESTION),
-                _call("similar_known", sequence=value, k=DEFAULT_K)]
+        if intent == "model":
+            return [_call("describe_protein", query=value, question=DEFAULT_PROTEIN_QUESTION)]
+        # The homologues found by alignment are the evidence; the model's text (far below alignment transfer on
+        # protein QA: model/cards/mini.md) only when the model is asked.
+        return [_call("similar_known", sequence=value, k=DEFAULT_K)]
     lookup = _call("uniprot_lookup", query=value, organism=entity.organism)
     if intent == "model":
         return [_call("describe_protein", query=value, question=DEFAULT_PROTEIN_QUESTION)]

@@ -111,13 +111,16 @@ class LeanLlama:
         fmt = self.format
         self.layers = []
         for layer in layers:
+            check_cancelled()  # quantizing takes a second or two: Ctrl-C stops it between layers
             attn, mlp = layer.self_attn, layer.mlp
-            qkv = torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]).detach()
-            gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach()
-            self.layers.append(_Layer(layer.input_layernorm, weight_matmul(qkv, fmt), weight_matmul(attn.o_proj.weight, fmt),
-                                      layer.post_attention_layernorm, weight_matmul(gate_up, fmt),
-                                      weight_matmul(mlp.down_proj.weight, fmt)))
-        self.lm_head = weight_matmul(llm.get_output_embeddings().weight, fmt)
+            self.layers.append(_Layer(
+                layer.input_layernorm,
+                weight_matmul(attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, fmt=fmt),
+                weight_matmul(attn.o_proj.weight, fmt=fmt),
+                layer.post_attention_layernorm,
+                weight_matmul(mlp.gate_proj.weight, mlp.up_proj.weight, fmt=fmt),
+                weight_matmul(mlp.down_proj.weight, fmt=fmt)))
+        self.lm_head = weight_matmul(llm.get_output_embeddings().weight, fmt=fmt)
         from transformers.models.llama.modeling_llama import apply_rotary_pos_emb  # the LM's own rotary maths
 
         self._rotate = apply_rotary_pos_emb

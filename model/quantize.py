@@ -50,16 +50,18 @@ def quantize_rows(weight: Tensor) -> tuple[Tensor, Tensor]:
     """``(int8 [out, in], scale [out])`` with ``weight ≈ int8 * scale[:, None]``: symmetric, one scale per row
     (the largest magnitude maps to 127), rounded to nearest."""
     w = weight.detach().float()
-    scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-    return torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous(), scale
+    scale = torch.linalg.vector_norm(w, float("inf"), dim=1).clamp_(min=1e-12).div_(127.0)
+    return torch.div(w, scale[:, None]).round_().clamp_(-127, 127).to(torch.int8), scale
 
 
 class Int8Matmul:
-    """``x @ W.T`` with W stored as int8 rows and bf16 scales; any float in, bf16 out."""
+    """``x @ W.T`` with W stored as int8 rows and bf16 scales; any float in, bf16 out. Several weights given are
+    stacked as one (fused projections), each quantized on its own (one scale per row either way)."""
 
-    def __init__(self, weight: Tensor) -> None:
-        self.weight, scale = quantize_rows(weight)
-        self.scale = scale.to(torch.bfloat16)
+    def __init__(self, *weights: Tensor) -> None:
+        parts = [quantize_rows(weight) for weight in weights]
+        self.weight = torch.cat([q for q, _ in parts]) if len(parts) > 1 else parts[0][0]
+        self.scale = torch.cat([scale for _, scale in parts]).to(torch.bfloat16)
         self.out_features = self.weight.shape[0]
 
     def __call__(self, x: Tensor) -> Tensor:
@@ -69,18 +71,19 @@ class Int8Matmul:
 
 
 class DenseMatmul:
-    """``x @ W.T`` with W as it was loaded (a detached view: no copy); out in W's dtype."""
+    """``x @ W.T`` with W as it was loaded (one weight: a detached view, no copy; several: stacked); out in W's dtype."""
 
-    def __init__(self, weight: Tensor) -> None:
-        self.weight = weight.detach()
+    def __init__(self, *weights: Tensor) -> None:
+        self.weight = torch.cat([w.detach() for w in weights]) if len(weights) > 1 else weights[0].detach()
 
     def __call__(self, x: Tensor) -> Tensor:
         return F.linear(x.to(self.weight.dtype), self.weight)
 
 
-def weight_matmul(weight: Tensor, fmt: str) -> Callable[[Tensor], Tensor]:
-    """The matmul for ``weight`` in format ``fmt`` (``int8`` | ``fp32``, from :func:`resolve_weight_format`)."""
-    return Int8Matmul(weight) if fmt == "int8" else DenseMatmul(weight)
+def weight_matmul(*weights: Tensor, fmt: str) -> Callable[[Tensor], Tensor]:
+    """The matmul for ``weights`` (stacked when several) in format ``fmt`` (``int8`` | ``fp32``, from
+    :func:`resolve_weight_format`)."""
+    return Int8Matmul(*weights) if fmt == "int8" else DenseMatmul(*weights)
 
 
 def weight_bytes(matmul: Callable[[Tensor], Tensor]) -> int:

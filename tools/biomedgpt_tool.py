@@ -117,7 +117,9 @@ class _LoadedModels:
                 )
 
                 report(f"loading the BioMedGPT model {name!r} on {device} (once per process)")
-                model = self.models[key] = load_model(name, device=device, dtype=dtype)
+                model = load_model(name, device=device, dtype=dtype)
+                model.decoder()  # the generation loop's weights (int8 on most CPUs) belong to the load, once
+                self.models[key] = model
         return model
 
     def clear(self) -> None:
@@ -149,10 +151,17 @@ def _model_label(model: Any) -> str:
     return str(getattr(model.config, "name", "") or type(model).__name__)
 
 
-def _finish(model: Any, text: str, question: str, inputs: dict, prompt: str) -> ModelAnswer:
+#: Nearest references attached to a model answer as its evidence (issue 15: the reference, not the model's
+#: paraphrase of it, is what an answer may rest on).
+EVIDENCE_REFERENCES = 3
+
+
+def _finish(model: Any, text: str, question: str, inputs: dict, prompt: str, evidence: list | None = None,
+            floor: float = 0.0) -> ModelAnswer:
     trained = bool(getattr(model.config, "trained", False))
     return ModelAnswer(text=text.strip(), question=question, inputs=inputs, prompt=prompt,
-                       model=_model_label(model), trained=trained, note="" if trained else UNTRAINED_NOTE)
+                       model=_model_label(model), trained=trained, note="" if trained else UNTRAINED_NOTE,
+                       evidence=evidence or [], evidence_floor=floor, evidence_searched=evidence is not None)
 
 
 def _ask(model: Any, built: StructurePrompt, generation: AnswerGeneration, *, smiles: str | None = None,
@@ -250,8 +259,12 @@ def describe_molecule(query: str, question: str = DEFAULT_MOLECULE_QUESTION, *, 
     built = _prompt(model, "molecule", question, resolved.smiles, retrieval, cid, inputs)
     inputs["generation"] = settings.kwargs()
     text = _ask(model, built, settings, smiles=resolved.smiles)
-    prompt = built.text
-    return _finish(model, text, question, inputs, prompt)
+    from biomedgpt.tools.similarity import similar_known  # deferred: the reference index
+
+    # the nearest known molecules are the evidence (an identical entry too: the prompt leaves it out, the evidence
+    # must not); the model's text is shown after them as an unchecked paraphrase
+    evidence = similar_known(smiles=resolved.smiles, k=EVIDENCE_REFERENCES, online=False, leave_self_out=False)
+    return _finish(model, text, question, inputs, built.text, evidence, services.settings.neighbour_min_similarity)
 
 
 # ----------------------------------------------------------------------------------------- proteins
@@ -332,8 +345,13 @@ def describe_protein(query: str, question: str = DEFAULT_PROTEIN_QUESTION, *, mo
     built = _prompt(model, "protein", question, sequence, retrieval, accession, inputs)
     inputs["generation"] = settings.kwargs()
     text = _ask(model, built, settings, sequence=sequence[:max_residues])
-    prompt = built.text
-    answer = _finish(model, text, question, inputs, prompt)
+    from biomedgpt.tools.similarity import protein_homologues  # deferred: pyhmmer and the reference
+
+    # a protein's evidence is its homologues by alignment (E-value within protein_max_evalue), not the 3-mer
+    # neighbours of the prompt, which are no evidence of function
+    evidence = protein_homologues(sequence, EVIDENCE_REFERENCES, exclude_ids=[accession] if accession else (),
+                                  settings=services.settings)
+    answer = _finish(model, text, question, inputs, built.text, evidence)
     if inputs["truncated"]:
         answer.note = "; ".join(part for part in (answer.note, inputs["truncation_note"]) if part)
     return answer

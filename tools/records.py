@@ -553,8 +553,13 @@ class SimilarHit(BaseModel):
         cover the whole query."""
         return self.similarity >= 0.9995 and (self.coverage is None or self.coverage >= 0.9995)
 
+    @property
+    def title(self) -> str:
+        """Its name, else "CID 2244" or the accession."""
+        return self.name or (f"CID {self.id}" if self.kind == "molecule" and self.id.isdigit() else self.id)
+
     def markdown(self) -> list[str]:
-        name = self.name or (f"CID {self.id}" if self.kind == "molecule" and self.id.isdigit() else self.id)
+        name = self.title
         described = f": {snippet(self.description, 1, 240)}" if self.description else ""
         how = self.alignment_text() or f"similarity {self.similarity:.2f}"
         if self.identical:
@@ -582,6 +587,14 @@ class ModelAnswer(BaseModel):
     model: str = ""
     trained: bool = True
     note: str = ""
+    #: The nearest known references of the structure (molecules by Tanimoto, proteins by alignment), best first,
+    #: shown before the model's text: they are the evidence. Issue 15: the mini model's descriptions score below
+    #: copying the nearest reference's, so the reference is what an answer rests on, never the model's paraphrase.
+    evidence: list[SimilarHit] = Field(default_factory=list)
+    #: Similarity below which a reference is no evidence (``neighbour_min_similarity`` when the tool ran).
+    evidence_floor: float = 0.0
+    #: Whether references were searched at all (False: a model answer recorded before issue 15, or a caller's own).
+    evidence_searched: bool = False
 
     @property
     def caveat(self) -> str:
@@ -590,12 +603,31 @@ class ModelAnswer(BaseModel):
     def get(self, attribute: str) -> Fact | None:
         return None  # model text is never a value of a record
 
+    def evidence_lines(self) -> list[str]:
+        """The nearest known references that are evidence (similarity at or above the floor, alignments within
+        their E-value cutoff), or a plain statement that none is; nothing when none was searched."""
+        if not self.evidence_searched:
+            return []
+        close = [hit for hit in self.evidence if hit.similarity >= self.evidence_floor and hit.significant]
+        if close:
+            return [line for hit in close for line in hit.markdown()]
+        if not self.evidence:
+            return ["- No known reference resembles this structure, so no record backs the text below."]
+        best = self.evidence[0]
+        if best.evalue is not None:
+            return [f"- No close homologue: the best alignment ({best.title}, {best.alignment_text()}) is "
+                    "not significant, so no record backs the text below."]
+        return [f"- No close reference: the nearest ({best.title}, similarity {best.similarity:.2f}) is "
+                f"below {self.evidence_floor:.2f}, so no record backs the text below."]
+
     def chat_text(self) -> str:
         flag = f"; {self.note}" if self.note else ""
         seen = self.inputs.get("canonical_smiles") or self.inputs.get("sequence", "")
         seen = seen if len(seen) <= 60 else seen[:57] + "..."
-        return (f"[BioMedGPT] model output from {self.model or 'BioMedGPT'} (generated text, not a database "
-                f"fact{flag}); input {seen}: {self.text}")
+        evidence = " ".join(line.lstrip("- ") for line in self.evidence_lines())
+        evidence = f"Evidence, the nearest known references: {evidence} " if evidence else ""
+        return (f"{evidence}[BioMedGPT] model output from {self.model or 'BioMedGPT'} (generated text, not a "
+                f"database fact{flag}); input {seen}: {self.text}")
 
     def markdown(self) -> list[str]:
         saw = ", ".join(f"{k}={fmt(v)}" for k, v in self.inputs.items()
@@ -603,7 +635,12 @@ class ModelAnswer(BaseModel):
         if "sequence" in self.inputs:
             saw = ", ".join(x for x in [saw, f"a protein sequence of {len(str(self.inputs['sequence']))} residues"]
                             if x)
-        lines = [f"**BioMedGPT model output** ({self.caveat}{'; input: ' + saw if saw else ''})"]
+        lines = []
+        evidence = self.evidence_lines()
+        if evidence:
+            lines += ["**Nearest known references** (the evidence; the model's text below is not checked against "
+                      "them)", *evidence]
+        lines.append(f"**BioMedGPT model output** ({self.caveat}{'; input: ' + saw if saw else ''})")
         text = " ".join(self.text.split()) or "(the model returned no text)"
         if len(text) > self.text_limit:
             text = text[:self.text_limit].rsplit(" ", 1)[0] + " …"

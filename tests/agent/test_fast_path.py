@@ -34,7 +34,8 @@ QUESTIONS = [
     "What does the literature say about BRCA1 and breast cancer?",            # the local literature store
     "Fetch PubMed abstracts about CRISPR screens",                             # E-utilities, then the store
     "Which known molecules are similar to CC(=O)Oc1ccccc1C(=O)O?",           # the ChEBI-20 index + PubChem
-    "Describe CCO",                                                           # the BioMedGPT model (tiny here)
+    "Describe CCO",                                                           # RDKit + the nearest known molecules
+    "What does the BioMedGPT model say about CCO?",                           # the BioMedGPT model (tiny here)
 ]
 
 

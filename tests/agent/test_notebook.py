@@ -46,10 +46,12 @@ def test_quickstart_notebook_runs_with_depictions_and_citations(monkeypatch, tmp
 
     magic_cells = [i for i, c in enumerate(notebook.cells) if c.cell_type == "code" and c.source.lstrip("%").startswith("biomed")
                    and "load_ext" not in c.source]
-    first, follow_up, cell_magic = (html_of(i) for i in magic_cells)
+    first, follow_up, model, cell_magic = (html_of(i) for i in magic_cells)
     assert "<svg" in first  # an RDKit depiction
     assert '<a href="https://www.rdkit.org" target="_blank">RDKit</a>' in first  # a citation as a link
-    assert "[BioMedGPT]" in first and "model output" in first  # model text is labelled as such
+    assert "[BioMedGPT]" not in first  # describing a structure is the records' work; the model is asked below
+    assert "[BioMedGPT]" in model and "model output" in model  # model text is labelled as such
+    assert model.index("ChEBI-20 CID") < model.index("model output")  # after the nearest known molecules
     assert "180.16" in follow_up and "RDKit" in follow_up  # "its" resolved through the session
     assert "<svg" in cell_magic and "Computed with RDKit" in cell_magic
     # every answer has plain-text and Markdown forms, not "<IPython.core.display.HTML object>"

@@ -28,8 +28,8 @@ def C(name: str, **args):  # noqa: N802 - reads like a call in the table
     return (name, args)
 
 
-DESCRIBE_SMILES_OFFLINE = [C("molecule_properties", smiles=ASPIRIN), C("similar_known", smiles=ASPIRIN, k=5),
-                           C("describe_molecule", query=ASPIRIN, question="Please describe this molecule.")]
+#: A structure is described by its records and nearest known molecules; the model's text only when asked (issue 15).
+DESCRIBE_SMILES_OFFLINE = [C("molecule_properties", smiles=ASPIRIN), C("similar_known", smiles=ASPIRIN, k=5)]
 TWO = [MOL_ASPIRIN, {"kind": "molecule", "value": "ibuprofen"}]
 
 #: (question, context entities, offline, intent, attributes, calls): the router's decisions on realistic questions,
@@ -39,7 +39,9 @@ ROUTES = [
     ("Describe CC(=O)Oc1ccccc1C(=O)O", [], True, "describe", [], DESCRIBE_SMILES_OFFLINE),
     ("Describe CC(=O)Oc1ccccc1C(=O)O", [], False, "describe", [],
      [C("molecule_properties", smiles=ASPIRIN), C("pubchem_lookup", query=ASPIRIN),
-      C("similar_known", smiles=ASPIRIN), C("describe_molecule", query=ASPIRIN)]),
+      C("similar_known", smiles=ASPIRIN)]),
+    ("What does the BioMedGPT model say about CC(=O)Oc1ccccc1C(=O)O?", [], True, "model", [],
+     [C("describe_molecule", query=ASPIRIN, question="Please describe this molecule.")]),
     ("Is CCO drug-like?", [], True, "attribute", ["rule_of_five"], [C("molecule_properties", smiles="CCO")]),
     ("What is the molecular weight of c1ccccc1?", [], True, "attribute", ["molecular_weight"],
      [C("molecule_properties", smiles="c1ccccc1")]),
@@ -71,7 +73,9 @@ ROUTES = [
      [C("molecule_properties", smiles="CCO"), C("molecule_properties", smiles="CCCO")]),
     ("tell me about the second one", TWO, False, "describe", [], [C("pubchem_lookup", query="ibuprofen")]),
     ("Describe " + HBA, [], True, "describe", [],
-     [C("describe_protein", query=HBA), C("similar_known", sequence=HBA, k=5)]),
+     [C("similar_known", sequence=HBA, k=5)]),
+    ("What does the BioMedGPT model say about " + HBA + "?", [], True, "model", [],
+     [C("describe_protein", query=HBA)]),
     ("Does imatinib pass Lipinski's rule of five?", [], False, "attribute", ["rule_of_five"],
      [C("pubchem_lookup", query="imatinib"), C("molecule_properties", smiles="imatinib")]),
     ("What organism is P0DTR4 from?", [], False, "attribute", ["organism"], [C("uniprot_lookup", query="P0DTR4")]),

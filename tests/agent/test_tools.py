@@ -316,8 +316,13 @@ def test_describe_tools_use_the_configured_model(monkeypatch):
     reset_settings()
     message = _call("describe_molecule", query="CCO", question="What is it?")
     assert message.artifact["model"] == "tiny" and message.artifact["inputs"]["heavy_atoms"] == 3
-    assert message.content.startswith("[BioMedGPT] model output")
-    assert "not evidence" in message.content
+    # the nearest known molecules come first, as the evidence; the model's text after them, labelled
+    evidence, model_text = message.content.split("[BioMedGPT] model output")
+    # ethanol has no close ChEBI-20 reference (the nearest is CID 18431 at 0.36): said plainly, nothing cited
+    assert evidence.startswith("Evidence, the nearest known references: No close reference: the nearest (CID ")
+    assert "so no record backs the text below" in evidence and "[ChEBI-20" not in evidence
+    assert message.artifact["evidence_searched"] and message.artifact["evidence"][0]["kind"] == "molecule"
+    assert "not evidence" in model_text
     message = _call("describe_protein", query=HBA)
     assert message.artifact["inputs"]["residues"] == len(HBA)
     json.dumps(message.artifact)  # artifacts are plain JSON data (checkpointed by the graph)

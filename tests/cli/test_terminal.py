@@ -39,7 +39,7 @@ def test_ctrl_c_during_a_model_answer_returns_to_the_chat_prompt():
                           dimensions=(40, 200), timeout=300)
     try:
         child.expect_exact("you> ")
-        child.sendline("Describe CCO")
+        child.sendline("What does the BioMedGPT model say about CCO?")
         child.expect_exact(WRITING, timeout=300)  # the model is loaded and generating
         time.sleep(0.5)
         start = time.monotonic()
@@ -63,8 +63,8 @@ def test_ctrl_c_during_a_model_answer_returns_to_the_chat_prompt():
 @pytest.mark.slow
 def test_ctrl_c_ends_run_with_the_finished_steps_saved(tmp_path):
     script = tmp_path / "steps.yaml"
-    script.write_text("steps:\n  - ask: 'What is the molecular weight of CCO?'\n  - ask: 'Describe CCCO'\n"
-                      "  - ask: 'What is the TPSA of CCO?'\n")
+    script.write_text("steps:\n  - ask: 'What is the molecular weight of CCO?'\n"
+                      "  - ask: 'What does the BioMedGPT model say about CCCO?'\n  - ask: 'What is the TPSA of CCO?'\n")
     out = tmp_path / "report.jsonl"
     child = pexpect.spawn(str(BIN), ["run", str(script), "--out", str(out)], env=_env(), encoding="utf-8",
                           dimensions=(40, 200), timeout=300)
@@ -88,7 +88,7 @@ def test_ctrl_c_ends_run_with_the_finished_steps_saved(tmp_path):
 def test_ask_json_leaves_stderr_empty_and_stdout_pure_json(tmp_path):
     err = tmp_path / "err"
     with err.open("w") as handle:
-        done = subprocess.run([str(BIN), "ask", "Describe CCO", "--json"], env=_env(), stdout=subprocess.PIPE,
+        done = subprocess.run([str(BIN), "ask", "What does the BioMedGPT model say about CCO?", "--json"], env=_env(), stdout=subprocess.PIPE,
                               stderr=handle, text=True, timeout=600)
     assert done.returncode == 0, err.read_text()
     data = json.loads(done.stdout)  # nothing but the JSON on stdout
