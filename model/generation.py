@@ -121,9 +121,6 @@ class LeanLlama:
                 weight_matmul(mlp.gate_proj.weight, mlp.up_proj.weight, fmt=fmt),
                 weight_matmul(mlp.down_proj.weight, fmt=fmt)))
         self.lm_head = weight_matmul(llm.get_output_embeddings().weight, fmt=fmt)
-        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb  # the LM's own rotary maths
-
-        self._rotate = apply_rotary_pos_emb
 
     def weight_bytes(self) -> int:
         """Bytes of weights one decoding step reads (projections and the LM head)."""
@@ -155,22 +152,21 @@ class LeanLlama:
             causal = False
         elif causal and start:
             raise ConfigError("a multi-token step after the prompt needs a key mask")
-        q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        heads, kv_heads, head_dim, half = self.heads, self.kv_heads, self.head_dim, self.head_dim // 2
+        cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # [B, T, 1, head_dim]: one rotation for q and k together
         prefill = length > 1
         for layer, (k_cache, v_cache) in zip(self.layers, cache):
             if prefill:
                 check_cancelled()  # a long prompt stops between layers; a decoding step is checked by the loop
-            qkv = layer.qkv(_rms(x, layer.input_norm)).to(x.dtype)
-            q, k, v = qkv.split([q_size, kv_size, kv_size], dim=-1)
-            q = q.view(rows, length, self.heads, self.head_dim).transpose(1, 2)
-            k = k.view(rows, length, self.kv_heads, self.head_dim).transpose(1, 2)
-            v = v.view(rows, length, self.kv_heads, self.head_dim).transpose(1, 2)
-            q, k = self._rotate(q, k, cos, sin)
-            k_cache[:, :, start:end] = k
-            v_cache[:, :, start:end] = v
-            attended = F.scaled_dot_product_attention(q, k_cache[:, :, :end], v_cache[:, :, :end], attn_mask=mask,
-                                                      is_causal=causal, enable_gqa=self.kv_heads != self.heads)
-            x = x + layer.o(attended.transpose(1, 2).reshape(rows, length, q_size))
+            qkv = layer.qkv(_rms(x, layer.input_norm)).to(x.dtype).view(rows, length, heads + 2 * kv_heads, head_dim)
+            qk, v = qkv[:, :, : heads + kv_heads], qkv[:, :, heads + kv_heads:]
+            qk = qk * cos + torch.cat((-qk[..., half:], qk[..., :half]), dim=-1) * sin  # transformers' rotate_half
+            k_cache[:, :, start:end] = qk[:, :, heads:].transpose(1, 2)
+            v_cache[:, :, start:end] = v.transpose(1, 2)
+            attended = F.scaled_dot_product_attention(qk[:, :, :heads].transpose(1, 2), k_cache[:, :, :end],
+                                                      v_cache[:, :, :end], attn_mask=mask, is_causal=causal,
+                                                      enable_gqa=kv_heads != heads)
+            x = x + layer.o(attended.transpose(1, 2).reshape(rows, length, heads * head_dim))
             gate, up = layer.gate_up(_rms(x, layer.post_norm)).chunk(2, dim=-1)
             x = x + layer.down(F.silu(gate) * up)
         return _rms(x[:, -1], self.norm)
@@ -180,10 +176,10 @@ class LeanLlama:
 
 
 def _rms(x: Tensor, norm: Any) -> Tensor:
-    """transformers' ``LlamaRMSNorm`` without its module call: the same fp32 arithmetic, in ``x``'s dtype."""
-    h = x.float()
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
-    return norm.weight * h.to(x.dtype)
+    """transformers' ``LlamaRMSNorm`` as one fused op (the same fp32 arithmetic for fp32 ``x``)."""
+    if x.dtype != torch.float32:
+        return norm(x)
+    return F.rms_norm(x, norm.weight.shape, norm.weight, norm.variance_epsilon)
 
 
 # ------------------------------------------------------------------------------------------------- the loop
