@@ -18,7 +18,8 @@ Every figure comes with a baseline measured in the same run and the ratio betwee
     (sentences removed from the pool before recombination);
   * latency p50/p95: the whole ``LiteratureStore.search`` (query embedding + Chroma + passages), the Chroma
     query alone, the query embedding alone, and exact search with numpy (the baseline);
-  * ``ef_search``: recall and Chroma latency at larger HNSW ``ef_search`` (a query-time setting).
+  * ``ef_search``: recall and Chroma latency at the default and larger HNSW ``ef_search`` (a query-time
+    setting, changed with ``collection.modify`` and measured on the store reopened).
 
 The embedding cache lives under ``BIOMEDGPT_HOME/bench/literature`` (``--cache-dir``): one ``.npy`` per
 block of 1,000 chunks, named by a hash of the block's texts and of the model, written atomically. Blocks
@@ -37,6 +38,7 @@ import random
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,8 +97,9 @@ def recombine(abstracts: list[tuple[str | None, list[str]]], n: int, *, seed: in
     Each passage takes runs of 1-3 consecutive sentences from randomly chosen abstracts until it reaches a
     random length between ``min_words`` and ``max_words`` words (never more than ``max_words``; a longer
     sentence is cut to ``max_words`` words, as the store's chunking wraps one), and the title of the abstract
-    of its first run. Deterministic for a seed, and prefix-stable: the first ``m`` passages of any ``n >= m``
-    are the same, so a small run's embeddings are the first blocks of a large run's.
+    of its first run; a text that came up before is drawn again (no duplicates). Deterministic for a seed, and
+    prefix-stable: the first ``m`` passages of any ``n >= m`` are the same, so a small run's embeddings are the
+    first blocks of a large run's.
     """
     # deferred, like every project import here: the project's chunk ids (no NLTK needed)
     from biomedgpt.tools.chunking import chunk_id
@@ -114,8 +117,9 @@ def recombine(abstracts: list[tuple[str | None, list[str]]], n: int, *, seed: in
     if not pool:
         raise ValueError("recombine needs at least one abstract with sentences")
 
-    passages = []
-    for number in range(n):
+    passages: list[Passage] = []
+    seen: set[str] = set()
+    while len(passages) < n:
         target = rng.randint(min_words, max_words)
         parts: list[str] = []
         words = 0
@@ -134,7 +138,10 @@ def recombine(abstracts: list[tuple[str | None, list[str]]], n: int, *, seed: in
                 parts.append(sentence)
                 words += count
         text = " ".join(parts)
-        source_id = f"recombined:{number}"
+        if text in seen:  # one run of long sentences can come up again: a store holds each passage once
+            continue
+        seen.add(text)
+        source_id = f"recombined:{len(passages)}"
         metadata = {"chunk": 0, "source": "recombined", "source_id": source_id}
         if title:
             metadata["title"] = title
@@ -233,6 +240,7 @@ def cached_vectors(texts: list[str], embedder, cache_dir: Path, *, block: int = 
     out = np.zeros((len(texts), 384), np.float32)
     computed = embed_s = 0.0
     recorded_chunks = recorded_s = 0.0
+    timed = 0
     files = []
     n_blocks = -(-len(texts) // block)
     for number in range(n_blocks):
@@ -265,6 +273,7 @@ def cached_vectors(texts: list[str], embedder, cache_dir: Path, *, block: int = 
             meta = json.loads(path.with_suffix(".json").read_text())
             recorded_chunks += meta["chunks"]
             recorded_s += meta["seconds"]
+            timed += 1
         except (OSError, ValueError, KeyError):
             pass
         out[number * block:number * block + len(part)] = vectors
@@ -278,6 +287,7 @@ def cached_vectors(texts: list[str], embedder, cache_dir: Path, *, block: int = 
         "embed_chunks_per_s_this_run": round(computed / embed_s, 2) if computed else None,
         "embed_chunks_per_s_when_cached": round(recorded_chunks / recorded_s, 2) if recorded_s else None,
         "embed_seconds_when_cached": round(recorded_s, 1),
+        "blocks_timed_when_cached": timed,
     }
     return out, info
 
@@ -344,6 +354,19 @@ def bench_ingest(settings, n_chunks: int, onnx) -> dict:
     }
 
 
+@contextmanager
+def _one_blas_thread():
+    """numpy's BLAS on one thread inside (threadpoolctl, when installed); yields the thread count used."""
+    try:
+        # deferred: optional (installed with scikit-learn)
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield os.environ.get("OMP_NUM_THREADS", "BLAS default")
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield 1
+
+
 def _exact_top(matrix: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
     scores = matrix @ query
     top = np.argpartition(-scores, k)[:k]
@@ -390,34 +413,47 @@ def bench_store(settings, passages: list[Passage], vectors: np.ndarray, queries:
     query_vectors = np.asarray(function(texts), dtype=np.float32)
     for text in texts[:5]:  # warm-up: the HNSW index loads, the ONNX session runs once
         store.search(text, k=K)
-    full, chroma_only, embed_only, exact = [], [], [], []
+    full, chroma_only, embed_only, exact, counts = [], [], [], [], []
     recalls = {"question": [], "held-out sentence": []}
-    for (kind, text), vector in zip(queries, query_vectors):
-        t0 = time.perf_counter()
-        store.search(text, k=K)
-        t1 = time.perf_counter()
-        result = collection.query(query_embeddings=[vector], n_results=K, include=["documents", "metadatas", "distances"])
-        t2 = time.perf_counter()
-        function([text])
-        t3 = time.perf_counter()
-        truth = _exact_top(matrix, vector, K)
-        t4 = time.perf_counter()
-        full.append(t1 - t0)
-        chroma_only.append(t2 - t1)
-        embed_only.append(t3 - t2)
-        exact.append(t4 - t3)
-        found = {index[i] for i in result["ids"][0]}
-        recalls[kind].append(len(found & set(truth.tolist())) / K)
+    with _one_blas_thread() as blas_threads:  # exact search on one core, like one HNSW query
+        for (kind, text), vector in zip(queries, query_vectors):
+            t0 = time.perf_counter()
+            store.search(text, k=K)
+            t1 = time.perf_counter()
+            result = collection.query(query_embeddings=[vector], n_results=K,
+                                      include=["documents", "metadatas", "distances"])
+            t2 = time.perf_counter()
+            function([text])
+            t3 = time.perf_counter()
+            truth = _exact_top(matrix, vector, K)
+            t4 = time.perf_counter()
+            store.count()  # search counts the store before every query
+            t5 = time.perf_counter()
+            full.append(t1 - t0)
+            chroma_only.append(t2 - t1)
+            embed_only.append(t3 - t2)
+            exact.append(t4 - t3)
+            counts.append(t5 - t4)
+            found = {index[i] for i in result["ids"][0]}
+            recalls[kind].append(len(found & set(truth.tolist())) / K)
     every = recalls["question"] + recalls["held-out sentence"]
 
-    # ef_search, a query-time setting, changed on the filled collection; the default is measured again in the
-    # same loop, so the rows compare with one another (not with the interleaved latencies above)
-    default_ef = ((configuration or {}).get("hnsw") or {}).get("ef_search", 100) if isinstance(configuration, dict) else 100
+    # ef_search, a query-time setting: ``modify`` stores it, but an index already open keeps the old value, so each
+    # value is measured on the store reopened (a new client, as a new process would open it). The default is
+    # measured again the same way, so these rows compare with one another.
+    import chromadb  # deferred, like every heavy import here
+    from biomedgpt.tools.literature import _chroma_settings
+    from chromadb.api.client import SharedSystemClient
+
+    default_ef = (configuration.get("hnsw") or {}).get("ef_search", 100) if isinstance(configuration, dict) else 100
     sweep = {}
     for ef in [default_ef] + [e for e in ef_values if e != default_ef]:
         collection.modify(configuration={"hnsw": {"ef_search": ef}})
+        SharedSystemClient.clear_system_cache()
+        client = chromadb.PersistentClient(path=str(settings.home / "chroma"), settings=_chroma_settings())
+        collection = client.get_collection(store.collection_name, embedding_function=function)
         hits, times = [], []
-        for vector in query_vectors[:3]:
+        for vector in query_vectors[:5]:  # warm-up: the index loads
             collection.query(query_embeddings=[vector], n_results=K, include=["distances"])
         for vector in query_vectors:
             start = time.perf_counter()
@@ -425,11 +461,14 @@ def bench_store(settings, passages: list[Passage], vectors: np.ndarray, queries:
             times.append(time.perf_counter() - start)
             truth = set(_exact_top(matrix, vector, K).tolist())
             hits.append(len({index[i] for i in result["ids"][0]} & truth) / K)
-        sweep[str(ef)] = {"recall_at_10": round(float(np.mean(hits)), 4), "chroma_query": _percentiles(times)}
+        sweep[str(ef)] = {"recall_at_10": round(float(np.mean(hits)), 4),
+                          "queries_with_all_10": round(float(np.mean(np.asarray(hits) == 1.0)), 4),
+                          "chroma_query": _percentiles(times)}
         if ef == default_ef:
             sweep[str(ef)]["default"] = True
 
     search, chroma, embed, brute = (_percentiles(x) for x in (full, chroma_only, embed_only, exact))
+    count_p50 = float(np.percentile(counts, 50)) * 1000
     return {
         "chunks": len(passages),
         "hnsw_configuration": (configuration or {}).get("hnsw") if isinstance(configuration, dict) else configuration,
@@ -457,10 +496,13 @@ def bench_store(settings, passages: list[Passage], vectors: np.ndarray, queries:
             "chroma_query": chroma,
             "query_embedding": embed,
             "exact_numpy": brute,
-            "exact_numpy_threads": os.environ.get("OMP_NUM_THREADS", "all cores"),
+            "exact_numpy_threads": blas_threads,
+            "store_count": _percentiles(counts),
             "exact_over_chroma_p50_ratio": round(brute["p50_ms"] / chroma["p50_ms"], 2),
             "search_over_embedding_plus_chroma_p50_ratio": round(
                 search["p50_ms"] / (embed["p50_ms"] + chroma["p50_ms"]), 2),
+            "search_over_embedding_plus_chroma_plus_count_p50_ratio": round(
+                search["p50_ms"] / (embed["p50_ms"] + chroma["p50_ms"] + count_p50), 2),
         },
         "ef_search": sweep,
     }
@@ -521,7 +563,7 @@ def main(argv: list[str] | None = None) -> dict:
         cache["check_min_cosine_vs_store_function"] = round(float((reference * vectors[sample]).sum(1).min()), 7)
         cache["check_chunks"] = len(sample)
         store = bench_store(settings, passages, vectors, queries, ingest["embedding_only_chunks_per_s"],
-                            [200, 400] if args.large else [200])
+                            [100, 200, 400] if args.large else [100, 200])
         total = time.perf_counter() - started
     words = [len(p.text.split()) for p in passages]
     result = {

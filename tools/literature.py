@@ -138,7 +138,7 @@ class LiteratureStore:
             try:
                 self._collection = self._client.get_or_create_collection(
                     self.collection_name, embedding_function=function,
-                    configuration={"hnsw": {"space": "cosine"}})
+                    configuration={"hnsw": {"space": "cosine", "ef_search": 200}})  # recall@10 .988 (100: .978), 100k
             except Exception as error:  # noqa: BLE001
                 raise self._corrupt(error) from error
         return self._collection

@@ -57,7 +57,7 @@ def test_recombined_passages_are_real_sentences_within_the_word_limits(bench):
         assert p.embed_text == (f"{p.metadata['title']}. {p.text}" if "title" in p.metadata else p.text)
         for sentence in held:  # a held-out sentence is a query no passage contains
             assert sentence not in p.text
-    assert len({p.id for p in passages}) == len(passages)
+    assert len({p.id for p in passages}) == len({p.text for p in passages}) == len(passages)
     words = [len(p.text.split()) for p in passages]
     assert sum(w >= 40 for w in words) / len(words) > 0.9  # most reach their target; the cap can stop one short
     # passages mix abstracts: many contain sentences of more than one
