@@ -34,13 +34,13 @@ from biomedgpt.model.config import BioMedGPTConfig, MoleculeEncoderConfig, Prote
 from biomedgpt.model.conversation import MOLECULE_PLACEHOLDER, PROTEIN_PLACEHOLDER, SEPARATOR, conversation_prompt
 from biomedgpt.core.cancel import check_cancelled
 from biomedgpt.core.errors import ConfigError, InputError
-from biomedgpt.model.generation import REPEAT_STOP_NGRAM, Decoding, Generated, LeanLlama, greedy
+from biomedgpt.model.generation import REPEAT_STOP_NGRAM, REPEAT_STOP_TIMES, Decoding, Generated, LeanLlama, greedy
 from biomedgpt.model.lm import ensure_pad_token
 from biomedgpt.model.prompts import model_structure_prompt, retrieval_context
 from biomedgpt.model.quantize import resolve_weight_format
 
 IGNORE_INDEX = -100
-_DECODING_FIELDS = {"min_new_tokens", "stop_strings", "stop_repeat_ngram", "no_repeat_ngram_size",
+_DECODING_FIELDS = {"min_new_tokens", "stop_strings", "stop_repeat_ngram", "stop_repeat_times", "no_repeat_ngram_size",
                     "repetition_penalty", "max_time"}
 _PLACEHOLDER = re.compile(f"({re.escape(MOLECULE_PLACEHOLDER)}|{re.escape(PROTEIN_PLACEHOLDER)})")
 
@@ -358,14 +358,16 @@ class BioMedGPT(nn.Module):
         do_sample: bool = False,
         stop_at_separator: bool = True,
         stop_repeat_ngram: int = REPEAT_STOP_NGRAM,
+        stop_repeat_times: int = REPEAT_STOP_TIMES,
         **options: Any,
     ) -> list[str]:
         """Decoded answers, one per prompt, cut at the ``###`` turn separator and at any ``stop_strings``
-        (e.g. ``["\\n"]`` for one-paragraph answers such as ChEBI-20 descriptions). An answer whose last
-        ``stop_repeat_ngram`` tokens repeat earlier ones ends before the repeat (0: never)."""
+        (e.g. ``["\\n"]`` for one-paragraph answers such as ChEBI-20 descriptions). An answer in which an n-gram
+        of ``stop_repeat_ngram`` tokens occurs ``stop_repeat_times`` times ends there: a loop (0: never)."""
         stops = _stop_strings(options.get("stop_strings"), stop_at_separator)
         rows = self.generate_rows(prompts, molecules, proteins, max_new_tokens, do_sample, stop_at_separator,
-                                  stop_repeat_ngram=stop_repeat_ngram, **options)
+                                  stop_repeat_ngram=stop_repeat_ngram, stop_repeat_times=stop_repeat_times,
+                                  **options)
         texts = self.tokenizer.batch_decode([row.ids for row in rows], skip_special_tokens=True)
         return [_cut(text, stops) for text in texts]
 

@@ -13,8 +13,8 @@ times a 49,152-word vocabulary are never computed), and weights read as int8 whe
 tokens with ``generate``'s).
 
 :func:`greedy` carries every stop condition in one place, per row of a batch: EOS; stop strings (``"\\n"`` for a
-one-paragraph answer, ``"###"`` for the released turn separator); a repeated n-gram (``stop_repeat_ngram``: the
-answer ends before the repeat instead of looping, issue 15); ``max_new_tokens``; a deadline (``max_time``); and
+one-paragraph answer, ``"###"`` for the released turn separator); a looping n-gram (``stop_repeat_ngram`` tokens
+seen ``stop_repeat_times`` times: the answer ends before the loop goes on, issue 15); ``max_new_tokens``; a deadline (``max_time``); and
 cancellation (``core.cancel``: checked between layers, so Ctrl-C stops even a long prefill). Rows that finish
 leave the batch, so a batch costs what its live rows cost.
 """
@@ -33,8 +33,14 @@ from biomedgpt.core.cancel import check_cancelled
 from biomedgpt.core.errors import ConfigError
 from biomedgpt.model.quantize import resolve_weight_format, weight_bytes, weight_matmul
 
-#: Stop an answer when an n-gram of this many tokens repeats (issue 15: a small model loops instead of ending).
-REPEAT_STOP_NGRAM = 6
+#: Stop an answer when an n-gram of ``REPEAT_STOP_NGRAM`` tokens occurs for the ``REPEAT_STOP_TIMES``-th time: a small
+#: model loops instead of ending (issue 15). Why not "a 6-gram repeats", as issue 15 proposed: 62 % of ChEBI-20
+#: descriptions repeat a 6-gram of SmolLM2 tokens legitimately ("... It is a member of ... It is a member of ..."),
+#: and on a dev slice (ChEBI-20 test rows 501-600, never trained on, not the evaluation slice) that rule cut
+#: BLEU-2 from 0.358 to 0.232; a 4-gram's 4th occurrence (7 % of descriptions) keeps BLEU-2 at 0.352 and METEOR
+#: at 0.431 and raises ROUGE-L from 0.437 to 0.455: it ends loops, not sentences.
+REPEAT_STOP_NGRAM = 4
+REPEAT_STOP_TIMES = 4
 #: Positions the KV cache holds beyond the prompt at first; it doubles when a long answer needs more.
 INITIAL_CACHE_TOKENS = 256
 #: Tokens decoded again to look for a stop string that may span tokens (stop strings are a few characters).
@@ -49,7 +55,8 @@ class Decoding:
     max_new_tokens: int = 64
     min_new_tokens: int = 0  # EOS is suppressed before this many tokens (as transformers does)
     stop_strings: tuple[str, ...] = ()  # a row ends once its text holds one (the caller cuts the text there)
-    stop_repeat_ngram: int = 0  # a row ends when its last n tokens occurred before; those n tokens are dropped
+    stop_repeat_ngram: int = 0  # a row ends when its last n tokens occurred ``stop_repeat_times`` times (the last
+    stop_repeat_times: int = 2  # occurrence, from its first token on, is dropped)
     no_repeat_ngram_size: int = 0  # transformers' ban: a token that would repeat an n-gram is never chosen
     repetition_penalty: float = 1.0  # transformers' penalty on the scores of tokens already generated
     max_time: float | None = None  # seconds from the call: every row ends at the first step past it
@@ -68,7 +75,7 @@ class Generated:
 
     ids: list[int] = field(default_factory=list)
     reason: str = ""
-    _grams: set = field(default_factory=set, repr=False)
+    _grams: dict = field(default_factory=dict, repr=False)
     _banned: dict = field(default_factory=dict, repr=False)
 
 
@@ -214,10 +221,10 @@ def _finished(row: Generated, token: int, decoding: Decoding, eos_ids: tuple[int
     n = decoding.stop_repeat_ngram
     if n and len(ids) >= n:
         gram = tuple(ids[len(ids) - n:])
-        if gram in row._grams:
+        seen = row._grams[gram] = row._grams.get(gram, 0) + 1
+        if seen >= decoding.stop_repeat_times:
             del ids[len(ids) - n:]
             return "repeat"
-        row._grams.add(gram)
     if decoding.stop_strings and tokenizer is not None:
         tail = tokenizer.decode(ids[-STOP_WINDOW:], skip_special_tokens=True)
         if any(stop in tail for stop in decoding.stop_strings):

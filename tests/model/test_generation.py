@@ -86,6 +86,23 @@ def test_a_repeated_ngram_ends_the_row_before_the_repeat():
     assert row.ids == [1, 2, 3, 4, 5]
 
 
+def test_the_default_loop_stop_lets_a_phrase_recur_and_ends_a_loop():
+    from biomedgpt.model.generation import REPEAT_STOP_NGRAM, REPEAT_STOP_TIMES
+
+    rules = Decoding(max_new_tokens=200, stop_repeat_ngram=REPEAT_STOP_NGRAM, stop_repeat_times=REPEAT_STOP_TIMES)
+    phrase = [7, 8, 9, 10]  # "It is a member of", as ChEBI-20 descriptions say two or three times
+    prose = phrase + [20] + phrase + [21] + phrase + [22]
+    row = Generated()
+    assert all(_finished(row, token, rules, (0,), None) == "" for token in prose)
+    loop, fed = Generated(), 0
+    for token in [5] + phrase * 6:
+        fed += 1
+        if _finished(loop, token, rules, (0,), None) == "repeat":
+            break
+    assert fed == 1 + 4 * REPEAT_STOP_TIMES  # the fourth "It is a member of" ends it ...
+    assert loop.ids == [5] + phrase * (REPEAT_STOP_TIMES - 1)  # ... and is dropped
+
+
 def test_eos_length_and_the_ngram_ban():
     rules = Decoding(max_new_tokens=3)
     row = Generated()
