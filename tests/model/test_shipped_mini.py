@@ -1,10 +1,10 @@
 """The shipped BioMedGPT-mini weights (issue 6): ``pytest tests/model/test_shipped_mini.py``.
 
 Why these tests: the offline default must be the trained model that the model card describes, byte for
-byte, and the tool path must answer with it reproducibly. That the shipped retrieval reference indexes
-hold no ChEBI-20 test molecule and no protein of the 20 % test split is tested once, where the indexes
-are built: ``tests/model/test_retrieval.py`` (``test_shipped_molecule_reference_has_no_chebi20_test_molecule``,
-``test_shipped_protein_index_holds_only_the_train_split``).
+byte, and the tool path must answer with it reproducibly. What the shipped retrieval reference indexes
+hold (every ChEBI-20 row, which evaluation holds out by itself; no protein of the 20 % test split) is tested
+once, where the indexes are built: ``tests/model/test_retrieval.py``
+(``test_shipped_molecule_reference_holds_every_chebi20_row``, ``test_shipped_protein_index_holds_only_the_train_split``).
 """
 
 from __future__ import annotations
