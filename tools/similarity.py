@@ -2,7 +2,7 @@
 
 Why: a structure explained next to its nearest known neighbours (and what they are known to do) is
 evidence for an answer, and beats guessing. Local hits come from the shipped references in
-``biomedgpt.model.retrieval`` (ChEBI-20 validation) and always work offline; proteins are aligned with phmmer
+``biomedgpt.model.retrieval`` (every ChEBI-20 row, validation + test) and always work offline; proteins are aligned with phmmer
 (``biomedgpt.model.alignment``) to the shipped Swiss-Prot train split and the ``BIOMEDGPT_PROTEIN_DB`` FASTA, and
 a hit above ``BIOMEDGPT_PROTEIN_MAX_EVALUE`` is never evidence;
 ``BIOMEDGPT_MOLECULE_DB`` replaces the molecule reference with a large file of one's own
