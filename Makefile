@@ -1,4 +1,4 @@
-# biomedgpt — `make demo`, `make test`, `make bench` (`make bench-large`: the million-reference case). Each target creates .venv when it is missing.
+# biomedgpt — `make demo`, `make test`, `make bench` (`make bench-large`: a million similarity references and 100,000 literature chunks). Each target creates .venv when it is missing.
 # Installation goes through a stamp that depends on pyproject.toml, so a dependency added later
 # reaches existing venvs on the next `make`.
 
