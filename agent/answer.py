@@ -106,6 +106,9 @@ def sources_from_state(state: Mapping[str, Any]) -> dict[str, dict]:
     if _query_sequence(state):
         add(BIOPYTHON_LABEL, "Biopython", BIOPYTHON_URL, "length and mass computed locally from the sequence given")
     answers = state.get("model_answers") or []
+    for raw in answers:  # a model answer's evidence: its nearest known references, cited in the answer
+        for hit in ModelAnswer.model_validate(raw).evidence:
+            add(hit.label, hit.source, hit.link, hit.name)
     if answers:
         trained = all(a.get("trained", True) for a in answers)
         note = MODEL_OUTPUT_NOTE if trained else f"{MODEL_OUTPUT_NOTE}; {UNTRAINED_NOTE}"

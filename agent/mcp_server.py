@@ -162,6 +162,8 @@ def one_line(error: BaseException) -> str:
 
 def _citations(records: list[BaseModel]) -> list[dict[str, str]]:
     seen: dict[str, dict[str, str]] = {}
+    # a model answer cites its evidence (the nearest known references) before its own label
+    records = [part for record in records for part in [*getattr(record, "evidence", []), record]]
     for record in records:
         label = str(getattr(record, "label", "") or "")
         url = getattr(record, "link", None) or getattr(record, "url", "") or ""

@@ -639,7 +639,7 @@ class ModelAnswer(BaseModel):
         evidence = self.evidence_lines()
         if evidence:
             lines += ["**Nearest known references** (the evidence; the model's text below is not checked against "
-                      "them)", *evidence]
+                      "them)", *evidence, ""]  # a blank line: the heading below is not part of the last item
         lines.append(f"**BioMedGPT model output** ({self.caveat}{'; input: ' + saw if saw else ''})")
         text = " ".join(self.text.split()) or "(the model returned no text)"
         if len(text) > self.text_limit:
