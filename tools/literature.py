@@ -302,9 +302,7 @@ class LiteratureStore:
             raise InputError(f"k must be an integer between 1 and {MAX_K}, got {k!r}")
         if self.bundled and not self._bundled_checked:
             self.ensure_bundled(progress=True)  # a bar only if chunks must really be embedded
-        collection = self.collection
-        if self.count() == 0:
-            return []
+        collection = self.collection  # an empty collection answers with empty lists: no count() first (7.7 ms at 100k)
         where = {"pmid": str(pmid)} if pmid else None
         result = self._call("query", collection.query, query_texts=[query.strip()], n_results=k, where=where,
                             include=["documents", "metadatas", "distances"])

@@ -302,3 +302,8 @@ def test_json_documents_lists_and_gzip(tmp_path):
     docs = [d for p in expand_paths([tmp_path]) for d in iter_documents(p, report)]
     assert [(d.pmid, d.year, d.journal) for d in docs] == [("5", 1999, None), ("6", None, "J")] * 2
     assert report.skipped_rows == 1 and "one.json:1: no title and no abstract" in report.problems[0]
+
+
+def test_an_empty_store_answers_with_no_passages(home):
+    store = LiteratureStore(bundled=False)  # search asks Chroma directly, without counting the store first
+    assert store.search("BRCA1 breast cancer", k=5) == [] and store.search("BRCA1", k=3, pmid="123") == []
