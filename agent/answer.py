@@ -97,18 +97,16 @@ def sources_from_state(state: Mapping[str, Any]) -> dict[str, dict]:
         passage = Passage.model_validate(raw)
         add(passage.label, "PubMed" if passage.pmid else "document", passage.url,
             passage.title + (f" (chunk {passage.chunk})" if not passage.pmid else "") if passage.title else "")
-    for raw in state.get("similar") or []:
-        hit = SimilarHit.model_validate(raw)
+    answers = state.get("model_answers") or []
+    # the turn's neighbours, and each model answer's evidence (its nearest known references, cited in the answer)
+    hits = [SimilarHit.model_validate(raw) for raw in state.get("similar") or []]
+    for hit in [*hits, *(h for raw in answers for h in ModelAnswer.model_validate(raw).evidence)]:
         add(hit.label, hit.source, hit.link, hit.name)
     if state.get("properties"):
         add(MoleculeProperties.label, "RDKit", MoleculeProperties.url,
             "descriptors computed locally with RDKit (not looked up)")
     if _query_sequence(state):
         add(BIOPYTHON_LABEL, "Biopython", BIOPYTHON_URL, "length and mass computed locally from the sequence given")
-    answers = state.get("model_answers") or []
-    for raw in answers:  # a model answer's evidence: its nearest known references, cited in the answer
-        for hit in ModelAnswer.model_validate(raw).evidence:
-            add(hit.label, hit.source, hit.link, hit.name)
     if answers:
         trained = all(a.get("trained", True) for a in answers)
         note = MODEL_OUTPUT_NOTE if trained else f"{MODEL_OUTPUT_NOTE}; {UNTRAINED_NOTE}"
@@ -453,16 +451,9 @@ def _similarity_pair(subjects: list[Subject]) -> str | None:
 def _evidence_hits(hits: list[dict], min_molecule: float, max_evalue: float = 1e-5) -> tuple[list[SimilarHit], int]:
     """Neighbours close enough to be evidence, and how many were dropped as too distant. An alignment hit (one
     with an E-value: proteins, model/alignment.py) is judged by its E-value, never by a similarity floor."""
-    kept = []
-    for raw in hits:
-        hit = SimilarHit.model_validate(raw)
-        if hit.evalue is not None:
-            if hit.evalue <= max_evalue:
-                kept.append(hit)
-            continue
-        floor = min_molecule if hit.kind == "molecule" else PROTEIN_NEIGHBOUR_FLOOR
-        if hit.similarity >= floor:
-            kept.append(hit)
+    parsed = [SimilarHit.model_validate(raw) for raw in hits]
+    kept = [hit for hit in parsed
+            if hit.is_evidence(min_molecule if hit.kind == "molecule" else PROTEIN_NEIGHBOUR_FLOOR, max_evalue)]
     return kept, len(hits) - len(kept)
 
 

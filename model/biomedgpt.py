@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -40,8 +40,8 @@ from biomedgpt.model.prompts import model_structure_prompt, retrieval_context
 from biomedgpt.model.quantize import resolve_weight_format
 
 IGNORE_INDEX = -100
-_DECODING_FIELDS = {"min_new_tokens", "stop_strings", "stop_repeat_ngram", "stop_repeat_times", "no_repeat_ngram_size",
-                    "repetition_penalty", "max_time"}
+#: The generation options ``generate_rows`` takes besides ``max_new_tokens``: ``Decoding``'s other fields.
+_DECODING_FIELDS = {option.name for option in fields(Decoding)} - {"max_new_tokens"}
 _PLACEHOLDER = re.compile(f"({re.escape(MOLECULE_PLACEHOLDER)}|{re.escape(PROTEIN_PLACEHOLDER)})")
 
 
@@ -313,8 +313,8 @@ class BioMedGPT(nn.Module):
         loop) on left-padded spliced embeddings.
 
         ``options`` are ``Decoding``'s fields: ``min_new_tokens``, ``stop_strings`` (``stop_at_separator`` adds the
-        ``###`` turn separator), ``stop_repeat_ngram``, ``no_repeat_ngram_size``, ``repetition_penalty``,
-        ``max_time``. Inside a ``core.cancel.cancel_scope`` the stop event is checked between layers and tokens:
+        ``###`` turn separator), ``stop_repeat_ngram``, ``stop_repeat_times``, ``no_repeat_ngram_size``,
+        ``repetition_penalty``, ``max_time``. Inside a ``core.cancel.cancel_scope`` the stop event is checked between layers and tokens:
         setting it (Ctrl-C) raises ``Cancelled`` promptly, in the prompt's prefill too."""
         if do_sample:
             raise ConfigError("BioMedGPT generates greedily; sampling (do_sample=True) is not offered")

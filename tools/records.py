@@ -510,6 +510,14 @@ class SimilarHit(BaseModel):
         there was, never as a homologue."""
         return self.evalue is None or self.evalue_cutoff is None or self.evalue <= self.evalue_cutoff
 
+    def is_evidence(self, min_similarity: float, max_evalue: float | None = None) -> bool:
+        """Close enough to be evidence: an alignment hit by its E-value (at most ``max_evalue``, by default the
+        cutoff it was searched with), never by a similarity floor; any other hit by ``min_similarity``."""
+        if self.evalue is not None:
+            cutoff = self.evalue_cutoff if max_evalue is None else max_evalue
+            return cutoff is None or self.evalue <= cutoff
+        return self.similarity >= min_similarity
+
     def alignment_text(self) -> str:
         """'E-value 3e-45, 98 % identity over 100 % of the query' ('' for a hit not found by alignment)."""
         if self.evalue is None:
@@ -608,7 +616,7 @@ class ModelAnswer(BaseModel):
         their E-value cutoff), or a plain statement that none is; nothing when none was searched."""
         if not self.evidence_searched:
             return []
-        close = [hit for hit in self.evidence if hit.similarity >= self.evidence_floor and hit.significant]
+        close = [hit for hit in self.evidence if hit.is_evidence(self.evidence_floor)]
         if close:
             return [line for hit in close for line in hit.markdown()]
         if not self.evidence:
